@@ -1,0 +1,461 @@
+//! Request signatures: who sent a request, that it is fresh, and that it was
+//! not seen before.
+//!
+//! Every request except `GET /health` carries the headers of
+//! [`crate::wire::headers`]. With a cluster secret, an HMAC-SHA256 over the
+//! request (see [`Authenticator::sign`]) proves the sender knows the secret and
+//! that nothing it covers was altered. Two further checks stop a captured
+//! request from being sent again: its wall-clock timestamp must be within the
+//! freshness window, and its counter must be new for its sender
+//! ([`replay`]). The counter is the guard that matters, because node clocks
+//! may disagree; the timestamp limits how long an evicted sender's requests
+//! stay replayable.
+
+pub mod replay;
+
+use std::fmt;
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use bytes::Bytes;
+use hmac::{Hmac, Mac};
+use http::{HeaderName, HeaderValue, Request, StatusCode};
+use sha2::{Digest, Sha256};
+
+use crate::id::{Incarnation, NodeId};
+use crate::time::WallTime;
+use crate::wire::headers::{
+    PROTOCOL_VERSION, X_CLUSTER_COUNTER, X_CLUSTER_INCARNATION, X_CLUSTER_NODE,
+    X_CLUSTER_SIGNATURE, X_CLUSTER_TIMESTAMP, X_CLUSTER_VERSION,
+};
+
+use replay::{Rejection, ReplayGuard};
+
+/// The shared cluster secret. Its `Debug` output never shows the value.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret.
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+
+    /// The secret's bytes, as keyed into the MAC.
+    pub fn expose(&self) -> &[u8] {
+        self.0.as_bytes()
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// Who sent a verified request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sender {
+    /// The sender's node id, from `x-cluster-node`.
+    pub node: NodeId,
+    /// The sender's incarnation, from `x-cluster-incarnation`.
+    pub incarnation: Incarnation,
+    /// The request's counter within that incarnation, from `x-cluster-counter`.
+    pub counter: u64,
+}
+
+/// Why a request was refused. A refused request changed nothing.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    /// A required protocol header is absent.
+    #[error("missing header {name}")]
+    MissingHeader {
+        /// The header.
+        name: HeaderName,
+    },
+    /// A protocol header is present but unusable.
+    #[error("malformed header {name}: {reason}")]
+    MalformedHeader {
+        /// The header.
+        name: HeaderName,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// The signature does not match: the sender uses another cluster secret,
+    /// or the request was altered on the way.
+    #[error(
+        "bad signature: the sender does not use this cluster's secret, or the request was altered"
+    )]
+    BadSignature,
+    /// The timestamp is outside the freshness window.
+    #[error("request timestamp is {skew_ms} ms off this node's clock (sender minus receiver), outside the freshness window; check both clocks")]
+    Stale {
+        /// The sender's timestamp minus this node's wall time, in milliseconds.
+        skew_ms: i64,
+    },
+    /// The counter was used before, or is too old to tell.
+    #[error("request counter {counter} was already used or is too old: refused as a replay")]
+    Replayed {
+        /// The refused counter.
+        counter: u64,
+    },
+    /// The sender is known under a newer incarnation; the request comes from
+    /// a previous life of that node.
+    #[error(
+        "sender incarnation {theirs} is older than the known incarnation {known}: re-register"
+    )]
+    StaleIncarnation {
+        /// The incarnation in the request.
+        theirs: Incarnation,
+        /// The newest incarnation seen from that node.
+        known: Incarnation,
+    },
+    /// The sender speaks another protocol version.
+    #[error("incompatible cluster protocol version: the sender speaks version {theirs:?}, this node speaks version {ours}")]
+    IncompatibleVersion {
+        /// The sender's version header, as sent (cut to a printable length).
+        theirs: String,
+        /// [`PROTOCOL_VERSION`].
+        ours: u32,
+    },
+}
+
+impl AuthError {
+    /// The HTTP status to answer with.
+    ///
+    /// `403` is reserved for a bad signature: a worker that receives it stops,
+    /// because its secret is wrong and retrying cannot help. Everything that a
+    /// retry with fresh headers could fix is `401`.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            AuthError::MissingHeader { .. }
+            | AuthError::MalformedHeader { .. }
+            | AuthError::Stale { .. }
+            | AuthError::Replayed { .. } => StatusCode::UNAUTHORIZED,
+            AuthError::BadSignature => StatusCode::FORBIDDEN,
+            AuthError::StaleIncarnation { .. } => StatusCode::CONFLICT,
+            AuthError::IncompatibleVersion { .. } => StatusCode::BAD_REQUEST,
+        }
+    }
+
+    /// Short snake_case name, used as `error` in JSON error bodies.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            AuthError::MissingHeader { .. } => "missing_header",
+            AuthError::MalformedHeader { .. } => "malformed_header",
+            AuthError::BadSignature => "bad_signature",
+            AuthError::Stale { .. } => "stale_timestamp",
+            AuthError::Replayed { .. } => "replayed",
+            AuthError::StaleIncarnation { .. } => "stale_incarnation",
+            AuthError::IncompatibleVersion { .. } => "incompatible_version",
+        }
+    }
+}
+
+/// Signs outgoing requests and verifies incoming ones.
+///
+/// The signature is HMAC-SHA256, keyed with the cluster secret, over these
+/// lines joined by `\n`: the protocol version, the method, the path with its
+/// query, the sender's node id, incarnation, counter and timestamp, and the
+/// lowercase hex SHA-256 of the body. None of the parts can contain a newline,
+/// so the joined string is unambiguous.
+///
+/// ```
+/// use std::time::Duration;
+/// use bytes::Bytes;
+/// use mqtt_cluster_core::auth::{Authenticator, Secret};
+/// use mqtt_cluster_core::{Incarnation, NodeId, WallTime};
+///
+/// let secret = Some(Secret::new("correct horse battery staple"));
+/// let mut auth = Authenticator::new(secret, Duration::from_secs(30), 1024);
+/// let me = NodeId::new("worker-1").unwrap();
+/// let now = WallTime::from_unix_millis(1_700_000_000_000);
+///
+/// let mut request = http::Request::post("/heartbeat")
+///     .body(Bytes::from_static(b"{}"))
+///     .unwrap();
+/// auth.sign(&mut request, &me, Incarnation(7), 1, now);
+///
+/// let sender = auth.verify(&request, now).unwrap();
+/// assert_eq!((sender.node, sender.incarnation, sender.counter), (me, Incarnation(7), 1));
+///
+/// // The same request again is a replay.
+/// let err = auth.verify(&request, now).unwrap_err();
+/// assert_eq!((err.kind(), err.status().as_u16()), ("replayed", 401));
+/// ```
+pub struct Authenticator {
+    secret: Option<Secret>,
+    freshness_window: Duration,
+    replay: ReplayGuard,
+}
+
+impl fmt::Debug for Authenticator {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Authenticator")
+            .field("open", &self.secret.is_none())
+            .field("freshness_window", &self.freshness_window)
+            .field("tracked_senders", &self.replay.len())
+            .finish()
+    }
+}
+
+/// Identity headers as parsed from a request.
+struct Claimed {
+    node: NodeId,
+    incarnation: Incarnation,
+    counter: u64,
+    timestamp: WallTime,
+}
+
+impl Authenticator {
+    /// An authenticator for a cluster with `secret`.
+    ///
+    /// `secret: None` means an open cluster: no signatures, but identity
+    /// headers, version and replay counters are still checked. The replay
+    /// guard remembers at most `max_senders` senders (at least one), evicting
+    /// the least recently heard from.
+    pub fn new(secret: Option<Secret>, freshness_window: Duration, max_senders: usize) -> Self {
+        Authenticator {
+            secret,
+            freshness_window,
+            replay: ReplayGuard::new(max_senders),
+        }
+    }
+
+    /// Whether this is an open cluster (no secret).
+    pub fn is_open(&self) -> bool {
+        self.secret.is_none()
+    }
+
+    /// How many senders the replay guard remembers now (for status).
+    pub fn tracked_senders(&self) -> usize {
+        self.replay.len()
+    }
+
+    /// Adds all protocol headers (version, node, incarnation, counter,
+    /// timestamp, and the signature unless the cluster is open) to an outgoing
+    /// request, replacing any already there.
+    ///
+    /// Sign last: the signature covers the method, path and body as they are
+    /// now. `counter` must start at 1 and grow with every request within an
+    /// incarnation; receivers refuse 0 and any counter they have seen.
+    pub fn sign(
+        &self,
+        request: &mut Request<Bytes>,
+        node: &NodeId,
+        incarnation: Incarnation,
+        counter: u64,
+        wall: WallTime,
+    ) {
+        let claimed = Claimed {
+            node: node.clone(),
+            incarnation,
+            counter,
+            timestamp: wall,
+        };
+        let signature = self.secret.as_ref().and_then(|secret| {
+            let mac = mac(secret, request, &claimed)?;
+            HeaderValue::from_str(&hex(&mac.finalize().into_bytes())).ok()
+        });
+        let headers = request.headers_mut();
+        headers.insert(X_CLUSTER_VERSION, HeaderValue::from(PROTOCOL_VERSION));
+        // Node names are restricted to visible ASCII, so this cannot fail;
+        // should it, the receiver refuses the request as missing its node.
+        if let Ok(value) = HeaderValue::from_str(node.as_str()) {
+            headers.insert(X_CLUSTER_NODE, value);
+        }
+        headers.insert(X_CLUSTER_INCARNATION, HeaderValue::from(incarnation.0));
+        headers.insert(X_CLUSTER_COUNTER, HeaderValue::from(counter));
+        headers.insert(
+            X_CLUSTER_TIMESTAMP,
+            HeaderValue::from(wall.as_unix_millis()),
+        );
+        match signature {
+            Some(value) => {
+                headers.insert(X_CLUSTER_SIGNATURE, value);
+            }
+            None => {
+                headers.remove(X_CLUSTER_SIGNATURE);
+            }
+        }
+    }
+
+    /// Checks a received request: version, identity headers, timestamp
+    /// format, signature (unless open), freshness, then incarnation and
+    /// counter.
+    ///
+    /// On `Ok`, remembers the counter so the request cannot be replayed and
+    /// returns the sender. On `Err`, changes nothing.
+    pub fn verify(
+        &mut self,
+        request: &Request<Bytes>,
+        wall: WallTime,
+    ) -> Result<Sender, AuthError> {
+        check_version(request)?;
+        let claimed = parse_claimed(request)?;
+        if let Some(secret) = &self.secret {
+            let signature = parse_signature(single_header(request, &X_CLUSTER_SIGNATURE)?)?;
+            let mac = mac(secret, request, &claimed).ok_or(AuthError::BadSignature)?;
+            mac.verify_slice(&signature)
+                .map_err(|_| AuthError::BadSignature)?;
+        }
+        if claimed.timestamp.distance(wall) > self.freshness_window {
+            let skew =
+                i128::from(claimed.timestamp.as_unix_millis()) - i128::from(wall.as_unix_millis());
+            let skew_ms = i64::try_from(skew).unwrap_or(if skew < 0 { i64::MIN } else { i64::MAX });
+            return Err(AuthError::Stale { skew_ms });
+        }
+        self.replay
+            .record(&claimed.node, claimed.incarnation, claimed.counter)
+            .map_err(|rejection| match rejection {
+                Rejection::Replayed => AuthError::Replayed {
+                    counter: claimed.counter,
+                },
+                Rejection::StaleIncarnation { known } => AuthError::StaleIncarnation {
+                    theirs: claimed.incarnation,
+                    known,
+                },
+            })?;
+        Ok(Sender {
+            node: claimed.node,
+            incarnation: claimed.incarnation,
+            counter: claimed.counter,
+        })
+    }
+}
+
+/// The keyed MAC fed with the canonical string; `None` only if HMAC refused
+/// the key, which it never does for any key length.
+fn mac(secret: &Secret, request: &Request<Bytes>, claimed: &Claimed) -> Option<Hmac<Sha256>> {
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(secret.expose()).ok()?;
+    mac.update(canonical(request, claimed).as_bytes());
+    Some(mac)
+}
+
+/// The signed text. Parsed values are rendered back rather than the raw
+/// header text, so that a signature binds exactly what the receiver acts on.
+fn canonical(request: &Request<Bytes>, claimed: &Claimed) -> String {
+    let path = request.uri().path_and_query().map_or("/", |p| p.as_str());
+    format!(
+        "{PROTOCOL_VERSION}\n{}\n{path}\n{}\n{}\n{}\n{}\n{}",
+        request.method(),
+        claimed.node,
+        claimed.incarnation.0,
+        claimed.counter,
+        claimed.timestamp.as_unix_millis(),
+        hex(&Sha256::digest(request.body())),
+    )
+}
+
+fn hex(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        let _ = write!(out, "{b:02x}");
+    }
+    out
+}
+
+fn parse_signature(text: &str) -> Result<[u8; 32], AuthError> {
+    let malformed = |reason| AuthError::MalformedHeader {
+        name: X_CLUSTER_SIGNATURE,
+        reason,
+    };
+    let digits = text.as_bytes();
+    if digits.len() != 64 {
+        return Err(malformed("expected 64 hex digits"));
+    }
+    let mut out = [0u8; 32];
+    for (byte, pair) in out.iter_mut().zip(digits.chunks_exact(2)) {
+        let (Some(hi), Some(lo)) = (
+            pair.first().copied().and_then(nibble),
+            pair.get(1).copied().and_then(nibble),
+        ) else {
+            return Err(malformed("not a hex digit"));
+        };
+        *byte = (hi << 4) | lo;
+    }
+    Ok(out)
+}
+
+fn nibble(c: u8) -> Option<u8> {
+    match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        b'A'..=b'F' => Some(c - b'A' + 10),
+        _ => None,
+    }
+}
+
+/// The one value of a header. A repeated protocol header is refused: sender
+/// and receiver might otherwise read different copies.
+fn single_header<'r>(request: &'r Request<Bytes>, name: &HeaderName) -> Result<&'r str, AuthError> {
+    let mut values = request.headers().get_all(name).iter();
+    let value = values
+        .next()
+        .ok_or_else(|| AuthError::MissingHeader { name: name.clone() })?;
+    if values.next().is_some() {
+        return Err(AuthError::MalformedHeader {
+            name: name.clone(),
+            reason: "repeated",
+        });
+    }
+    value.to_str().map_err(|_| AuthError::MalformedHeader {
+        name: name.clone(),
+        reason: "not visible ASCII",
+    })
+}
+
+/// A plain decimal: digits only, so that `+5` or ` 5` cannot make two
+/// different header texts mean the same number.
+fn parse_decimal(text: &str) -> Option<u64> {
+    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    text.parse().ok()
+}
+
+fn decimal_header(request: &Request<Bytes>, name: &HeaderName) -> Result<u64, AuthError> {
+    parse_decimal(single_header(request, name)?).ok_or_else(|| AuthError::MalformedHeader {
+        name: name.clone(),
+        reason: "expected a decimal number that fits in 64 bits",
+    })
+}
+
+fn check_version(request: &Request<Bytes>) -> Result<(), AuthError> {
+    let theirs = single_header(request, &X_CLUSTER_VERSION)?;
+    if parse_decimal(theirs) == Some(u64::from(PROTOCOL_VERSION)) {
+        Ok(())
+    } else {
+        Err(AuthError::IncompatibleVersion {
+            theirs: theirs.chars().take(32).collect(),
+            ours: PROTOCOL_VERSION,
+        })
+    }
+}
+
+fn parse_claimed(request: &Request<Bytes>) -> Result<Claimed, AuthError> {
+    let node = NodeId::new(single_header(request, &X_CLUSTER_NODE)?).map_err(|_| {
+        AuthError::MalformedHeader {
+            name: X_CLUSTER_NODE,
+            reason: "not a valid node name",
+        }
+    })?;
+    let incarnation = Incarnation(decimal_header(request, &X_CLUSTER_INCARNATION)?);
+    let counter = decimal_header(request, &X_CLUSTER_COUNTER)?;
+    if counter == 0 {
+        return Err(AuthError::MalformedHeader {
+            name: X_CLUSTER_COUNTER,
+            reason: "counters start at 1",
+        });
+    }
+    let timestamp = WallTime::from_unix_millis(decimal_header(request, &X_CLUSTER_TIMESTAMP)?);
+    Ok(Claimed {
+        node,
+        incarnation,
+        counter,
+        timestamp,
+    })
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,156 @@
+//! Names of things: nodes, their incarnations, requests and streams.
+
+use std::fmt;
+use std::sync::Arc;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// The longest node name accepted, in bytes.
+pub const MAX_NODE_NAME: usize = 64;
+
+/// A node's identity in the cluster: its name.
+///
+/// Names are chosen by the node (the `nodeName` key, or one derived from the
+/// node's seed) and are unique cluster-wide, so any core can confirm an id at
+/// registration without asking the others; two cores registering two nodes at
+/// the same moment can never hand out the same id. A restarted node keeps its
+/// id and comes back with a higher [`Incarnation`].
+///
+/// A name is 1 to 64 characters of `A-Z a-z 0-9 . _ - :`.
+///
+/// ```
+/// use mqtt_cluster_core::NodeId;
+/// let id = NodeId::new("worker-1").unwrap();
+/// assert_eq!(id.as_str(), "worker-1");
+/// assert!(NodeId::new("no spaces").is_err());
+/// ```
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct NodeId(Arc<str>);
+
+/// A node name that breaks the rules of [`NodeId`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "invalid node name {name:?}: expected 1 to {MAX_NODE_NAME} characters of A-Z a-z 0-9 . _ - :"
+)]
+pub struct InvalidNodeId {
+    /// The refused name (cut to a printable length).
+    pub name: String,
+}
+
+impl NodeId {
+    /// Checks `name` and makes it an id.
+    pub fn new(name: &str) -> Result<Self, InvalidNodeId> {
+        let valid = !name.is_empty()
+            && name.len() <= MAX_NODE_NAME
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b':'));
+        if valid {
+            Ok(NodeId(Arc::from(name)))
+        } else {
+            Err(InvalidNodeId {
+                name: name.chars().take(80).collect(),
+            })
+        }
+    }
+
+    /// A name for a node whose configuration gives none: `node-` and 16 hex
+    /// digits spread from `seed`, so nearby seeds give unrelated names.
+    ///
+    /// ```
+    /// use mqtt_cluster_core::NodeId;
+    /// assert_ne!(NodeId::from_seed(1), NodeId::from_seed(2));
+    /// assert!(NodeId::from_seed(1).as_str().starts_with("node-"));
+    /// ```
+    pub fn from_seed(seed: u64) -> NodeId {
+        // SplitMix64's finaliser.
+        let mut z = seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^= z >> 31;
+        NodeId(Arc::from(format!("node-{z:016x}").as_str()))
+    }
+
+    /// The name.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for NodeId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", &*self.0)
+    }
+}
+
+impl fmt::Display for NodeId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::str::FromStr for NodeId {
+    type Err = InvalidNodeId;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        NodeId::new(s)
+    }
+}
+
+impl Serialize for NodeId {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for NodeId {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        NodeId::new(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+/// How many times a node has started (or refuted its own death).
+///
+/// A node picks its incarnation at start from the wall clock, so a restart
+/// comes back higher; it bumps it when it learns the cluster declared its
+/// current incarnation dead. Anything a node sent under an older incarnation
+/// is stale and refused with `409`.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+#[serde(transparent)]
+pub struct Incarnation(pub u64);
+
+impl fmt::Display for Incarnation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// Whether a node serves the cluster API (core) or only connects to one (worker).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Serves the HTTP API, holds the authoritative member list, relays messages.
+    Core,
+    /// Registers with a core and receives everything over its stream.
+    Worker,
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Role::Core => "core",
+            Role::Worker => "worker",
+        })
+    }
+}
+
+/// Names one request the node asked the runtime to send ([`crate::Transmit`]).
+/// The runtime reports its fate exactly once with this id.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct RequestId(pub u64);
+
+/// Names one open `GET /stream` response a core is feeding.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct StreamId(pub u64);

@@ -1,0 +1,423 @@
+//! The node: one member of the cluster, as a state machine.
+//!
+//! [`Node`] ties the other modules together. Its methods fall in four groups:
+//!
+//! - **inputs**, each with the current [`Now`]: [`Node::handle_request`],
+//!   [`Node::handle_response`], [`Node::handle_stream_data`],
+//!   [`Node::handle_stream_end`], [`Node::handle_stream_closed`],
+//!   [`Node::handle_timeout`];
+//! - **host actions**: [`Node::leave`];
+//! - **outputs**, drained until `None` after every input:
+//!   [`Node::poll_transmit`], [`Node::poll_stream`], [`Node::poll_event`],
+//!   [`Node::poll_timeout`];
+//! - **getters**: [`Node::id`], [`Node::role`], [`Node::incarnation`],
+//!   [`Node::status`], [`Node::stats`], [`Node::max_body_size`].
+//!
+//! The code is split by duty: `serve` answers requests on a core, `peers`
+//! keeps a core in touch with the other cores, `session` keeps a worker
+//! registered with a core, `watch` is the failure detector.
+
+mod output;
+mod peers;
+mod serve;
+mod session;
+mod status;
+mod watch;
+
+use std::collections::{BTreeMap, VecDeque};
+
+use bytes::Bytes;
+
+use crate::auth::Authenticator;
+use crate::config::{Config, ConfigError};
+use crate::id::{Incarnation, NodeId, RequestId, Role, StreamId};
+use crate::membership::{Change, Membership};
+use crate::time::{Instant, Now};
+use crate::wire::messages::{MemberRecord, MemberState, Stamp};
+use crate::wire::{sse, Endpoint};
+
+pub use output::{Event, StreamOutput, Transmit, TransportError};
+pub use serve::RequestError;
+pub use status::{MemberStatus, Phase, Stats, Status};
+
+use peers::CoreDuty;
+use session::WorkerDuty;
+
+/// How many requests the replay guard remembers senders for.
+const MAX_TRACKED_SENDERS: usize = 4096;
+/// How many tombstones a node keeps at most.
+const MAX_TOMBSTONES: usize = 4096;
+
+/// One cluster member: a core or a worker, decided by [`Config::core`].
+///
+/// Feed it inputs, then drain its outputs until each `poll_*` returns `None`:
+///
+/// ```
+/// use mqtt_cluster_core::{Config, Instant, Node, Now, WallTime};
+///
+/// let config = Config::from_yaml_str(
+///     "core: true\nport: 8884\nsecret: correct-horse-battery\nnodeName: core1\n",
+/// ).unwrap();
+/// let start = Now::new(Instant::ZERO, WallTime::from_unix_millis(1_700_000_000_000));
+/// let mut node = Node::new(config, start, 7).unwrap();
+///
+/// let deadline = node.poll_timeout().unwrap();
+/// node.handle_timeout(start.after(deadline - start.instant));
+/// while let Some(transmit) = node.poll_transmit() {
+///     // send transmit.request to transmit.to, then call node.handle_response
+///     let _ = transmit;
+/// }
+/// while let Some(event) = node.poll_event() {
+///     println!("{event:?}");
+/// }
+/// ```
+#[derive(Debug)]
+pub struct Node {
+    config: Config,
+    id: NodeId,
+    role: Role,
+    auth: Authenticator,
+    /// Counter of signed requests: the replay guard's key on the other side.
+    signed: u64,
+    next_request: u64,
+    latest: Now,
+    phase: Phase,
+    next_tick: Instant,
+    membership: Membership,
+    pending: BTreeMap<RequestId, Pending>,
+    transmits: VecDeque<Transmit>,
+    events: VecDeque<Event>,
+    stream_output: VecDeque<StreamOutput>,
+    core: CoreDuty,
+    worker: WorkerDuty,
+    stats: Stats,
+}
+
+/// What a request the node sent was for, so its response can be understood.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Pending {
+    /// A core registering with the core at `clusters`-slot `slot`.
+    CoreRegister { slot: usize },
+    /// A core's heartbeat to another core.
+    CoreHeartbeat { peer: NodeId },
+    /// Member records pushed to another core.
+    CoreSync { peer: NodeId },
+    /// A core telling another it leaves.
+    CoreLeave,
+    /// A worker registering with `clusters[candidate]`.
+    WorkerRegister { candidate: usize },
+    /// A worker's heartbeat to its core.
+    WorkerHeartbeat,
+    /// A worker's push stream.
+    WorkerStream,
+    /// A worker telling its core it leaves.
+    WorkerLeave,
+}
+
+/// The node could not be created.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NodeError {
+    /// The configuration is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+}
+
+impl Node {
+    /// Creates a node from a validated configuration.
+    ///
+    /// `now` is the start time: the node's first incarnation is its wall-clock
+    /// milliseconds, so a restarted node comes back with a higher one. `seed`
+    /// is the node's only source of randomness; it names the node when the
+    /// configuration gives no `nodeName`.
+    pub fn new(config: Config, now: Now, seed: u64) -> Result<Node, NodeError> {
+        config.validate()?;
+        let role = if config.core { Role::Core } else { Role::Worker };
+        let id = config.node_name.clone().unwrap_or_else(|| NodeId::from_seed(seed));
+        let incarnation = Incarnation(now.wall.as_unix_millis().max(1));
+        let me = MemberRecord {
+            id: id.clone(),
+            role,
+            incarnation,
+            state: MemberState::Alive,
+            home: id.clone(),
+            address: config.advertise.as_ref().map(|u| u.to_string()),
+            stamp: Stamp {
+                clock: 0,
+                by: id.clone(),
+            },
+        };
+        let auth = Authenticator::new(config.secret.clone(), config.freshness_window, MAX_TRACKED_SENDERS);
+        let core = CoreDuty::new(&config);
+        let worker = WorkerDuty::new(&config);
+        let mut node = Node {
+            id,
+            role,
+            auth,
+            signed: 0,
+            next_request: 0,
+            latest: now,
+            phase: Phase::Running,
+            next_tick: now.instant + config.heartbeat_interval,
+            membership: Membership::new(me, now.instant),
+            pending: BTreeMap::new(),
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+            stream_output: VecDeque::new(),
+            core,
+            worker,
+            stats: Stats::default(),
+            config,
+        };
+        match role {
+            Role::Core => node.core_tick(now),
+            Role::Worker => node.worker_start(now),
+        }
+        Ok(node)
+    }
+
+    // ----- getters -----
+
+    /// This node's id.
+    pub fn id(&self) -> &NodeId {
+        &self.id
+    }
+
+    /// Core or worker.
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    /// The current incarnation.
+    pub fn incarnation(&self) -> Incarnation {
+        self.membership.my_incarnation()
+    }
+
+    /// The configuration the node runs with.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The largest request or response body the node accepts; runtimes stop
+    /// reading a body beyond it.
+    pub fn max_body_size(&self) -> usize {
+        self.config.max_body_size
+    }
+
+    /// The record this node holds for `id`.
+    pub fn member(&self, id: &NodeId) -> Option<&MemberRecord> {
+        self.membership.get(id)
+    }
+
+    // ----- inputs -----
+
+    /// Reports the fate of a [`Transmit`]. A streaming request reports its
+    /// response head here (with an empty body) before its body arrives
+    /// through [`Node::handle_stream_data`]. Unknown ids are ignored.
+    pub fn handle_response(
+        &mut self,
+        now: Now,
+        id: RequestId,
+        result: Result<http::Response<Bytes>, TransportError>,
+    ) {
+        let now = self.advance(now);
+        let Some(pending) = self.pending.remove(&id) else {
+            self.stats.unknown_responses += 1;
+            return;
+        };
+        if result.is_err() {
+            self.stats.transport_errors += 1;
+        }
+        if self.phase.is_finished() {
+            return;
+        }
+        match pending {
+            Pending::CoreRegister { slot } => self.on_core_register(now, slot, result),
+            Pending::CoreHeartbeat { peer } => self.on_core_heartbeat(now, &peer, result),
+            Pending::CoreSync { peer } => self.on_core_sync(now, &peer, result),
+            Pending::CoreLeave | Pending::WorkerLeave => self.on_leave_answered(),
+            Pending::WorkerRegister { candidate } => self.on_worker_register(now, candidate, result),
+            Pending::WorkerHeartbeat => self.on_worker_heartbeat(now, result),
+            Pending::WorkerStream => self.on_stream_head(now, id, result),
+        }
+    }
+
+    /// Feeds bytes of a worker's push stream, as they arrive, split anywhere.
+    pub fn handle_stream_data(&mut self, now: Now, id: RequestId, data: &[u8]) {
+        let now = self.advance(now);
+        if !self.phase.is_finished() {
+            self.on_stream_data(now, id, data);
+        }
+    }
+
+    /// Reports that a worker's push stream ended (closed, broken, or timed
+    /// out). The worker opens a new one at its next heartbeat.
+    pub fn handle_stream_end(&mut self, now: Now, id: RequestId) {
+        let now = self.advance(now);
+        self.pending.remove(&id);
+        self.on_stream_end(now, id);
+    }
+
+    /// Reports that the connection of a stream this core serves is gone.
+    pub fn handle_stream_closed(&mut self, now: Now, stream: StreamId) {
+        self.advance(now);
+        self.core.forget_stream(stream);
+    }
+
+    /// Does the periodic work due at `now`: heartbeats, failure detection,
+    /// registration retries. Calling it before [`Node::poll_timeout`] is
+    /// harmless: it does nothing.
+    pub fn handle_timeout(&mut self, now: Now) {
+        let now = self.advance(now);
+        if self.phase.is_finished() || now.instant < self.next_tick {
+            return;
+        }
+        self.next_tick = now.instant + self.config.heartbeat_interval;
+        match self.role {
+            Role::Core => self.core_tick(now),
+            Role::Worker => self.worker_tick(now),
+        }
+    }
+
+    // ----- host actions -----
+
+    /// Leaves the cluster gracefully: tells the core(s), then does nothing
+    /// more. [`Event::Left`] follows once the others were told.
+    pub fn leave(&mut self, now: Now) {
+        let now = self.advance(now);
+        if self.phase != Phase::Running {
+            return;
+        }
+        self.phase = Phase::Leaving;
+        match self.role {
+            Role::Core => self.core_leave(now),
+            Role::Worker => self.worker_leave(now),
+        }
+        if !self.pending.values().any(|p| matches!(p, Pending::CoreLeave | Pending::WorkerLeave)) {
+            self.finish_leaving();
+        }
+    }
+
+    // ----- outputs -----
+
+    /// The next request to send.
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.transmits.pop_front()
+    }
+
+    /// The next bytes for (or end of) a stream this core serves.
+    pub fn poll_stream(&mut self) -> Option<StreamOutput> {
+        self.stream_output.pop_front()
+    }
+
+    /// The next event for the host.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// When [`Node::handle_timeout`] next has work; `None` once the node has
+    /// left or was rejected.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        (!self.phase.is_finished()).then_some(self.next_tick)
+    }
+
+    // ----- shared plumbing -----
+
+    /// Time never goes backwards inside the node: an earlier `now` counts as
+    /// the latest one seen.
+    fn advance(&mut self, now: Now) -> Now {
+        self.latest = Now::new(
+            self.latest.instant.max(now.instant),
+            self.latest.wall.max(now.wall),
+        );
+        self.latest
+    }
+
+    /// Signs and queues a request.
+    fn send(
+        &mut self,
+        now: Now,
+        to: &str,
+        peer: Option<NodeId>,
+        endpoint: Endpoint,
+        body: Bytes,
+        pending: Pending,
+    ) -> RequestId {
+        self.next_request += 1;
+        self.signed += 1;
+        let id = RequestId(self.next_request);
+        let mut request = endpoint.request(to, body);
+        let incarnation = self.incarnation();
+        self.auth.sign(&mut request, &self.id, incarnation, self.signed, now.wall);
+        self.pending.insert(id, pending);
+        self.transmits.push_back(Transmit {
+            id,
+            to: to.to_owned(),
+            peer,
+            request,
+            streaming: endpoint == Endpoint::Stream,
+        });
+        self.stats.requests_sent += 1;
+        id
+    }
+
+    fn is_pending(&self, wanted: impl Fn(&Pending) -> bool) -> bool {
+        self.pending.values().any(wanted)
+    }
+
+    /// Applies member changes: events for the host, frames for the streams
+    /// this core feeds, and a refutation if the cluster gave up on this node.
+    fn apply_changes(&mut self, now: Now, changes: Vec<Change>) {
+        if changes.is_empty() {
+            return;
+        }
+        for change in &changes {
+            let record = change.record();
+            if record.id == self.id {
+                continue;
+            }
+            let node = record.id.clone();
+            let event = match change {
+                Change::Joined(r) => Some(Event::MemberJoined {
+                    node,
+                    role: r.role,
+                    incarnation: r.incarnation,
+                }),
+                Change::Suspect(_) => Some(Event::MemberSuspect { node }),
+                Change::Recovered(_) => Some(Event::MemberAlive { node }),
+                Change::Left(_) => Some(Event::MemberLeft { node }),
+                Change::Dead(_) => Some(Event::MemberDead { node }),
+                Change::Updated(_) => None,
+            };
+            self.events.extend(event);
+        }
+        if self.role == Role::Core {
+            let records: Vec<MemberRecord> = changes.iter().map(|c| c.record().clone()).collect();
+            self.core_fan_out_to_streams(&records);
+        }
+        self.check_own_record(now);
+    }
+
+    /// Encodes one SSE frame.
+    fn frame(frame: &crate::wire::messages::StreamFrame) -> Bytes {
+        sse::encode(frame.event_name(), &frame.to_json())
+    }
+
+    fn finish_leaving(&mut self) {
+        if self.phase == Phase::Leaving {
+            self.phase = Phase::Left;
+            self.events.push_back(Event::Left);
+        }
+    }
+
+    fn on_leave_answered(&mut self) {
+        if !self.is_pending(|p| matches!(p, Pending::CoreLeave | Pending::WorkerLeave)) {
+            self.finish_leaving();
+        }
+    }
+
+    /// A new incarnation, higher than the current one and than the wall clock.
+    fn next_incarnation(&self, now: Now) -> Incarnation {
+        let current = self.incarnation().0;
+        Incarnation(current.saturating_add(1).max(now.wall.as_unix_millis()))
+    }
+}

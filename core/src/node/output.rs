@@ -1,0 +1,128 @@
+//! What a node asks of its runtime and tells its host.
+
+use bytes::Bytes;
+use serde::Serialize;
+
+use crate::id::{Incarnation, NodeId, RequestId, Role, StreamId};
+
+/// A request the runtime must send. Report its fate with
+/// [`Node::handle_response`](crate::Node::handle_response) exactly once,
+/// under the same [`RequestId`].
+#[derive(Debug, Clone)]
+pub struct Transmit {
+    /// Names this request in `handle_response`.
+    pub id: RequestId,
+    /// The peer's base URL, `http(s)://host:port`.
+    pub to: String,
+    /// The peer's node id, when the node knows it.
+    pub peer: Option<NodeId>,
+    /// The request, signed, with an absolute URI.
+    pub request: http::Request<Bytes>,
+    /// `true` for `GET /stream`: report the response head with
+    /// `handle_response` as soon as it arrives, then feed the body with
+    /// [`Node::handle_stream_data`](crate::Node::handle_stream_data) as it
+    /// comes, and its end with
+    /// [`Node::handle_stream_end`](crate::Node::handle_stream_end).
+    pub streaming: bool,
+}
+
+/// Why a request got no HTTP response.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TransportError {
+    /// The connection could not be made.
+    #[error("cannot connect: {0}")]
+    Connect(String),
+    /// No response within `requestTimeout`.
+    #[error("timed out")]
+    Timeout,
+    /// The connection broke, or the response was not HTTP.
+    #[error("transport failed: {0}")]
+    Io(String),
+    /// The runtime is shutting down and dropped the request.
+    #[error("cancelled")]
+    Cancelled,
+}
+
+/// Bytes for a stream a core is serving (see
+/// [`Node::poll_stream`](crate::Node::poll_stream)).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StreamOutput {
+    /// Write these bytes to the stream's response body.
+    Data {
+        /// The stream.
+        stream: StreamId,
+        /// SSE-framed bytes.
+        bytes: Bytes,
+    },
+    /// End the stream's response body.
+    Close {
+        /// The stream.
+        stream: StreamId,
+    },
+}
+
+/// Something the host should know about.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    /// A worker was accepted by a core (again after a failover or a restart).
+    Registered {
+        /// The id the cluster knows this node by.
+        node_id: NodeId,
+        /// The core it registered with.
+        core: NodeId,
+        /// This node's incarnation.
+        incarnation: Incarnation,
+    },
+    /// A core refused this node's credentials (`403`). Fatal: the node does
+    /// nothing more and the host should stop it.
+    RegistrationRejected {
+        /// The core's URL.
+        core: String,
+        /// What the core said.
+        reason: String,
+    },
+    /// The core this worker was registered with stopped answering; the worker
+    /// fails over to the next core in `clusters`.
+    CoreUnreachable {
+        /// The silent core.
+        core: NodeId,
+    },
+    /// The cluster had declared this incarnation dead; the node came back
+    /// with a higher one.
+    Reincarnated {
+        /// The new incarnation.
+        incarnation: Incarnation,
+    },
+    /// A member appeared, or came back with a new incarnation.
+    MemberJoined {
+        /// The member.
+        node: NodeId,
+        /// Its role.
+        role: Role,
+        /// Its incarnation.
+        incarnation: Incarnation,
+    },
+    /// A member missed its heartbeats for longer than `suspectTimeout`.
+    MemberSuspect {
+        /// The member.
+        node: NodeId,
+    },
+    /// A suspect member was heard from again.
+    MemberAlive {
+        /// The member.
+        node: NodeId,
+    },
+    /// A member departed gracefully.
+    MemberLeft {
+        /// The member.
+        node: NodeId,
+    },
+    /// A member missed its heartbeats for longer than `deadTimeout`.
+    MemberDead {
+        /// The member.
+        node: NodeId,
+    },
+    /// This node has left the cluster; it does nothing more.
+    Left,
+}

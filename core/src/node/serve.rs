@@ -1,0 +1,398 @@
+//! A core answering the cluster API.
+//!
+//! Every request goes through the same gate, in this order: route, size,
+//! signature, body, then the member checks. All checks finish before anything
+//! changes, so a refused request leaves the node exactly as it was.
+
+use bytes::Bytes;
+use http::{header, Request, Response, StatusCode};
+
+use super::{Node, Phase};
+use crate::auth::{AuthError, Sender};
+use crate::id::{NodeId, Role, StreamId};
+use crate::membership::Change;
+use crate::time::Now;
+use crate::wire::endpoint::RouteError;
+use crate::wire::messages::{
+    Accepted, ClusterSettings, HeartbeatRequest, HeartbeatResponse, LeaveRequest, MemberRecord, MemberState,
+    RegisterRequest, RegisterResponse, Stamp, StreamFrame, StreamHello, SyncRequest, SyncResponse,
+};
+use crate::wire::{self, check_size, decode_json, error_response, json_response, Endpoint, WireError};
+
+/// Why a request was refused. The node's state is unchanged by it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RequestError {
+    /// No such path or method.
+    #[error(transparent)]
+    Route(#[from] RouteError),
+    /// Too large or malformed.
+    #[error(transparent)]
+    Wire(#[from] WireError),
+    /// Missing, wrong, stale or replayed credentials.
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+    /// The signed sender and the body disagree on who is speaking.
+    #[error("request signed by {signed} speaks for {claimed}")]
+    IdentityMismatch {
+        /// The node that signed.
+        signed: NodeId,
+        /// The node the body names.
+        claimed: NodeId,
+    },
+    /// The sender is not a registered member (or was declared dead, or is
+    /// registered with another core): it must register again.
+    #[error("{node} is not registered here: {reason}")]
+    NotRegistered {
+        /// The sender.
+        node: NodeId,
+        /// Why.
+        reason: &'static str,
+    },
+    /// The sender's incarnation is older than the one the cluster knows.
+    #[error("{node} incarnation {theirs} is stale: the cluster knows {known}")]
+    StaleIncarnation {
+        /// The sender.
+        node: NodeId,
+        /// The incarnation it used.
+        theirs: u64,
+        /// The one the cluster knows.
+        known: u64,
+    },
+    /// A node with this node's own name but another incarnation.
+    #[error("the name {node} is taken by this core")]
+    NameTaken {
+        /// The name.
+        node: NodeId,
+    },
+    /// Only cores talk to cores this way.
+    #[error("{endpoint} is for cores; {node} is a worker")]
+    CoresOnly {
+        /// The endpoint.
+        endpoint: &'static str,
+        /// The sender.
+        node: NodeId,
+    },
+    /// Workers serve no API.
+    #[error("a worker serves no cluster API")]
+    NotACore,
+    /// The node is leaving, has left, or was rejected.
+    #[error("the node is shutting down")]
+    ShuttingDown,
+}
+
+impl RequestError {
+    /// The HTTP status this refusal is answered with.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            RequestError::Route(e) => e.status(),
+            RequestError::Wire(e) => e.status(),
+            RequestError::Auth(e) => e.status(),
+            RequestError::IdentityMismatch { .. } => StatusCode::BAD_REQUEST,
+            RequestError::NotRegistered { .. }
+            | RequestError::StaleIncarnation { .. }
+            | RequestError::NameTaken { .. } => StatusCode::CONFLICT,
+            RequestError::CoresOnly { .. } => StatusCode::FORBIDDEN,
+            RequestError::NotACore => StatusCode::NOT_FOUND,
+            RequestError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    /// Short snake_case name, the `error` of the JSON body.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            RequestError::Route(e) => e.kind(),
+            RequestError::Wire(e) => e.kind(),
+            RequestError::Auth(e) => e.kind(),
+            RequestError::IdentityMismatch { .. } => "identity_mismatch",
+            RequestError::NotRegistered { .. } => "not_registered",
+            RequestError::StaleIncarnation { .. } => "stale_incarnation",
+            RequestError::NameTaken { .. } => "name_taken",
+            RequestError::CoresOnly { .. } => "cores_only",
+            RequestError::NotACore => "not_a_core",
+            RequestError::ShuttingDown => "shutting_down",
+        }
+    }
+}
+
+impl Node {
+    /// Answers a peer's request. For `GET /stream` the answer is only the
+    /// response head: its extensions carry the [`StreamId`] whose body the
+    /// runtime then takes from [`Node::poll_stream`].
+    pub fn handle_request(&mut self, now: Now, request: Request<Bytes>) -> Response<Bytes> {
+        let now = self.advance(now);
+        match self.serve(now, &request) {
+            Ok(response) => {
+                self.stats.requests_accepted += 1;
+                response
+            }
+            Err(error) => {
+                *self.stats.requests_refused.entry(error.kind().to_owned()).or_default() += 1;
+                error_response(error.status(), error.kind(), error.to_string())
+            }
+        }
+    }
+
+    fn serve(&mut self, now: Now, request: &Request<Bytes>) -> Result<Response<Bytes>, RequestError> {
+        let endpoint = Endpoint::recognise(request.method(), request.uri().path())?;
+        if endpoint == Endpoint::Health {
+            return Ok(json_response(&serde_json::json!({ "status": "ok", "node": self.id })));
+        }
+        if self.role != Role::Core {
+            return Err(RequestError::NotACore);
+        }
+        if self.phase != Phase::Running {
+            return Err(RequestError::ShuttingDown);
+        }
+        check_size(request, request.body().len(), self.config.max_body_size)?;
+        let sender = self.auth.verify(request, now.wall)?;
+        let body = request.body();
+        match endpoint {
+            Endpoint::Register => self.serve_register(now, &sender, decode_json(body)?),
+            Endpoint::Heartbeat => self.serve_heartbeat(now, &sender, decode_json(body)?),
+            Endpoint::Sync => self.serve_sync(now, &sender, decode_json(body)?),
+            Endpoint::Leave => self.serve_leave(now, &sender, decode_json(body)?),
+            Endpoint::Stream => self.serve_stream(now, &sender),
+            Endpoint::Status => Ok(json_response(&self.status())),
+            Endpoint::Health => Ok(json_response(&serde_json::json!({ "status": "ok" }))),
+        }
+    }
+
+    fn serve_register(
+        &mut self,
+        now: Now,
+        sender: &Sender,
+        body: RegisterRequest,
+    ) -> Result<Response<Bytes>, RequestError> {
+        if body.node != sender.node || body.incarnation != sender.incarnation {
+            return Err(RequestError::IdentityMismatch {
+                signed: sender.node.clone(),
+                claimed: body.node,
+            });
+        }
+        if body.node == self.id {
+            // A core that lists itself in `clusters` reaches itself: answer so
+            // it can tell, but record nothing.
+            if body.incarnation != self.incarnation() {
+                return Err(RequestError::NameTaken { node: body.node });
+            }
+            return Ok(json_response(&self.register_answer(&body.node)));
+        }
+        if let Some(known) = self.membership.get(&body.node) {
+            if known.incarnation > body.incarnation {
+                return Err(RequestError::StaleIncarnation {
+                    node: body.node,
+                    theirs: body.incarnation.0,
+                    known: known.incarnation.0,
+                });
+            }
+            if known.incarnation == body.incarnation && known.state.is_gone() {
+                return Err(RequestError::NotRegistered {
+                    node: body.node,
+                    reason: "this incarnation was declared dead or left; register with a higher one",
+                });
+            }
+        }
+        let home = match body.role {
+            Role::Core => body.node.clone(),
+            Role::Worker => self.id.clone(),
+        };
+        let address = match body.role {
+            Role::Core => body
+                .address
+                .clone()
+                .or_else(|| self.membership.get(&body.node).and_then(|r| r.address.clone())),
+            Role::Worker => None,
+        };
+        let wanted = MemberRecord {
+            id: body.node.clone(),
+            role: body.role,
+            incarnation: body.incarnation,
+            state: MemberState::Alive,
+            home,
+            address,
+            // `decide` stamps it.
+            stamp: Stamp {
+                clock: 0,
+                by: self.id.clone(),
+            },
+        };
+        let unchanged = self
+            .membership
+            .get(&body.node)
+            .is_some_and(|r| same_but_stamp(r, &wanted));
+        if !unchanged {
+            let change = self.membership.decide(wanted, now.instant);
+            self.publish_decisions(now, vec![change]);
+        }
+        self.membership.heard(&body.node, now.instant);
+        if body.role == Role::Core {
+            self.core.learn_core(&body.node, body.address.as_deref());
+        }
+        Ok(json_response(&self.register_answer(&body.node)))
+    }
+
+    fn register_answer(&self, node: &NodeId) -> RegisterResponse {
+        RegisterResponse {
+            node_id: node.clone(),
+            core: self.id.clone(),
+            core_incarnation: self.incarnation(),
+            settings: ClusterSettings {
+                heartbeat_interval_ms: millis(self.config.heartbeat_interval),
+                suspect_timeout_ms: millis(self.config.suspect_timeout),
+                dead_timeout_ms: millis(self.config.dead_timeout),
+            },
+            members: self.membership.snapshot(),
+        }
+    }
+
+    /// The sender's record, if it is a live member in the incarnation it
+    /// signed with.
+    fn registered(&self, sender: &Sender) -> Result<&MemberRecord, RequestError> {
+        let not_registered = |reason| RequestError::NotRegistered {
+            node: sender.node.clone(),
+            reason,
+        };
+        let record = self
+            .membership
+            .get(&sender.node)
+            .ok_or_else(|| not_registered("unknown member"))?;
+        if record.incarnation > sender.incarnation {
+            return Err(RequestError::StaleIncarnation {
+                node: sender.node.clone(),
+                theirs: sender.incarnation.0,
+                known: record.incarnation.0,
+            });
+        }
+        if record.incarnation < sender.incarnation {
+            return Err(not_registered("new incarnation"));
+        }
+        if record.state.is_gone() {
+            return Err(not_registered("declared dead or left"));
+        }
+        if record.role == Role::Worker && record.home != self.id {
+            return Err(not_registered("registered with another core"));
+        }
+        Ok(record)
+    }
+
+    fn serve_heartbeat(
+        &mut self,
+        now: Now,
+        sender: &Sender,
+        body: HeartbeatRequest,
+    ) -> Result<Response<Bytes>, RequestError> {
+        let record = self.registered(sender)?;
+        let recovered = (record.role == Role::Worker && record.state == MemberState::Suspect)
+            .then(|| MemberRecord {
+                state: MemberState::Alive,
+                ..record.clone()
+            });
+        self.membership.heard(&sender.node, now.instant);
+        if let Some(record) = recovered {
+            let change = self.membership.decide(record, now.instant);
+            self.publish_decisions(now, vec![change]);
+        }
+        let digest = self.membership.digest();
+        let members = (digest != body.members_digest).then(|| self.membership.snapshot());
+        Ok(json_response(&HeartbeatResponse {
+            members_digest: digest,
+            members,
+        }))
+    }
+
+    fn serve_sync(&mut self, now: Now, sender: &Sender, body: SyncRequest) -> Result<Response<Bytes>, RequestError> {
+        // Any known core may sync, even one this core declared dead or one
+        // with a newer incarnation: its records are how it refutes.
+        let known = self.membership.get(&sender.node).ok_or_else(|| RequestError::NotRegistered {
+            node: sender.node.clone(),
+            reason: "unknown member",
+        })?;
+        if known.role != Role::Core {
+            return Err(RequestError::CoresOnly {
+                endpoint: Endpoint::Sync.path(),
+                node: sender.node.clone(),
+            });
+        }
+        if known.incarnation > sender.incarnation {
+            return Err(RequestError::StaleIncarnation {
+                node: sender.node.clone(),
+                theirs: sender.incarnation.0,
+                known: known.incarnation.0,
+            });
+        }
+        let changes = self.merge_records(now, body.members);
+        self.membership.heard(&sender.node, now.instant);
+        self.apply_changes(now, changes);
+        Ok(json_response(&SyncResponse {
+            members_digest: self.membership.digest(),
+        }))
+    }
+
+    fn serve_leave(&mut self, now: Now, sender: &Sender, _body: LeaveRequest) -> Result<Response<Bytes>, RequestError> {
+        let record = self.registered(sender)?;
+        let left = MemberRecord {
+            state: MemberState::Left,
+            ..record.clone()
+        };
+        let change = self.membership.decide(left, now.instant);
+        self.publish_decisions(now, vec![change]);
+        Ok(json_response(&Accepted { ok: true }))
+    }
+
+    fn serve_stream(&mut self, now: Now, sender: &Sender) -> Result<Response<Bytes>, RequestError> {
+        let record = self.registered(sender)?;
+        if record.role != Role::Worker {
+            return Err(RequestError::NotRegistered {
+                node: sender.node.clone(),
+                reason: "only workers open a stream",
+            });
+        }
+        self.membership.heard(&sender.node, now.instant);
+        let (stream, replaced) = self.core.open_stream(&sender.node);
+        if let Some(old) = replaced {
+            self.stream_output.push_back(super::StreamOutput::Close { stream: old });
+        }
+        let hello = StreamFrame::Hello(StreamHello {
+            core: self.id.clone(),
+            members: self.membership.snapshot(),
+        });
+        self.push_frame(stream, &hello);
+        let mut response = wire::response_with(StatusCode::OK, "text/event-stream", Bytes::new());
+        response
+            .headers_mut()
+            .insert(header::CACHE_CONTROL, header::HeaderValue::from_static("no-cache"));
+        response.extensions_mut().insert(stream);
+        Ok(response)
+    }
+
+    /// Queues one frame for one stream.
+    pub(super) fn push_frame(&mut self, stream: StreamId, frame: &StreamFrame) {
+        self.stats.stream_frames_sent += 1;
+        self.stream_output.push_back(super::StreamOutput::Data {
+            stream,
+            bytes: Node::frame(frame),
+        });
+    }
+
+    /// Merges records from a peer, refusing none: each is a plain value whose
+    /// fields serde has already checked.
+    pub(super) fn merge_records(&mut self, now: Now, records: Vec<MemberRecord>) -> Vec<Change> {
+        records
+            .into_iter()
+            .filter_map(|r| self.membership.merge(r, now.instant))
+            .collect()
+    }
+}
+
+fn same_but_stamp(a: &MemberRecord, b: &MemberRecord) -> bool {
+    a.id == b.id
+        && a.role == b.role
+        && a.incarnation == b.incarnation
+        && a.state == b.state
+        && a.home == b.home
+        && a.address == b.address
+}
+
+fn millis(d: std::time::Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}

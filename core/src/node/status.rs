@@ -1,0 +1,142 @@
+//! Snapshots for operators: the cluster as this node sees it, and counters.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use super::Node;
+use crate::id::{Incarnation, NodeId, Role};
+use crate::time::Instant;
+use crate::wire::messages::MemberState;
+
+/// Where the node is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    /// Taking part in the cluster.
+    Running,
+    /// Telling the others it leaves.
+    Leaving,
+    /// Gone for good (this incarnation).
+    Left,
+    /// Refused by a core's credentials check; does nothing more.
+    Rejected,
+}
+
+impl Phase {
+    /// Left or rejected: the node takes no more inputs.
+    pub fn is_finished(self) -> bool {
+        matches!(self, Phase::Left | Phase::Rejected)
+    }
+}
+
+/// One member as this node sees it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MemberStatus {
+    /// The member.
+    pub id: NodeId,
+    /// Core or worker.
+    pub role: Role,
+    /// Alive, suspect, dead or left.
+    pub state: MemberState,
+    /// Its incarnation.
+    pub incarnation: Incarnation,
+    /// The core watching it.
+    pub home: NodeId,
+    /// Where it is reached (cores only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
+    /// When this node last heard from it directly.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_heard: Option<Instant>,
+}
+
+/// The cluster as one node sees it: what `GET /status` answers.
+///
+/// A refused request never changes it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Status {
+    /// This node.
+    pub node: NodeId,
+    /// Its role.
+    pub role: Role,
+    /// Its incarnation.
+    pub incarnation: Incarnation,
+    /// Where it is in its life.
+    pub phase: Phase,
+    /// For a worker: the core it is registered with.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub core: Option<NodeId>,
+    /// Digest of the live member list; equal digests mean equal views.
+    pub members_digest: String,
+    /// Every member, tombstones included, ordered by id.
+    pub members: Vec<MemberStatus>,
+    /// For a core: the workers' push streams it feeds.
+    pub streams: usize,
+}
+
+/// Counters since the node started. Unlike [`Status`], refused requests
+/// count here.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Stats {
+    /// Requests answered with `200`.
+    pub requests_accepted: u64,
+    /// Requests refused, by error kind.
+    pub requests_refused: BTreeMap<String, u64>,
+    /// Requests this node sent.
+    pub requests_sent: u64,
+    /// Sent requests that got no HTTP response.
+    pub transport_errors: u64,
+    /// Peer responses that could not be used, by error kind.
+    pub bad_responses: BTreeMap<String, u64>,
+    /// Responses reported for ids the node did not know.
+    pub unknown_responses: u64,
+    /// Stream frames this node received.
+    pub stream_frames_received: u64,
+    /// Stream frames this core sent.
+    pub stream_frames_sent: u64,
+    /// Push streams that broke with a framing or decoding error.
+    pub stream_errors: u64,
+    /// Times this node failed over to another core.
+    pub failovers: u64,
+}
+
+impl Node {
+    /// The cluster as this node sees it.
+    pub fn status(&self) -> Status {
+        Status {
+            node: self.id.clone(),
+            role: self.role,
+            incarnation: self.incarnation(),
+            phase: self.phase,
+            core: self.worker.registered_core().cloned(),
+            members_digest: self.membership.digest(),
+            members: self
+                .membership
+                .records()
+                .map(|r| MemberStatus {
+                    id: r.id.clone(),
+                    role: r.role,
+                    state: r.state,
+                    incarnation: r.incarnation,
+                    home: r.home.clone(),
+                    address: r.address.clone(),
+                    last_heard: self.membership.last_heard(&r.id),
+                })
+                .collect(),
+            streams: self.core.stream_count(),
+        }
+    }
+
+    /// Counters since start.
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    pub(super) fn count_bad_response(&mut self, kind: &str) {
+        *self.stats.bad_responses.entry(kind.to_owned()).or_default() += 1;
+    }
+}

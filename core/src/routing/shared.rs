@@ -1,0 +1,75 @@
+//! One shared-subscription group on one filter: its members and whose turn
+//! is next.
+
+use super::members::Members;
+
+/// The members holding `$share/{group}/{filter}` for one group and filter.
+///
+/// Each matching message goes to one member, taken in turn from the members
+/// sorted by node id. Sorting by id rather than by arrival makes the choice
+/// depend only on who holds the group and how many messages it received,
+/// and a joining or leaving member does not make anyone's turn come twice.
+#[derive(Default)]
+pub(super) struct SharedGroup {
+    /// Member indices, ordered by their node ids.
+    members: Vec<u32>,
+    /// Position in `members` of the next one to receive.
+    next: usize,
+}
+
+impl SharedGroup {
+    /// Adds `member`; false if it was there already.
+    pub(super) fn add(&mut self, member: u32, directory: &Members) -> bool {
+        if self.members.contains(&member) {
+            return false;
+        }
+        let Some(id) = directory.id(member) else {
+            return false;
+        };
+        let at = self
+            .members
+            .partition_point(|&other| directory.id(other).is_some_and(|other| other < id));
+        self.members.insert(at, member);
+        // Keep pointing at the member whose turn it was.
+        if at < self.next {
+            self.next += 1;
+        }
+        true
+    }
+
+    /// Removes `member`; false if it was not there.
+    pub(super) fn remove(&mut self, member: u32) -> bool {
+        let Some(at) = self.members.iter().position(|&m| m == member) else {
+            return false;
+        };
+        self.members.remove(at);
+        if at < self.next {
+            self.next -= 1;
+        }
+        if self.next >= self.members.len() {
+            self.next = 0;
+        }
+        true
+    }
+
+    pub(super) fn is_empty(&self) -> bool {
+        self.members.is_empty()
+    }
+
+    /// The member whose turn it is; the turn then passes on.
+    #[inline]
+    pub(super) fn take_turn(&mut self) -> Option<u32> {
+        let chosen = *self.members.get(self.next)?;
+        self.next = if self.next + 1 >= self.members.len() {
+            0
+        } else {
+            self.next + 1
+        };
+        Some(chosen)
+    }
+
+    #[cfg(test)]
+    pub(super) fn members(&self) -> &[u32] {
+        &self.members
+    }
+}

@@ -1,0 +1,3 @@
+//! Support code for the cluster suites: a hand-pumped in-memory cluster.
+
+pub mod pump;
