@@ -755,7 +755,10 @@ mod config {
                 entries in prop::collection::vec(
                     (prop::sample::select(KEYS), scalar()), 0..12)
             ) {
+                // Start from a valid core so that accepted configs are reached too.
                 let mut map = serde_yaml::Mapping::new();
+                map.insert("core".into(), true.into());
+                map.insert("openCluster".into(), true.into());
                 for (k, v) in entries {
                     map.insert(serde_yaml::Value::String(k.to_string()), v);
                 }

@@ -300,8 +300,8 @@ impl Authenticator {
                 .map_err(|_| AuthError::BadSignature)?;
         }
         if claimed.timestamp.distance(wall) > self.freshness_window {
-            let skew =
-                i128::from(claimed.timestamp.as_unix_millis()) - i128::from(wall.as_unix_millis());
+            let skew = i128::from(claimed.timestamp.as_unix_millis())
+                .saturating_sub(i128::from(wall.as_unix_millis()));
             let skew_ms = i64::try_from(skew).unwrap_or(if skew < 0 { i64::MIN } else { i64::MAX });
             return Err(AuthError::Stale { skew_ms });
         }
@@ -348,7 +348,7 @@ fn canonical(request: &Request<Bytes>, claimed: &Claimed) -> String {
 }
 
 fn hex(bytes: &[u8]) -> String {
-    let mut out = String::with_capacity(bytes.len() * 2);
+    let mut out = String::with_capacity(bytes.len().saturating_mul(2));
     for b in bytes {
         let _ = write!(out, "{b:02x}");
     }
@@ -372,18 +372,15 @@ fn parse_signature(text: &str) -> Result<[u8; 32], AuthError> {
         ) else {
             return Err(malformed("not a hex digit"));
         };
-        *byte = (hi << 4) | lo;
+        *byte = hi.wrapping_shl(4) | lo;
     }
     Ok(out)
 }
 
 fn nibble(c: u8) -> Option<u8> {
-    match c {
-        b'0'..=b'9' => Some(c - b'0'),
-        b'a'..=b'f' => Some(c - b'a' + 10),
-        b'A'..=b'F' => Some(c - b'A' + 10),
-        _ => None,
-    }
+    char::from(c)
+        .to_digit(16)
+        .and_then(|d| u8::try_from(d).ok())
 }
 
 /// The one value of a header. A repeated protocol header is refused: sender

@@ -80,7 +80,7 @@ impl ReplayWindow {
         if counter > self.highest {
             return true;
         }
-        let age = self.highest - counter;
+        let age = self.highest.saturating_sub(counter);
         age < WINDOW && !self.bit(counter)
     }
 
@@ -91,15 +91,13 @@ impl ReplayWindow {
             return false;
         }
         if counter > self.highest {
-            let advance = counter - self.highest;
+            let advance = counter.saturating_sub(self.highest);
             if advance >= WINDOW {
                 self.bits = [0; WORDS];
             } else {
                 // Counters between the old and new highest were never seen;
                 // their bits still hold counters from a full turn ago.
-                let mut c = self.highest;
-                while c < counter {
-                    c += 1;
+                for c in self.highest.saturating_add(1)..=counter {
                     self.clear_bit(c);
                 }
             }

@@ -17,8 +17,10 @@
 //! keeps a core in touch with the other cores, `session` keeps a worker
 //! registered with a core, `watch` is the failure detector.
 
+mod forwarding;
 mod output;
 mod peers;
+mod routes;
 mod serve;
 mod session;
 mod status;
@@ -31,16 +33,22 @@ use bytes::Bytes;
 use crate::auth::Authenticator;
 use crate::config::{Config, ConfigError};
 use crate::id::{Incarnation, NodeId, RequestId, Role, StreamId};
+use crate::forward::link::BatchId;
 use crate::membership::{Change, Membership};
+use crate::routing::{ClusterRoutes, Subscription};
+use crate::wire::messages::RouteUpdate;
 use crate::time::{Instant, Now};
 use crate::wire::messages::{MemberRecord, MemberState, Stamp};
 use crate::wire::{sse, Endpoint};
 
+pub use forwarding::{Delivery, Message, PublishError, Routing};
 pub use output::{Event, StreamOutput, Transmit, TransportError};
 pub use serve::RequestError;
-pub use status::{MemberStatus, Phase, Stats, Status};
+pub use status::{MemberStatus, Phase, QueueDepth, Stats, Status};
 
+use forwarding::Forwarding;
 use peers::CoreDuty;
+use routes::LocalRoutes;
 use session::WorkerDuty;
 
 /// How many requests the replay guard remembers senders for.
@@ -90,6 +98,13 @@ pub struct Node {
     stream_output: VecDeque<StreamOutput>,
     core: CoreDuty,
     worker: WorkerDuty,
+    routes: ClusterRoutes,
+    local_routes: LocalRoutes,
+    /// Route updates to pass to the other cores at the end of this input.
+    outgoing_routes: Vec<RouteUpdate>,
+    forwarding: Forwarding,
+    /// Reused by `publish` so a lookup allocates nothing.
+    match_buffer: Vec<NodeId>,
     stats: Stats,
 }
 
@@ -112,6 +127,15 @@ enum Pending {
     WorkerStream,
     /// A worker telling its core it leaves.
     WorkerLeave,
+    /// A worker's own route update, with the routes it brings the core to.
+    WorkerRoutes {
+        seq: u64,
+        routes: std::collections::BTreeSet<Subscription>,
+    },
+    /// A batch of messages to a core (`None`: a worker's uplink).
+    Forward { peer: Option<NodeId>, batch: BatchId },
+    /// A worker acknowledging stream batches.
+    WorkerAck { through: u64 },
 }
 
 /// The node could not be created.
@@ -165,6 +189,11 @@ impl Node {
             stream_output: VecDeque::new(),
             core,
             worker,
+            routes: ClusterRoutes::new(),
+            local_routes: LocalRoutes::default(),
+            outgoing_routes: Vec::new(),
+            forwarding: Forwarding::new(&config),
+            match_buffer: Vec::new(),
             stats: Stats::default(),
             config,
         };
@@ -172,6 +201,7 @@ impl Node {
             Role::Core => node.core_tick(now),
             Role::Worker => node.worker_start(now),
         }
+        node.flush(now);
         Ok(node)
     }
 
@@ -238,7 +268,11 @@ impl Node {
             Pending::WorkerRegister { candidate } => self.on_worker_register(now, candidate, result),
             Pending::WorkerHeartbeat => self.on_worker_heartbeat(now, result),
             Pending::WorkerStream => self.on_stream_head(now, id, result),
+            Pending::WorkerRoutes { seq, routes } => self.on_worker_routes(now, seq, routes, result),
+            Pending::Forward { peer, batch } => self.on_forward_answered(now, peer, batch, result),
+            Pending::WorkerAck { through } => self.on_ack_answered(now, through, result),
         }
+        self.flush(now);
     }
 
     /// Feeds bytes of a worker's push stream, as they arrive, split anywhere.
@@ -247,6 +281,7 @@ impl Node {
         if !self.phase.is_finished() {
             self.on_stream_data(now, id, data);
         }
+        self.flush(now);
     }
 
     /// Reports that a worker's push stream ended (closed, broken, or timed
@@ -255,12 +290,16 @@ impl Node {
         let now = self.advance(now);
         self.pending.remove(&id);
         self.on_stream_end(now, id);
+        self.flush(now);
     }
 
     /// Reports that the connection of a stream this core serves is gone.
     pub fn handle_stream_closed(&mut self, now: Now, stream: StreamId) {
-        self.advance(now);
-        self.core.forget_stream(stream);
+        let now = self.advance(now);
+        if let Some(worker) = self.core.forget_stream(stream) {
+            self.rewind_stream_link(now, &worker);
+        }
+        self.flush(now);
     }
 
     /// Does the periodic work due at `now`: heartbeats, failure detection,
@@ -268,14 +307,17 @@ impl Node {
     /// harmless: it does nothing.
     pub fn handle_timeout(&mut self, now: Now) {
         let now = self.advance(now);
-        if self.phase.is_finished() || now.instant < self.next_tick {
+        if self.phase.is_finished() {
             return;
         }
-        self.next_tick = now.instant + self.config.heartbeat_interval;
-        match self.role {
-            Role::Core => self.core_tick(now),
-            Role::Worker => self.worker_tick(now),
+        if now.instant >= self.next_tick {
+            self.next_tick = now.instant + self.config.heartbeat_interval;
+            match self.role {
+                Role::Core => self.core_tick(now),
+                Role::Worker => self.worker_tick(now),
+            }
         }
+        self.flush(now);
     }
 
     // ----- host actions -----
@@ -295,6 +337,18 @@ impl Node {
         if !self.pending.values().any(|p| matches!(p, Pending::CoreLeave | Pending::WorkerLeave)) {
             self.finish_leaving();
         }
+    }
+
+    /// The work every input ends with: route updates to the other cores,
+    /// and whatever the links may send now.
+    fn flush(&mut self, now: Now) {
+        if self.phase.is_finished() {
+            return;
+        }
+        if self.role == Role::Core {
+            self.flush_route_sync(now);
+        }
+        self.flush_links(now);
     }
 
     // ----- outputs -----
@@ -317,7 +371,13 @@ impl Node {
     /// When [`Node::handle_timeout`] next has work; `None` once the node has
     /// left or was rejected.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        (!self.phase.is_finished()).then_some(self.next_tick)
+        if self.phase.is_finished() {
+            return None;
+        }
+        Some(match self.forwarding.next_deadline() {
+            Some(link) => link.min(self.next_tick),
+            None => self.next_tick,
+        })
     }
 
     // ----- shared plumbing -----
@@ -390,8 +450,10 @@ impl Node {
             };
             self.events.extend(event);
         }
+        let records: Vec<MemberRecord> = changes.iter().map(|c| c.record().clone()).collect();
+        self.forget_routes_of_gone(&records);
+        self.close_links_of_gone(&records);
         if self.role == Role::Core {
-            let records: Vec<MemberRecord> = changes.iter().map(|c| c.record().clone()).collect();
             self.core_fan_out_to_streams(&records);
         }
         self.check_own_record(now);

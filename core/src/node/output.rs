@@ -3,7 +3,9 @@
 use bytes::Bytes;
 use serde::Serialize;
 
+use crate::forward::link::DropReason;
 use crate::id::{Incarnation, NodeId, RequestId, Role, StreamId};
+use super::Delivery;
 
 /// A request the runtime must send. Report its fate with
 /// [`Node::handle_response`](crate::Node::handle_response) exactly once,
@@ -125,4 +127,17 @@ pub enum Event {
     },
     /// This node has left the cluster; it does nothing more.
     Left,
+    /// A message from another node for the host's local subscribers.
+    Deliver(Delivery),
+    /// Messages were dropped on their way to `peer` (by queue policy,
+    /// expiry, loss of a QoS 0 batch, or the peer going away).
+    Dropped {
+        /// The peer they were queued for (or the target that could not be
+        /// reached).
+        peer: NodeId,
+        /// How many.
+        count: u64,
+        /// Why.
+        reason: DropReason,
+    },
 }

@@ -21,7 +21,7 @@ use crate::membership::Change;
 use crate::time::{Instant, Now};
 use crate::wire::messages::{
     HeartbeatRequest, HeartbeatResponse, LeaveRequest, MemberRecord, MemberState, RegisterRequest,
-    RegisterResponse, StreamFrame, SyncRequest, SyncResponse,
+    RegisterResponse, StreamFrame, SyncResponse,
 };
 use crate::wire::{decode_response, encode_json, status_error, Endpoint, ErrorBody};
 
@@ -111,12 +111,23 @@ impl CoreDuty {
         (stream, replaced)
     }
 
-    pub(super) fn forget_stream(&mut self, stream: StreamId) {
-        if let Some(worker) = self.streams.remove(&stream) {
-            if self.stream_of.get(&worker) == Some(&stream) {
-                self.stream_of.remove(&worker);
-            }
+    /// Forgets a stream; returns its worker.
+    pub(super) fn forget_stream(&mut self, stream: StreamId) -> Option<NodeId> {
+        let worker = self.streams.remove(&stream)?;
+        if self.stream_of.get(&worker) == Some(&stream) {
+            self.stream_of.remove(&worker);
         }
+        Some(worker)
+    }
+
+    /// The streams being fed.
+    pub(super) fn streams(&self) -> impl Iterator<Item = StreamId> + '_ {
+        self.streams.keys().copied()
+    }
+
+    /// The current stream of a worker.
+    pub(super) fn stream_of(&self, worker: &NodeId) -> Option<StreamId> {
+        self.stream_of.get(worker).copied()
     }
 
     pub(super) fn stream_count(&self) -> usize {
@@ -138,6 +149,7 @@ impl Node {
             }
         }
         let digest = self.membership.digest();
+        let routes_digest = self.routes.digest();
         let peers: Vec<NodeId> = self.membership.peer_cores().map(|r| r.id.clone()).collect();
         for peer in peers {
             let busy = self.is_pending(|p| matches!(p, Pending::CoreHeartbeat { peer: p } if *p == peer));
@@ -147,6 +159,7 @@ impl Node {
             if let Some(url) = self.peer_address(&peer) {
                 let body = encode_json(&HeartbeatRequest {
                     members_digest: digest.clone(),
+                    routes_digest: routes_digest.clone(),
                 });
                 self.send(now, &url, Some(peer.clone()), Endpoint::Heartbeat, body, Pending::CoreHeartbeat { peer });
             }
@@ -185,7 +198,7 @@ impl Node {
     }
 
     /// Where to reach another core.
-    fn peer_address(&self, peer: &NodeId) -> Option<String> {
+    pub(super) fn peer_address(&self, peer: &NodeId) -> Option<String> {
         self.core
             .address_of(peer)
             .map(str::to_owned)
@@ -297,8 +310,11 @@ impl Node {
             // The peer lacks something this core has: push the whole list.
             let busy = self.is_pending(|p| matches!(p, Pending::CoreSync { peer: p } if p == peer));
             if !busy {
-                self.sync_to(now, peer, self.membership.snapshot(), true);
+                self.send_sync(now, peer, self.membership.snapshot(), true, Vec::new());
             }
+        }
+        if let Some(versions) = answer.route_versions {
+            self.push_route_snapshots(now, peer, &versions);
         }
     }
 
@@ -309,14 +325,17 @@ impl Node {
             return;
         }
         match decode_response::<SyncResponse>(&response, self.config.max_body_size) {
-            Ok(_) => self.membership.heard(peer, now.instant),
+            Ok(answer) => {
+                self.membership.heard(peer, now.instant);
+                self.resend_route_snapshots(now, peer, &answer.resync);
+            }
             Err(error) => self.count_bad_response(error.kind()),
         }
     }
 
     /// A peer answered `409`: it does not know this core (it restarted, or
     /// declared this core dead). Register with it again now.
-    fn reregister_with(&mut self, now: Now, peer: &NodeId) {
+    pub(super) fn reregister_with(&mut self, now: Now, peer: &NodeId) {
         let slot = match self.core.slots.iter().position(|s| s.node.as_ref() == Some(peer)) {
             Some(slot) => Some(slot),
             None => {
@@ -334,13 +353,6 @@ impl Node {
         }
     }
 
-    fn sync_to(&mut self, now: Now, peer: &NodeId, members: Vec<MemberRecord>, snapshot: bool) {
-        if let Some(url) = self.peer_address(peer) {
-            let body = encode_json(&SyncRequest { members, snapshot });
-            self.send(now, &url, Some(peer.clone()), Endpoint::Sync, body, Pending::CoreSync { peer: peer.clone() });
-        }
-    }
-
     /// Applies this node's own decisions and tells the other cores.
     pub(super) fn publish_decisions(&mut self, now: Now, changes: Vec<Change>) {
         if changes.is_empty() {
@@ -351,7 +363,7 @@ impl Node {
         if self.role == super::Role::Core {
             let peers: Vec<NodeId> = self.membership.peer_cores().map(|r| r.id.clone()).collect();
             for peer in peers {
-                self.sync_to(now, &peer, records.clone(), false);
+                self.send_sync(now, &peer, records.clone(), false, Vec::new());
             }
         }
     }
@@ -429,6 +441,7 @@ impl Node {
             now.instant,
         );
         self.events.push_back(Event::Reincarnated { incarnation });
+        self.routes_after_reincarnation();
         if self.role == super::Role::Core {
             self.publish_decisions(now, vec![change]);
         }

@@ -14,7 +14,7 @@ use crate::membership::Change;
 use crate::time::Now;
 use crate::wire::endpoint::RouteError;
 use crate::wire::messages::{
-    Accepted, ClusterSettings, HeartbeatRequest, HeartbeatResponse, LeaveRequest, MemberRecord, MemberState,
+    Accepted, AckRequest, ClusterSettings, ForwardRequest, RoutesRequest, HeartbeatRequest, HeartbeatResponse, LeaveRequest, MemberRecord, MemberState,
     RegisterRequest, RegisterResponse, Stamp, StreamFrame, StreamHello, SyncRequest, SyncResponse,
 };
 use crate::wire::{self, check_size, decode_json, error_response, json_response, Endpoint, WireError};
@@ -152,6 +152,31 @@ impl Node {
             Endpoint::Sync => self.serve_sync(now, &sender, decode_json(body)?),
             Endpoint::Leave => self.serve_leave(now, &sender, decode_json(body)?),
             Endpoint::Stream => self.serve_stream(now, &sender),
+            Endpoint::Routes => {
+                let request: RoutesRequest = decode_json(body)?;
+                if request.update.node != sender.node || request.update.incarnation != sender.incarnation {
+                    return Err(RequestError::IdentityMismatch {
+                        signed: sender.node.clone(),
+                        claimed: request.update.node,
+                    });
+                }
+                self.registered(&sender)?;
+                self.membership.heard(&sender.node, now.instant);
+                Ok(json_response(&self.serve_routes_update(request)))
+            }
+            Endpoint::Forward => {
+                let request: ForwardRequest = decode_json(body)?;
+                let role = self.registered(&sender)?.role;
+                self.membership.heard(&sender.node, now.instant);
+                Ok(json_response(&self.serve_forward(now, &sender.node, role, request)))
+            }
+            Endpoint::Ack => {
+                let request: AckRequest = decode_json(body)?;
+                self.registered(&sender)?;
+                self.membership.heard(&sender.node, now.instant);
+                self.serve_ack(&sender.node, &request);
+                Ok(json_response(&Accepted { ok: true }))
+            }
             Endpoint::Status => Ok(json_response(&self.status())),
             Endpoint::Health => Ok(json_response(&serde_json::json!({ "status": "ok" }))),
         }
@@ -282,6 +307,7 @@ impl Node {
         body: HeartbeatRequest,
     ) -> Result<Response<Bytes>, RequestError> {
         let record = self.registered(sender)?;
+        let from_core = record.role == Role::Core;
         let recovered = (record.role == Role::Worker && record.state == MemberState::Suspect)
             .then(|| MemberRecord {
                 state: MemberState::Alive,
@@ -294,9 +320,15 @@ impl Node {
         }
         let digest = self.membership.digest();
         let members = (digest != body.members_digest).then(|| self.membership.snapshot());
+        let routes_digest = self.routes.digest();
+        // Only cores compare route versions: a worker's stream is ordered and
+        // complete, and a broken one is replaced with a fresh snapshot.
+        let route_versions = (from_core && routes_digest != body.routes_digest).then(|| self.routes.versions());
         Ok(json_response(&HeartbeatResponse {
             members_digest: digest,
             members,
+            routes_digest,
+            route_versions,
         }))
     }
 
@@ -323,8 +355,10 @@ impl Node {
         let changes = self.merge_records(now, body.members);
         self.membership.heard(&sender.node, now.instant);
         self.apply_changes(now, changes);
+        let resync = self.apply_route_updates(body.routes, Some(&sender.node));
         Ok(json_response(&SyncResponse {
             members_digest: self.membership.digest(),
+            resync,
         }))
     }
 
@@ -352,9 +386,12 @@ impl Node {
         if let Some(old) = replaced {
             self.stream_output.push_back(super::StreamOutput::Close { stream: old });
         }
+        // Whatever the old stream had not acknowledged goes out again here.
+        self.rewind_stream_link(now, &sender.node);
         let hello = StreamFrame::Hello(StreamHello {
             core: self.id.clone(),
             members: self.membership.snapshot(),
+            routes: self.routes.snapshots(),
         });
         self.push_frame(stream, &hello);
         let mut response = wire::response_with(StatusCode::OK, "text/event-stream", Bytes::new());

@@ -95,6 +95,7 @@ impl Node {
                 if !self.is_pending(|p| *p == Pending::WorkerHeartbeat) {
                     let body = encode_json(&HeartbeatRequest {
                         members_digest: self.membership.digest(),
+                        routes_digest: String::new(),
                     });
                     self.send_to_core(now, Endpoint::Heartbeat, body, Pending::WorkerHeartbeat);
                 }
@@ -105,7 +106,7 @@ impl Node {
         }
     }
 
-    fn send_to_core(&mut self, now: Now, endpoint: Endpoint, body: Bytes, pending: Pending) -> Option<RequestId> {
+    pub(super) fn send_to_core(&mut self, now: Now, endpoint: Endpoint, body: Bytes, pending: Pending) -> Option<RequestId> {
         let url = self.worker.candidate_url()?;
         let peer = self.worker.registered_core().cloned();
         Some(self.send(now, &url, peer, endpoint, body, pending))
@@ -131,7 +132,15 @@ impl Node {
         }
     }
 
+    /// Registers again with the current core (it forgot this worker).
+    pub(super) fn worker_reregister(&mut self, now: Now) {
+        if self.phase == Phase::Running && self.worker.state != SessionState::Registering {
+            self.worker_register(now);
+        }
+    }
+
     fn open_stream(&mut self, now: Now) {
+        self.reset_stream_acks();
         if let Some(request) = self.send_to_core(now, Endpoint::Stream, Bytes::new(), Pending::WorkerStream) {
             self.worker.stream = Some(PushStream {
                 request,
@@ -201,6 +210,7 @@ impl Node {
         self.apply_changes(now, changes);
         if self.phase == Phase::Running && self.worker.registered_core().is_some() {
             self.open_stream(now);
+            self.routes_after_registration(now);
         }
     }
 
@@ -228,7 +238,7 @@ impl Node {
         let Ok(response) = result else { return };
         if response.status() == StatusCode::CONFLICT {
             // The core forgot this worker (it restarted): register again.
-            return self.worker_register(now);
+            return self.worker_reregister(now);
         }
         match decode_response::<HeartbeatResponse>(&response, self.config.max_body_size) {
             Ok(answer) => {
@@ -296,11 +306,18 @@ impl Node {
                 Ok(StreamFrame::Hello(hello)) => {
                     let changes = self.merge_records(now, hello.members);
                     self.apply_changes(now, changes);
+                    broken |= !self.replace_routes(hello.routes);
                 }
                 Ok(StreamFrame::Members(members)) => {
                     let changes = self.merge_records(now, members);
                     self.apply_changes(now, changes);
                 }
+                Ok(StreamFrame::Routes(updates)) => {
+                    // The stream is ordered and complete: a gap means it is
+                    // not to be trusted, and a new one starts with a snapshot.
+                    broken |= !self.apply_route_updates(updates, None).is_empty();
+                }
+                Ok(StreamFrame::Messages(batch)) => self.take_stream_messages(now, batch),
                 Err(_) => broken = true,
             }
         }

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use super::Node;
+use crate::forward::link::{DropReason, LinkStats};
 use crate::id::{Incarnation, NodeId, Role};
 use crate::time::Instant;
 use crate::wire::messages::MemberState;
@@ -75,6 +76,22 @@ pub struct Status {
     pub members: Vec<MemberStatus>,
     /// For a core: the workers' push streams it feeds.
     pub streams: usize,
+    /// Routes in this node's copy of the cluster's routing table.
+    pub routes: usize,
+    /// Distinct subscriptions of this node's own clients.
+    pub local_subscriptions: usize,
+    /// Outbound queues per peer.
+    pub queues: BTreeMap<String, QueueDepth>,
+}
+
+/// How full one peer's outbound link is.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct QueueDepth {
+    /// Waiting in the bounded queue.
+    pub queued: usize,
+    /// Sent and not yet acknowledged, or waiting for a retry.
+    pub in_flight: usize,
 }
 
 /// Counters since the node started. Unlike [`Status`], refused requests
@@ -102,6 +119,18 @@ pub struct Stats {
     pub stream_errors: u64,
     /// Times this node failed over to another core.
     pub failovers: u64,
+    /// Messages the host published.
+    pub published: u64,
+    /// Messages from other nodes handed to the host.
+    pub delivered: u64,
+    /// Copies that arrived again and were not handed over twice.
+    pub duplicates: u64,
+    /// Targets that could not be reached (gone, or behind a second core).
+    pub unroutable: u64,
+    /// Messages dropped, by reason.
+    pub dropped: BTreeMap<DropReason, u64>,
+    /// Per-peer link counters.
+    pub links: BTreeMap<String, LinkStats>,
 }
 
 impl Node {
@@ -128,12 +157,23 @@ impl Node {
                 })
                 .collect(),
             streams: self.core.stream_count(),
+            routes: self.routes.len(),
+            local_subscriptions: self.local_routes.len(),
+            queues: self
+                .forwarding
+                .depths(self.worker.registered_core())
+                .into_iter()
+                .map(|(peer, (queued, in_flight))| (peer, QueueDepth { queued, in_flight }))
+                .collect(),
         }
     }
 
     /// Counters since start.
-    pub fn stats(&self) -> &Stats {
-        &self.stats
+    pub fn stats(&self) -> Stats {
+        Stats {
+            links: self.forwarding.link_stats(),
+            ..self.stats.clone()
+        }
     }
 
     pub(super) fn count_bad_response(&mut self, kind: &str) {

@@ -13,6 +13,9 @@ const SLICE_MAX: usize = 128;
 const SLICE_AGAIN: usize = SLICE_MAX / 2;
 
 /// `(level id, child node)` pairs, sorted by level id, without duplicates.
+// The tree is boxed so that the enum stays at 16 bytes, the size of the
+// slice variant: every trie node carries one, and few are wide.
+#[allow(clippy::box_collection)]
 pub(super) enum Children {
     Slice(Box<[(u32, u32)]>),
     Tree(Box<BTreeMap<u32, u32>>),

@@ -14,11 +14,13 @@ mod shared;
 mod table;
 mod topic;
 mod trie;
+mod versioned;
 
 #[cfg(test)]
 mod tests;
 
 pub use table::RouteTable;
+pub use versioned::{Applied, ClusterRoutes};
 pub use topic::{
     ShareGroup, Subscription, TopicError, TopicFilter, TopicKind, TopicName, MAX_TOPIC_LEN,
     SHARE_PREFIX,

@@ -6,9 +6,11 @@ use super::members::Members;
 /// The members holding `$share/{group}/{filter}` for one group and filter.
 ///
 /// Each matching message goes to one member, taken in turn from the members
-/// sorted by node id. Sorting by id rather than by arrival makes the choice
-/// depend only on who holds the group and how many messages it received,
-/// and a joining or leaving member does not make anyone's turn come twice.
+/// sorted by node id: the turn passes to the first member after the last one
+/// served, wrapping around. Defining turns by id rather than by arrival
+/// keeps them fair when members join or leave mid-round: nobody is served
+/// twice in a round, and a newcomer is served when the round reaches its
+/// place.
 #[derive(Default)]
 pub(super) struct SharedGroup {
     /// Member indices, ordered by their node ids.
@@ -30,7 +32,8 @@ impl SharedGroup {
             .members
             .partition_point(|&other| directory.id(other).is_some_and(|other| other < id));
         self.members.insert(at, member);
-        // Keep pointing at the member whose turn it was.
+        // The turn goes to the first member after the last one served, in id
+        // order; a newcomer sorting before that point waits for the next round.
         if at < self.next {
             self.next += 1;
         }

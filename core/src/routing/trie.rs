@@ -378,3 +378,15 @@ impl Trie {
         new_index
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routing_trie_nodes_stay_small() {
+        // Two of these per filter dominate the table's memory.
+        assert_eq!(std::mem::size_of::<Children>(), 16);
+        assert_eq!(std::mem::size_of::<Option<TrieNode>>(), 56);
+    }
+}

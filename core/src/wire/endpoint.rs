@@ -18,6 +18,12 @@ pub enum Endpoint {
     Leave,
     /// `GET /stream`: the push channel to a worker.
     Stream,
+    /// `POST /routes`: a member's subscription changes.
+    Routes,
+    /// `POST /forward`: a batch of messages.
+    Forward,
+    /// `POST /ack`: a worker acknowledges stream batches.
+    Ack,
     /// `GET /status`: the node's view, for operators.
     Status,
 }
@@ -63,13 +69,16 @@ impl RouteError {
 
 impl Endpoint {
     /// Every endpoint, for tests and documentation.
-    pub const ALL: [Endpoint; 7] = [
+    pub const ALL: [Endpoint; 10] = [
         Endpoint::Health,
         Endpoint::Register,
         Endpoint::Heartbeat,
         Endpoint::Sync,
         Endpoint::Leave,
         Endpoint::Stream,
+        Endpoint::Routes,
+        Endpoint::Forward,
+        Endpoint::Ack,
         Endpoint::Status,
     ];
 
@@ -82,6 +91,9 @@ impl Endpoint {
             Endpoint::Sync => "/sync",
             Endpoint::Leave => "/leave",
             Endpoint::Stream => "/stream",
+            Endpoint::Routes => "/routes",
+            Endpoint::Forward => "/forward",
+            Endpoint::Ack => "/ack",
             Endpoint::Status => "/status",
         }
     }

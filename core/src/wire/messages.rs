@@ -4,9 +4,11 @@
 //! Unknown fields are refused so that a peer speaking a different dialect is
 //! told at once instead of being half understood.
 
-use serde::{Deserialize, Serialize};
+use bytes::Bytes;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::id::{Incarnation, NodeId, Role};
+use crate::routing::{Subscription, TopicName};
 
 /// A member's place in the failure detector's life cycle.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -119,6 +121,10 @@ pub struct RegisterResponse {
 pub struct HeartbeatRequest {
     /// Digest of the sender's member list ([`crate::membership::Membership::digest`]).
     pub members_digest: String,
+    /// Digest of the sender's route versions
+    /// ([`crate::routing::ClusterRoutes::digest`]).
+    #[serde(default)]
+    pub routes_digest: String,
 }
 
 /// The answer to a heartbeat.
@@ -130,6 +136,13 @@ pub struct HeartbeatResponse {
     /// The receiver's full member list, sent only when the digests differ.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub members: Option<Vec<MemberRecord>>,
+    /// Digest of the receiver's route versions.
+    #[serde(default)]
+    pub routes_digest: String,
+    /// The receiver's route versions, sent only when the route digests
+    /// differ, so the sender can push what the receiver lacks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub route_versions: Option<Vec<RouteVersion>>,
 }
 
 /// `POST /sync`: member records from one core to another.
@@ -141,6 +154,9 @@ pub struct SyncRequest {
     /// Whether `members` is the sender's whole list (a resync).
     #[serde(default)]
     pub snapshot: bool,
+    /// Route updates of members.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub routes: Vec<RouteUpdate>,
 }
 
 /// The answer to a sync: the receiver's digest after merging, so the sender
@@ -150,6 +166,10 @@ pub struct SyncRequest {
 pub struct SyncResponse {
     /// Digest of the receiver's member list after the merge.
     pub members_digest: String,
+    /// Members whose route updates did not follow on from what the receiver
+    /// holds: the sender should send their snapshots.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub resync: Vec<NodeId>,
 }
 
 /// `POST /leave`: the sender departs for good (this incarnation).
@@ -174,6 +194,9 @@ pub struct StreamHello {
     pub core: NodeId,
     /// Every member the core knows.
     pub members: Vec<MemberRecord>,
+    /// A snapshot of every member's routes.
+    #[serde(default)]
+    pub routes: Vec<RouteUpdate>,
 }
 
 /// One frame of the push stream.
@@ -183,6 +206,10 @@ pub enum StreamFrame {
     Hello(StreamHello),
     /// Member records that changed.
     Members(Vec<MemberRecord>),
+    /// Route updates.
+    Routes(Vec<RouteUpdate>),
+    /// Messages for the worker; acknowledge with `POST /ack`.
+    Messages(MessageBatch),
 }
 
 impl StreamFrame {
@@ -191,6 +218,8 @@ impl StreamFrame {
         match self {
             StreamFrame::Hello(_) => "hello",
             StreamFrame::Members(_) => "members",
+            StreamFrame::Routes(_) => "routes",
+            StreamFrame::Messages(_) => "messages",
         }
     }
 
@@ -199,6 +228,8 @@ impl StreamFrame {
         let encoded = match self {
             StreamFrame::Hello(hello) => serde_json::to_string(hello),
             StreamFrame::Members(members) => serde_json::to_string(members),
+            StreamFrame::Routes(routes) => serde_json::to_string(routes),
+            StreamFrame::Messages(batch) => serde_json::to_string(batch),
         };
         // Serialising these plain structs cannot fail; an empty object keeps
         // the stream well-formed should it ever do so.
@@ -210,9 +241,230 @@ impl StreamFrame {
         match event {
             "hello" => Ok(StreamFrame::Hello(super::decode_json(data.as_bytes())?)),
             "members" => Ok(StreamFrame::Members(super::decode_json(data.as_bytes())?)),
+            "routes" => Ok(StreamFrame::Routes(super::decode_json(data.as_bytes())?)),
+            "messages" => Ok(StreamFrame::Messages(super::decode_json(data.as_bytes())?)),
             other => Err(super::WireError::UnknownFrame {
                 event: other.chars().take(64).collect(),
             }),
         }
+    }
+}
+
+/// Which routes of one member a node holds: the member's incarnation and the
+/// sequence number of its last route update.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RouteVersion {
+    /// The member.
+    pub node: NodeId,
+    /// Its incarnation.
+    pub incarnation: Incarnation,
+    /// Its last route update.
+    pub seq: u64,
+}
+
+/// What a route update changes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum RouteChange {
+    /// Filters added and removed since update `prev`.
+    Delta {
+        /// The update this one follows.
+        prev: u64,
+        /// Subscriptions the member gained.
+        #[serde(default)]
+        add: Vec<Subscription>,
+        /// Subscriptions the member lost.
+        #[serde(default)]
+        remove: Vec<Subscription>,
+    },
+    /// Every subscription the member holds.
+    Snapshot {
+        /// The subscriptions.
+        routes: Vec<Subscription>,
+    },
+}
+
+/// A change to one member's routes, numbered per member and incarnation.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RouteUpdate {
+    /// The member whose routes these are.
+    pub node: NodeId,
+    /// Its incarnation.
+    pub incarnation: Incarnation,
+    /// The update's number: the member's route version after it.
+    pub seq: u64,
+    /// The change.
+    pub change: RouteChange,
+}
+
+/// `POST /routes`: a member's own route update, to its core.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RoutesRequest {
+    /// The update.
+    pub update: RouteUpdate,
+}
+
+/// The answer to `POST /routes`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RoutesResponse {
+    /// The route version the core now holds for the sender.
+    pub seq: u64,
+    /// The update did not follow on from what the core holds: send a
+    /// snapshot.
+    #[serde(default)]
+    pub resync: bool,
+}
+
+/// MQTT quality of service.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Qos {
+    /// 0: at most once; sent once, never retried.
+    #[default]
+    AtMostOnce,
+    /// 1: at least once; retried until acknowledged.
+    AtLeastOnce,
+    /// 2: exactly once; retried and deduplicated like QoS 1.
+    ExactlyOnce,
+}
+
+impl Qos {
+    /// The QoS for an MQTT number.
+    pub fn from_u8(level: u8) -> Option<Qos> {
+        match level {
+            0 => Some(Qos::AtMostOnce),
+            1 => Some(Qos::AtLeastOnce),
+            2 => Some(Qos::ExactlyOnce),
+            _ => None,
+        }
+    }
+
+    /// The MQTT number.
+    pub fn as_u8(self) -> u8 {
+        self as u8
+    }
+}
+
+impl Serialize for Qos {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u8(self.as_u8())
+    }
+}
+
+impl<'de> Deserialize<'de> for Qos {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let level = u8::deserialize(d)?;
+        Qos::from_u8(level).ok_or_else(|| serde::de::Error::custom(format!("qos {level} is not 0, 1 or 2")))
+    }
+}
+
+/// Where one copy of a forwarded message goes, and its number in the
+/// sequence of messages from its origin to that node (for deduplication
+/// and ordering at the receiver).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Target {
+    /// The destination node.
+    pub node: NodeId,
+    /// Sequence number from the origin to this destination, from 1.
+    pub seq: u64,
+}
+
+/// A published message on its way across the cluster.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ForwardedMessage {
+    /// The node it was published on.
+    pub origin: NodeId,
+    /// The origin's incarnation when it published.
+    pub incarnation: Incarnation,
+    /// The topic.
+    pub topic: TopicName,
+    /// The payload, base64 on the wire.
+    #[serde(with = "base64_bytes")]
+    pub payload: Bytes,
+    /// Quality of service.
+    pub qos: Qos,
+    /// The MQTT retain flag, kept across the hop.
+    #[serde(default)]
+    pub retain: bool,
+    /// MQTT 5 properties, carried opaquely (base64 on the wire).
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "base64_opt_bytes")]
+    pub properties: Option<Bytes>,
+    /// The nodes it goes to from here.
+    pub targets: Vec<Target>,
+}
+
+/// `POST /forward`: messages from a node to a core.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ForwardRequest {
+    /// The messages, in order.
+    pub messages: Vec<ForwardedMessage>,
+}
+
+/// The answer to `POST /forward`: the whole batch was taken.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ForwardResponse {
+    /// How many messages were taken.
+    pub accepted: usize,
+}
+
+/// Messages pushed over a worker's stream.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct MessageBatch {
+    /// The batch's number on this stream's link; acknowledging it
+    /// acknowledges every batch before it too.
+    pub batch: u64,
+    /// The messages, in order.
+    pub messages: Vec<ForwardedMessage>,
+}
+
+/// `POST /ack`: a worker acknowledges what arrived over its stream.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AckRequest {
+    /// Every batch up to this number arrived.
+    pub through: u64,
+}
+
+mod base64_bytes {
+    use base64::Engine as _;
+    use bytes::Bytes;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(bytes: &Bytes, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&base64::engine::general_purpose::STANDARD.encode(bytes))
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Bytes, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        base64::engine::general_purpose::STANDARD
+            .decode(text.as_bytes())
+            .map(Bytes::from)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+mod base64_opt_bytes {
+    use bytes::Bytes;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(bytes: &Option<Bytes>, s: S) -> Result<S::Ok, S::Error> {
+        match bytes {
+            Some(bytes) => super::base64_bytes::serialize(bytes, s),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Bytes>, D::Error> {
+        #[derive(Deserialize)]
+        struct Wrapped(#[serde(with = "super::base64_bytes")] Bytes);
+        Option::<Wrapped>::deserialize(d).map(|w| w.map(|Wrapped(b)| b))
     }
 }

@@ -66,7 +66,7 @@ pub fn encode_with_id(event: &str, id: u64, data: &str) -> Bytes {
 /// connections (and the proxies on the way) from timing out. Each line of a
 /// multi-line `text` becomes its own comment line.
 pub fn encode_comment(text: &str) -> Bytes {
-    let mut out = String::with_capacity(text.len() + 4);
+    let mut out = String::with_capacity(text.len().saturating_add(4));
     for_each_line(text, |line| {
         out.push_str(": ");
         out.push_str(line);
@@ -77,7 +77,7 @@ pub fn encode_comment(text: &str) -> Bytes {
 }
 
 fn frame(event: &str, id: Option<u64>, data: &str) -> Bytes {
-    let mut out = String::with_capacity(event.len() + data.len() + 32);
+    let mut out = String::with_capacity(event.len().saturating_add(data.len()).saturating_add(32));
     out.push_str("event: ");
     out.extend(event.chars().filter(|&c| c != '\r' && c != '\n'));
     out.push('\n');
@@ -201,7 +201,7 @@ impl SseDecoder {
             // Everything held plus this chunk is one unfinished line: if
             // that is already too long, the error is certain, so do not
             // store the bytes only to refuse them later.
-            let line = (self.buf.len() - self.start).saturating_add(chunk.len());
+            let line = self.held().saturating_add(chunk.len());
             if self.partial.line_bytes.saturating_add(line) > self.max_frame_bytes {
                 self.overflowed = true;
                 self.release();
@@ -237,7 +237,7 @@ impl SseDecoder {
                 match self.buf.get(self.start) {
                     None => return None,
                     Some(b'\n') => {
-                        self.start += 1;
+                        self.start = self.start.saturating_add(1);
                         self.scan = self.scan.max(self.start);
                     }
                     Some(_) => {}
@@ -247,7 +247,7 @@ impl SseDecoder {
             let unscanned = self.buf.get(self.scan..).unwrap_or_default();
             let Some(offset) = unscanned.iter().position(|&b| b == b'\n' || b == b'\r') else {
                 self.scan = self.buf.len();
-                let line = self.buf.len() - self.start;
+                let line = self.held();
                 if self.partial.line_bytes.saturating_add(line) > self.max_frame_bytes {
                     return Some(Err(self.fail(SseError::FrameTooLarge {
                         limit: self.max_frame_bytes,
@@ -255,7 +255,7 @@ impl SseDecoder {
                 }
                 return None;
             };
-            let end = self.scan + offset;
+            let end = self.scan.saturating_add(offset);
             let line = self.buf.get(self.start..end).unwrap_or_default();
             let frame_bytes = self.partial.line_bytes.saturating_add(line.len());
             if frame_bytes > self.max_frame_bytes {
@@ -274,7 +274,7 @@ impl SseDecoder {
                 line,
             );
             self.after_cr = self.buf.get(end) == Some(&b'\r');
-            self.start = end + 1;
+            self.start = end.saturating_add(1);
             self.scan = self.start;
             if let Some(frame) = dispatched {
                 return Some(Ok(frame));
@@ -286,7 +286,7 @@ impl SseDecoder {
     /// frame being assembled.
     pub fn buffered(&self) -> usize {
         let p = &self.partial;
-        (self.buf.len() - self.start)
+        self.held()
             .saturating_add(p.event.len())
             .saturating_add(p.data.len())
             .saturating_add(p.id.as_ref().map_or(0, String::len))
@@ -305,6 +305,11 @@ impl SseDecoder {
         self.retry
     }
 
+    /// Received bytes not yet consumed as lines.
+    fn held(&self) -> usize {
+        self.buf.len().saturating_sub(self.start)
+    }
+
     /// Skips a byte-order mark at the very start of the stream. `false` while
     /// too few bytes have arrived to tell.
     fn skip_bom(&mut self) -> bool {
@@ -313,7 +318,7 @@ impl SseDecoder {
         if held.get(..n) != BOM.get(..n) {
             self.at_stream_start = false;
         } else if n == BOM.len() {
-            self.start += n;
+            self.start = self.start.saturating_add(n);
             self.scan = self.scan.max(self.start);
             self.at_stream_start = false;
         }
@@ -328,11 +333,11 @@ impl SseDecoder {
         if self.start == 0 {
             return;
         }
-        let remaining = self.buf.len() - self.start;
+        let remaining = self.held();
         let would_grow = self.buf.len().saturating_add(incoming) > self.buf.capacity();
         if self.start >= remaining || would_grow {
             self.buf.drain(..self.start);
-            self.scan -= self.start;
+            self.scan = self.scan.saturating_sub(self.start);
             self.start = 0;
         }
     }

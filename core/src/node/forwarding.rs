@@ -1,0 +1,540 @@
+//! Moving published messages across the cluster.
+//!
+//! The origin decides the targets from its copy of the routing table and
+//! numbers its messages per destination. A worker hands everything to its
+//! core; a core delivers to itself, pushes to its own workers over their
+//! streams, and passes the rest to the cores the targets live on. A message
+//! received from another core is never sent to a third one, so it crosses
+//! at most two cores and never returns to its origin. Every hop goes through
+//! a bounded [`Link`]; every receiver deduplicates QoS 1 and 2 by
+//! (origin, incarnation, sequence).
+
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+use http::StatusCode;
+use serde::Serialize;
+
+use super::{Event, Node, Pending, Phase, TransportError};
+use crate::forward::dedup::DeliveryLog;
+use crate::forward::link::{BatchId, Carried, DropReason, Dropped, Link, LinkSettings, LinkStats};
+use crate::id::{NodeId, Role};
+use crate::routing::{TopicError, TopicName};
+use crate::time::{Instant, Now};
+use crate::wire::messages::{
+    AckRequest, ForwardRequest, ForwardResponse, ForwardedMessage, MessageBatch, Qos, StreamFrame, Target,
+};
+use crate::wire::{decode_response, encode_json, Endpoint};
+
+/// How many origins a receiver remembers for deduplication.
+const MAX_DEDUP_ORIGINS: usize = 65_536;
+
+/// A message the host publishes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Message {
+    /// The topic.
+    pub topic: TopicName,
+    /// The payload.
+    pub payload: Bytes,
+    /// Quality of service.
+    pub qos: Qos,
+    /// The MQTT retain flag.
+    pub retain: bool,
+    /// MQTT 5 properties, carried opaquely.
+    pub properties: Option<Bytes>,
+}
+
+impl Message {
+    /// A message on `topic` (validated) with QoS 0 and no retain flag.
+    ///
+    /// ```
+    /// use mqtt_cluster_core::node::Message;
+    /// use mqtt_cluster_core::wire::messages::Qos;
+    /// let m = Message::new("sensors/1/temp", "21.5")?.with_qos(Qos::AtLeastOnce);
+    /// assert_eq!(m.qos, Qos::AtLeastOnce);
+    /// assert!(Message::new("sensors/+", "x").is_err());
+    /// # Ok::<(), mqtt_cluster_core::routing::TopicError>(())
+    /// ```
+    pub fn new(topic: &str, payload: impl Into<Bytes>) -> Result<Message, TopicError> {
+        Ok(Message {
+            topic: TopicName::new(topic)?,
+            payload: payload.into(),
+            qos: Qos::AtMostOnce,
+            retain: false,
+            properties: None,
+        })
+    }
+
+    /// The same message with another QoS.
+    pub fn with_qos(self, qos: Qos) -> Message {
+        Message { qos, ..self }
+    }
+
+    /// The same message with the retain flag set.
+    pub fn retained(self) -> Message {
+        Message { retain: true, ..self }
+    }
+}
+
+/// Where a published message goes.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Routing {
+    /// The host delivers it to its own local subscribers.
+    pub local: bool,
+    /// The other nodes it is forwarded to, sorted.
+    pub remote: Vec<NodeId>,
+}
+
+/// A message delivered from another node, for the host's local subscribers.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Delivery {
+    /// The node it was published on.
+    pub origin: NodeId,
+    /// The topic.
+    pub topic: TopicName,
+    /// The payload.
+    #[serde(skip)]
+    pub payload: Bytes,
+    /// Quality of service.
+    pub qos: Qos,
+    /// The MQTT retain flag.
+    pub retain: bool,
+    /// MQTT 5 properties.
+    #[serde(skip)]
+    pub properties: Option<Bytes>,
+    /// Its number from its origin to this node.
+    pub seq: u64,
+}
+
+/// Publishing failed; nothing was sent.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PublishError {
+    /// The node has left or was rejected.
+    #[error("the node is not running")]
+    NotRunning,
+}
+
+impl Carried for ForwardedMessage {
+    fn qos(&self) -> u8 {
+        self.qos.as_u8()
+    }
+}
+
+/// Per-peer links, sequence numbers and the deduplication log.
+#[derive(Debug)]
+pub(super) struct Forwarding {
+    /// Next sequence number per destination.
+    next_seq: BTreeMap<NodeId, u64>,
+    /// A worker's single link to whichever core it is registered with.
+    uplink: Link<ForwardedMessage>,
+    /// A core's links: HTTP to other cores, streams to its workers.
+    links: BTreeMap<NodeId, Link<ForwardedMessage>>,
+    delivered: DeliveryLog,
+    /// A worker's highest batch received and not yet acknowledged.
+    ack_through: Option<u64>,
+    http_settings: LinkSettings,
+    stream_settings: LinkSettings,
+    /// Links of peers that went away, kept for their counters.
+    closed: BTreeMap<NodeId, LinkStats>,
+}
+
+impl Forwarding {
+    pub(super) fn new(config: &crate::Config) -> Self {
+        let http_settings = LinkSettings {
+            queue_length: config.queue_length,
+            policy: config.queue_policy,
+            max_in_flight: config.max_in_flight,
+            batch_size: config.batch_size,
+            retry_backoff: config.retry_backoff,
+            retry_backoff_max: config.retry_backoff_max,
+            expiry: config.message_expiry,
+            max_batches_in_flight: 1,
+        };
+        let stream_settings = LinkSettings {
+            max_batches_in_flight: config.max_in_flight,
+            ..http_settings.clone()
+        };
+        Forwarding {
+            next_seq: BTreeMap::new(),
+            uplink: Link::new(http_settings.clone()),
+            links: BTreeMap::new(),
+            delivered: DeliveryLog::new(MAX_DEDUP_ORIGINS),
+            ack_through: None,
+            http_settings,
+            stream_settings,
+            closed: BTreeMap::new(),
+        }
+    }
+
+    pub(super) fn next_deadline(&self) -> Option<Instant> {
+        self.links
+            .values()
+            .chain(std::iter::once(&self.uplink))
+            .filter_map(|l| l.next_deadline())
+            .min()
+    }
+
+    /// Queue depth and in-flight count per peer.
+    pub(super) fn depths(&self, uplink_name: Option<&NodeId>) -> BTreeMap<String, (usize, usize)> {
+        let mut depths: BTreeMap<String, (usize, usize)> = self
+            .links
+            .iter()
+            .map(|(peer, link)| (peer.to_string(), (link.queued(), link.in_flight())))
+            .collect();
+        if !self.uplink.is_idle() || uplink_name.is_some() {
+            let name = uplink_name.map_or_else(|| "core".to_owned(), |n| n.to_string());
+            depths.insert(name, (self.uplink.queued(), self.uplink.in_flight()));
+        }
+        depths
+    }
+
+    pub(super) fn link_stats(&self) -> BTreeMap<String, LinkStats> {
+        let mut stats: BTreeMap<String, LinkStats> =
+            self.closed.iter().map(|(peer, s)| (peer.to_string(), s.clone())).collect();
+        for (peer, link) in &self.links {
+            stats.insert(peer.to_string(), link.stats());
+        }
+        if self.uplink.stats() != LinkStats::default() {
+            stats.insert("uplink".to_owned(), self.uplink.stats());
+        }
+        stats
+    }
+}
+
+impl Node {
+    /// A local client published `message`. Returns where it goes: whether
+    /// the host delivers it locally, and which nodes it is forwarded to.
+    ///
+    /// ```
+    /// # use mqtt_cluster_core::{Config, Instant, Node, Now, WallTime};
+    /// use mqtt_cluster_core::node::Message;
+    /// # let config = Config::from_yaml_str("core: true\nnodeName: c1\nsecret: s3cret-s3cret\n").unwrap();
+    /// # let now = Now::new(Instant::ZERO, WallTime::from_unix_millis(1));
+    /// # let mut node = Node::new(config, now, 1).unwrap();
+    /// node.subscribe(now, "sensors/#")?;
+    /// let routing = node.publish(now, Message::new("sensors/1", "21.5")?)?;
+    /// assert!(routing.local && routing.remote.is_empty());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn publish(&mut self, now: Now, message: Message) -> Result<Routing, PublishError> {
+        let now = self.advance(now);
+        if self.phase.is_finished() {
+            return Err(PublishError::NotRunning);
+        }
+        let mut nodes = std::mem::take(&mut self.match_buffer);
+        self.routes.matches(&message.topic, &mut nodes);
+        let local = nodes.contains(&self.id);
+        nodes.retain(|n| *n != self.id);
+        self.stats.published += 1;
+        if !nodes.is_empty() {
+            let targets = nodes
+                .iter()
+                .map(|node| {
+                    let seq = self.forwarding.next_seq.entry(node.clone()).or_insert(0);
+                    *seq += 1;
+                    Target {
+                        node: node.clone(),
+                        seq: *seq,
+                    }
+                })
+                .collect();
+            let forwarded = ForwardedMessage {
+                origin: self.id.clone(),
+                incarnation: self.incarnation(),
+                topic: message.topic,
+                payload: message.payload,
+                qos: message.qos,
+                retain: message.retain,
+                properties: message.properties,
+                targets,
+            };
+            match self.role {
+                Role::Worker => {
+                    let dropped = self.forwarding.uplink.push(now.instant, forwarded);
+                    let core = self.worker.registered_core().cloned();
+                    self.report_drops(core.as_ref(), dropped.into_iter().collect());
+                }
+                Role::Core => self.relay(now, forwarded, true),
+            }
+        }
+        let routing = Routing {
+            local,
+            remote: nodes.clone(),
+        };
+        self.match_buffer = nodes;
+        self.flush(now);
+        Ok(routing)
+    }
+
+    /// A core sends a message on towards each of its targets.
+    /// `may_cross_cores` is false for messages that came from another core.
+    pub(super) fn relay(&mut self, now: Now, message: ForwardedMessage, may_cross_cores: bool) {
+        let mut by_link: BTreeMap<NodeId, Vec<Target>> = BTreeMap::new();
+        let mut unroutable = Vec::new();
+        for target in &message.targets {
+            if target.node == self.id {
+                self.deliver(&message, target.seq);
+                continue;
+            }
+            let Some(record) = self.membership.get(&target.node).filter(|r| !r.state.is_gone()) else {
+                unroutable.push(target.node.clone());
+                continue;
+            };
+            let hop = match record.role {
+                Role::Worker if record.home == self.id => Some(record.id.clone()),
+                Role::Worker if may_cross_cores => Some(record.home.clone()),
+                Role::Core if may_cross_cores => Some(record.id.clone()),
+                _ => None,
+            };
+            match hop.filter(|h| self.membership.get(h).is_some_and(|r| !r.state.is_gone())) {
+                Some(hop) => by_link.entry(hop).or_default().push(target.clone()),
+                None => unroutable.push(target.node.clone()),
+            }
+        }
+        for node in unroutable {
+            self.stats.unroutable += 1;
+            self.events.push_back(Event::Dropped {
+                peer: node,
+                count: 1,
+                reason: DropReason::PeerGone,
+            });
+        }
+        for (hop, targets) in by_link {
+            let copy = ForwardedMessage {
+                targets,
+                ..message.clone()
+            };
+            let stream_link = self.membership.get(&hop).is_some_and(|r| r.role == Role::Worker);
+            let settings = if stream_link {
+                self.forwarding.stream_settings.clone()
+            } else {
+                self.forwarding.http_settings.clone()
+            };
+            let link = self.forwarding.links.entry(hop.clone()).or_insert_with(|| Link::new(settings));
+            let dropped = link.push(now.instant, copy);
+            self.report_drops(Some(&hop), dropped.into_iter().collect());
+        }
+    }
+
+    /// Hands a message to the host, once.
+    fn deliver(&mut self, message: &ForwardedMessage, seq: u64) {
+        if !self
+            .forwarding
+            .delivered
+            .first_time(&message.origin, message.incarnation, seq)
+        {
+            self.stats.duplicates += 1;
+            return;
+        }
+        self.stats.delivered += 1;
+        self.events.push_back(Event::Deliver(Delivery {
+            origin: message.origin.clone(),
+            topic: message.topic.clone(),
+            payload: message.payload.clone(),
+            qos: message.qos,
+            retain: message.retain,
+            properties: message.properties.clone(),
+            seq,
+        }));
+    }
+
+    pub(super) fn report_drops(&mut self, peer: Option<&NodeId>, dropped: Vec<Dropped<ForwardedMessage>>) {
+        let mut counts: BTreeMap<DropReason, u64> = BTreeMap::new();
+        for drop in &dropped {
+            *counts.entry(drop.reason).or_default() += 1;
+        }
+        let peer = peer.cloned().unwrap_or_else(|| self.id.clone());
+        for (reason, count) in counts {
+            *self.stats.dropped.entry(reason).or_default() += count;
+            self.events.push_back(Event::Dropped {
+                peer: peer.clone(),
+                count,
+                reason,
+            });
+        }
+    }
+
+    /// Sends whatever the links may send now.
+    pub(super) fn flush_links(&mut self, now: Now) {
+        if self.phase.is_finished() {
+            return;
+        }
+        match self.role {
+            Role::Worker => self.flush_uplink(now),
+            Role::Core => {
+                let peers: Vec<NodeId> = self.forwarding.links.keys().cloned().collect();
+                for peer in peers {
+                    self.flush_link(now, &peer);
+                }
+            }
+        }
+    }
+
+    fn flush_uplink(&mut self, now: Now) {
+        if self.worker.registered_core().is_none() {
+            return;
+        }
+        let expired = self.forwarding.uplink.expire(now.instant);
+        let core = self.worker.registered_core().cloned();
+        self.report_drops(core.as_ref(), expired);
+        while let Some((batch, messages)) = self.forwarding.uplink.next_batch(now.instant) {
+            let body = encode_json(&ForwardRequest { messages });
+            if self
+                .send_to_core(now, Endpoint::Forward, body, Pending::Forward { peer: None, batch })
+                .is_none()
+            {
+                let dropped = self.forwarding.uplink.failed(now.instant, batch);
+                self.report_drops(core.as_ref(), dropped);
+                break;
+            }
+        }
+    }
+
+    fn flush_link(&mut self, now: Now, peer: &NodeId) {
+        let Some(link) = self.forwarding.links.get_mut(peer) else { return };
+        let expired = link.expire(now.instant);
+        self.report_drops(Some(peer), expired);
+        let is_worker = self.membership.get(peer).is_some_and(|r| r.role == Role::Worker);
+        if is_worker {
+            let Some(stream) = self.core.stream_of(peer) else { return };
+            while let Some((batch, messages)) = self.forwarding.links.get_mut(peer).and_then(|l| l.next_batch(now.instant)) {
+                let frame = StreamFrame::Messages(MessageBatch {
+                    batch: batch.0,
+                    messages,
+                });
+                self.push_frame(stream, &frame);
+            }
+            return;
+        }
+        let Some(url) = self.peer_address(peer) else { return };
+        while let Some((batch, messages)) = self.forwarding.links.get_mut(peer).and_then(|l| l.next_batch(now.instant)) {
+            let body = encode_json(&ForwardRequest { messages });
+            self.send(
+                now,
+                &url,
+                Some(peer.clone()),
+                Endpoint::Forward,
+                body,
+                Pending::Forward {
+                    peer: Some(peer.clone()),
+                    batch,
+                },
+            );
+        }
+    }
+
+    pub(super) fn on_forward_answered(
+        &mut self,
+        now: Now,
+        peer: Option<NodeId>,
+        batch: BatchId,
+        result: Result<http::Response<Bytes>, TransportError>,
+    ) {
+        let ok = result
+            .as_ref()
+            .is_ok_and(|r| decode_response::<ForwardResponse>(r, self.config.max_body_size).is_ok());
+        let conflict = result.as_ref().is_ok_and(|r| r.status() == StatusCode::CONFLICT);
+        let link = match &peer {
+            Some(peer) => self.forwarding.links.get_mut(peer),
+            None => Some(&mut self.forwarding.uplink),
+        };
+        let Some(link) = link else { return };
+        if ok {
+            link.ack_through(batch);
+            return;
+        }
+        let dropped = link.failed(now.instant, batch);
+        let name = peer.clone().or_else(|| self.worker.registered_core().cloned());
+        self.report_drops(name.as_ref(), dropped);
+        if conflict {
+            match peer {
+                None => self.worker_reregister(now),
+                Some(peer) => self.reregister_with(now, &peer),
+            }
+        }
+    }
+
+    /// A core takes a batch of messages.
+    pub(super) fn serve_forward(&mut self, now: Now, from: &NodeId, from_role: Role, request: ForwardRequest) -> ForwardResponse {
+        let accepted = request.messages.len();
+        for message in request.messages {
+            // A worker forwards only what it published itself.
+            if from_role == Role::Worker && message.origin != *from {
+                self.stats.unroutable += 1;
+                continue;
+            }
+            if message.origin == self.id {
+                continue;
+            }
+            self.relay(now, message, from_role == Role::Worker);
+        }
+        ForwardResponse { accepted }
+    }
+
+    /// A worker takes messages from its stream and acknowledges them.
+    pub(super) fn take_stream_messages(&mut self, now: Now, batch: MessageBatch) {
+        for message in &batch.messages {
+            if let Some(target) = message.targets.iter().find(|t| t.node == self.id) {
+                self.deliver(message, target.seq);
+            }
+        }
+        let through = self.forwarding.ack_through.map_or(batch.batch, |t| t.max(batch.batch));
+        self.forwarding.ack_through = Some(through);
+        self.send_ack(now);
+    }
+
+    fn send_ack(&mut self, now: Now) {
+        if self.is_pending(|p| matches!(p, Pending::WorkerAck { .. })) {
+            return;
+        }
+        if let Some(through) = self.forwarding.ack_through.take() {
+            let body = encode_json(&AckRequest { through });
+            self.send_to_core(now, Endpoint::Ack, body, Pending::WorkerAck { through });
+        }
+    }
+
+    pub(super) fn on_ack_answered(&mut self, now: Now, through: u64, result: Result<http::Response<Bytes>, TransportError>) {
+        if !result.is_ok_and(|r| r.status() == StatusCode::OK) {
+            // Sent again with the next ack, or made moot by a new stream.
+            let next = self.forwarding.ack_through.map_or(through, |t| t.max(through));
+            self.forwarding.ack_through = Some(next);
+        }
+        if self.phase == Phase::Running {
+            self.send_ack(now);
+        }
+    }
+
+    /// A core takes a worker's acknowledgement of stream batches.
+    pub(super) fn serve_ack(&mut self, worker: &NodeId, request: &AckRequest) {
+        if let Some(link) = self.forwarding.links.get_mut(worker) {
+            link.ack_through(BatchId(request.through));
+        }
+    }
+
+    /// A stream to `worker` broke or was replaced: unacknowledged batches go
+    /// out again on the next one.
+    pub(super) fn rewind_stream_link(&mut self, now: Now, worker: &NodeId) {
+        if let Some(link) = self.forwarding.links.get_mut(worker) {
+            let dropped = link.rewind(now.instant);
+            self.report_drops(Some(worker), dropped);
+        }
+    }
+
+    /// A worker's new stream starts numbering acknowledgements afresh.
+    pub(super) fn reset_stream_acks(&mut self) {
+        self.forwarding.ack_through = None;
+    }
+
+    /// Links of members that died or left are closed; what they held is
+    /// counted as dropped. Sequence numbers towards them keep counting: a
+    /// member that refutes its death keeps its deduplication log.
+    pub(super) fn close_links_of_gone(&mut self, records: &[crate::wire::messages::MemberRecord]) {
+        for record in records.iter().filter(|r| r.state.is_gone()) {
+            if let Some(mut link) = self.forwarding.links.remove(&record.id) {
+                let dropped = link.close();
+                self.forwarding.closed.insert(record.id.clone(), link.stats());
+                self.report_drops(Some(&record.id), dropped);
+            }
+        }
+    }
+}

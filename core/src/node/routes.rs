@@ -1,0 +1,330 @@
+//! Keeping the routing table the same on every node.
+//!
+//! The host reports its clients' subscriptions; only the first subscribe and
+//! the last unsubscribe of a subscription change the cluster. Each node
+//! numbers its own route updates. A worker sends them to its core
+//! (`POST /routes`, one in flight, a snapshot after every registration or
+//! when the core finds a gap); a core applies them and passes them on, to
+//! the other cores with `/sync` and to its workers over their streams. Every
+//! node applies its own updates to its own copy at once, so `publish` can
+//! decide where a message goes without asking anyone.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use bytes::Bytes;
+use http::StatusCode;
+
+use super::{Node, Pending, Phase, TransportError};
+use crate::id::{NodeId, Role};
+use crate::routing::{Applied, Subscription, TopicError};
+use crate::time::Now;
+use crate::wire::messages::{
+    RouteChange, RouteUpdate, RouteVersion, RoutesRequest, RoutesResponse, StreamFrame, SyncRequest,
+};
+use crate::wire::{decode_response, encode_json, Endpoint};
+
+/// This node's own subscriptions.
+#[derive(Debug, Default)]
+pub(super) struct LocalRoutes {
+    /// How many local clients hold each subscription.
+    counts: BTreeMap<Subscription, usize>,
+    /// Number of this node's last route update.
+    seq: u64,
+    /// For a worker: what its core has confirmed, and at which update.
+    confirmed: BTreeSet<Subscription>,
+    confirmed_seq: u64,
+    /// For a worker: the core must be sent a snapshot (new registration, or
+    /// it found a gap).
+    needs_snapshot: bool,
+}
+
+impl LocalRoutes {
+    fn current(&self) -> BTreeSet<Subscription> {
+        self.counts.keys().cloned().collect()
+    }
+
+    /// Number of distinct local subscriptions.
+    pub(super) fn len(&self) -> usize {
+        self.counts.len()
+    }
+}
+
+impl Node {
+    /// A local client subscribed to `filter` (`$share/{group}/{filter}` for a
+    /// shared subscription). Returns `true` if this was the first local
+    /// subscriber, which changes the cluster's routes.
+    pub fn subscribe(&mut self, now: Now, filter: &str) -> Result<bool, TopicError> {
+        let subscription = Subscription::parse(filter)?;
+        let now = self.advance(now);
+        let count = self.local_routes.counts.entry(subscription.clone()).or_insert(0);
+        *count += 1;
+        if *count > 1 {
+            return Ok(false);
+        }
+        self.own_route_change(now, vec![subscription], vec![]);
+        Ok(true)
+    }
+
+    /// A local client unsubscribed from `filter`. Returns `true` if it was
+    /// the last local subscriber, which changes the cluster's routes, and
+    /// `false` if others remain or none held it.
+    pub fn unsubscribe(&mut self, now: Now, filter: &str) -> Result<bool, TopicError> {
+        let subscription = Subscription::parse(filter)?;
+        let now = self.advance(now);
+        let Some(count) = self.local_routes.counts.get_mut(&subscription) else {
+            return Ok(false);
+        };
+        *count -= 1;
+        if *count > 0 {
+            return Ok(false);
+        }
+        self.local_routes.counts.remove(&subscription);
+        self.own_route_change(now, vec![], vec![subscription]);
+        Ok(true)
+    }
+
+    fn own_route_change(&mut self, now: Now, add: Vec<Subscription>, remove: Vec<Subscription>) {
+        let prev = self.local_routes.seq;
+        self.local_routes.seq += 1;
+        let update = RouteUpdate {
+            node: self.id.clone(),
+            incarnation: self.incarnation(),
+            seq: self.local_routes.seq,
+            change: RouteChange::Delta { prev, add, remove },
+        };
+        if self.routes.apply(&update) == Applied::Gap {
+            // Our own copy fell out of step (a new incarnation): rebuild it.
+            let snapshot = self.own_snapshot();
+            self.routes.apply(&snapshot);
+        }
+        match self.role {
+            Role::Core => self.pass_on_routes(vec![update], None),
+            Role::Worker => self.send_own_routes(now),
+        }
+        self.flush(now);
+    }
+
+    /// After a new incarnation, this node's routes are re-announced under it.
+    pub(super) fn routes_after_reincarnation(&mut self) {
+        let snapshot = self.own_snapshot();
+        self.routes.apply(&snapshot);
+        match self.role {
+            Role::Core => self.outgoing_routes.push(snapshot),
+            Role::Worker => self.local_routes.needs_snapshot = true,
+        }
+    }
+
+    fn own_snapshot(&self) -> RouteUpdate {
+        RouteUpdate {
+            node: self.id.clone(),
+            incarnation: self.incarnation(),
+            seq: self.local_routes.seq,
+            change: RouteChange::Snapshot {
+                routes: self.local_routes.current().into_iter().collect(),
+            },
+        }
+    }
+
+    /// A worker sends its core what the core has not confirmed yet.
+    pub(super) fn send_own_routes(&mut self, now: Now) {
+        let Some(_) = self.worker.registered_core() else { return };
+        if self.phase != Phase::Running || self.is_pending(|p| matches!(p, Pending::WorkerRoutes { .. })) {
+            return;
+        }
+        let local = &self.local_routes;
+        let in_step = local.confirmed_seq == local.seq && !local.needs_snapshot;
+        if in_step {
+            return;
+        }
+        let current = local.current();
+        let update = if local.needs_snapshot {
+            self.own_snapshot()
+        } else {
+            RouteUpdate {
+                node: self.id.clone(),
+                incarnation: self.incarnation(),
+                seq: local.seq,
+                change: RouteChange::Delta {
+                    prev: local.confirmed_seq,
+                    add: current.difference(&local.confirmed).cloned().collect(),
+                    remove: local.confirmed.difference(&current).cloned().collect(),
+                },
+            }
+        };
+        let pending = Pending::WorkerRoutes {
+            seq: update.seq,
+            routes: current,
+        };
+        self.send_to_core(now, Endpoint::Routes, encode_json(&RoutesRequest { update }), pending);
+    }
+
+    pub(super) fn on_worker_routes(
+        &mut self,
+        now: Now,
+        seq: u64,
+        routes: BTreeSet<Subscription>,
+        result: Result<http::Response<Bytes>, TransportError>,
+    ) {
+        let Ok(response) = result else { return };
+        if response.status() == StatusCode::CONFLICT {
+            return self.worker_reregister(now);
+        }
+        match decode_response::<RoutesResponse>(&response, self.config.max_body_size) {
+            Ok(answer) if answer.resync => self.local_routes.needs_snapshot = true,
+            Ok(_) => {
+                self.local_routes.confirmed = routes;
+                self.local_routes.confirmed_seq = seq;
+                self.local_routes.needs_snapshot = false;
+            }
+            Err(error) => self.count_bad_response(error.kind()),
+        }
+        self.send_own_routes(now);
+    }
+
+    /// After a registration the core may hold nothing, or an old version.
+    pub(super) fn routes_after_registration(&mut self, now: Now) {
+        if self.local_routes.seq > 0 {
+            self.local_routes.needs_snapshot = true;
+            self.send_own_routes(now);
+        }
+    }
+
+    /// Applies route updates received from a peer. Returns the members whose
+    /// updates left a gap (they need a snapshot) and passes on what changed.
+    pub(super) fn apply_route_updates(&mut self, updates: Vec<RouteUpdate>, from: Option<&NodeId>) -> Vec<NodeId> {
+        let mut gaps = Vec::new();
+        let mut changed = Vec::new();
+        for update in updates {
+            if update.node == self.id {
+                continue;
+            }
+            // Routes of a member this node knows to be gone in that
+            // incarnation must not come back.
+            let gone = self
+                .membership
+                .get(&update.node)
+                .is_some_and(|r| r.incarnation >= update.incarnation && r.state.is_gone());
+            if gone {
+                continue;
+            }
+            match self.routes.apply(&update) {
+                Applied::Changed => changed.push(update),
+                Applied::Gap => gaps.push(update.node.clone()),
+                Applied::Duplicate | Applied::Stale => {}
+            }
+        }
+        if !changed.is_empty() {
+            self.pass_on_routes(changed, from);
+        }
+        gaps
+    }
+
+    /// A core passes route updates on: to its workers' streams and, for the
+    /// updates it is the source of (its own and its workers'), to the other
+    /// cores.
+    pub(super) fn pass_on_routes(&mut self, updates: Vec<RouteUpdate>, from: Option<&NodeId>) {
+        if self.role != Role::Core {
+            return;
+        }
+        let streams: Vec<_> = self.core.streams().collect();
+        if !streams.is_empty() {
+            let frame = StreamFrame::Routes(updates.clone());
+            for stream in streams {
+                self.push_frame(stream, &frame);
+            }
+        }
+        let from_core = from.is_some_and(|n| self.membership.get(n).is_some_and(|r| r.role == Role::Core));
+        if !from_core {
+            self.outgoing_routes.extend(updates);
+        }
+    }
+
+    /// Sends the route updates gathered during one input to every other core.
+    pub(super) fn flush_route_sync(&mut self, now: Now) {
+        if self.outgoing_routes.is_empty() {
+            return;
+        }
+        let routes = std::mem::take(&mut self.outgoing_routes);
+        let peers: Vec<NodeId> = self.membership.peer_cores().map(|r| r.id.clone()).collect();
+        for peer in peers {
+            self.send_sync(now, &peer, Vec::new(), false, routes.clone());
+        }
+    }
+
+    /// Sends a peer snapshots of the members it lacks or holds older
+    /// versions of.
+    pub(super) fn push_route_snapshots(&mut self, now: Now, peer: &NodeId, theirs: &[RouteVersion]) {
+        let theirs: BTreeMap<&NodeId, (crate::Incarnation, u64)> =
+            theirs.iter().map(|v| (&v.node, (v.incarnation, v.seq))).collect();
+        let snapshots: Vec<RouteUpdate> = self
+            .routes
+            .snapshots()
+            .into_iter()
+            .filter(|s| theirs.get(&s.node).is_none_or(|v| *v < (s.incarnation, s.seq)))
+            .collect();
+        if !snapshots.is_empty() {
+            self.send_sync(now, peer, Vec::new(), false, snapshots);
+        }
+    }
+
+    /// Sends snapshots of the named members to a peer that found gaps.
+    pub(super) fn resend_route_snapshots(&mut self, now: Now, peer: &NodeId, nodes: &[NodeId]) {
+        let snapshots: Vec<RouteUpdate> = nodes.iter().filter_map(|n| self.routes.snapshot_of(n)).collect();
+        if !snapshots.is_empty() {
+            self.send_sync(now, peer, Vec::new(), false, snapshots);
+        }
+    }
+
+    /// The routes of members that died or left disappear at once.
+    pub(super) fn forget_routes_of_gone(&mut self, records: &[crate::wire::messages::MemberRecord]) {
+        for record in records.iter().filter(|r| r.state.is_gone() && r.id != self.id) {
+            let held = self.routes.version_of(&record.id);
+            if held.is_some_and(|(incarnation, _)| incarnation <= record.incarnation) {
+                self.routes.remove_member(&record.id);
+            }
+        }
+    }
+
+    /// A worker's hello: the stream's complete picture of the routes.
+    pub(super) fn replace_routes(&mut self, snapshots: Vec<RouteUpdate>) -> bool {
+        let listed: BTreeSet<NodeId> = snapshots.iter().map(|s| s.node.clone()).collect();
+        let stale: Vec<NodeId> = self
+            .routes
+            .versions()
+            .into_iter()
+            .map(|v| v.node)
+            .filter(|n| *n != self.id && !listed.contains(n))
+            .collect();
+        for node in stale {
+            self.routes.remove_member(&node);
+        }
+        self.apply_route_updates(snapshots, None).is_empty()
+    }
+
+    pub(super) fn serve_routes_update(&mut self, request: RoutesRequest) -> RoutesResponse {
+        let node = request.update.node.clone();
+        let gaps = self.apply_route_updates(vec![request.update], Some(&node));
+        RoutesResponse {
+            seq: self.routes.version_of(&node).map_or(0, |(_, seq)| seq),
+            resync: !gaps.is_empty(),
+        }
+    }
+
+    pub(super) fn send_sync(
+        &mut self,
+        now: Now,
+        peer: &NodeId,
+        members: Vec<crate::wire::messages::MemberRecord>,
+        snapshot: bool,
+        routes: Vec<RouteUpdate>,
+    ) {
+        if let Some(url) = self.peer_address(peer) {
+            let body = encode_json(&SyncRequest {
+                members,
+                snapshot,
+                routes,
+            });
+            self.send(now, &url, Some(peer.clone()), Endpoint::Sync, body, Pending::CoreSync { peer: peer.clone() });
+        }
+    }
+}

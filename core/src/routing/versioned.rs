@@ -1,0 +1,272 @@
+//! The cluster's routes as one node holds them: a [`RouteTable`] plus, per
+//! member, which of its route updates it reflects.
+//!
+//! Each member numbers its own route updates within an incarnation. A delta
+//! applies only on top of the update it follows; anything else is a gap,
+//! answered by asking for a snapshot. This keeps every copy of the table
+//! exact even when updates are lost, duplicated or reordered on the way.
+
+use std::collections::BTreeMap;
+
+use sha2::{Digest, Sha256};
+
+use super::{RouteTable, Subscription, TopicName};
+use crate::id::{Incarnation, NodeId};
+use crate::wire::messages::{RouteChange, RouteUpdate, RouteVersion};
+
+/// What became of a route update.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Applied {
+    /// The table changed (or a snapshot confirmed it).
+    Changed,
+    /// Already reflected: a duplicate or an older update.
+    Duplicate,
+    /// It does not follow on from what this node holds: send a snapshot.
+    Gap,
+    /// From an older incarnation of the member.
+    Stale,
+}
+
+/// The routing table of the whole cluster, versioned per member.
+///
+/// ```
+/// use mqtt_cluster_core::routing::{ClusterRoutes, Subscription, TopicName};
+/// use mqtt_cluster_core::wire::messages::{RouteChange, RouteUpdate};
+/// use mqtt_cluster_core::{Incarnation, NodeId};
+///
+/// let w1 = NodeId::new("w1").unwrap();
+/// let mut routes = ClusterRoutes::new();
+/// let add = |prev, seq, filter: &str| RouteUpdate {
+///     node: w1.clone(),
+///     incarnation: Incarnation(1),
+///     seq,
+///     change: RouteChange::Delta { prev, add: vec![Subscription::parse(filter).unwrap()], remove: vec![] },
+/// };
+/// routes.apply(&add(0, 1, "sensors/+/temp"));
+/// // Update 3 does not follow update 1: the sender must send a snapshot.
+/// assert_eq!(routes.apply(&add(2, 3, "x")), mqtt_cluster_core::routing::Applied::Gap);
+/// let mut out = Vec::new();
+/// routes.matches(&TopicName::new("sensors/7/temp").unwrap(), &mut out);
+/// assert_eq!(out, [w1]);
+/// ```
+#[derive(Default)]
+pub struct ClusterRoutes {
+    table: RouteTable,
+    versions: BTreeMap<NodeId, (Incarnation, u64)>,
+}
+
+impl std::fmt::Debug for ClusterRoutes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClusterRoutes")
+            .field("routes", &self.table.len())
+            .field("versions", &self.versions)
+            .finish()
+    }
+}
+
+impl ClusterRoutes {
+    /// An empty table.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Applies an update if it follows on from what this node holds.
+    pub fn apply(&mut self, update: &RouteUpdate) -> Applied {
+        let have = self.versions.get(&update.node).copied();
+        let verdict = match (&update.change, have) {
+            (_, Some((incarnation, _))) if update.incarnation < incarnation => Applied::Stale,
+            (RouteChange::Snapshot { .. }, Some(version)) if (update.incarnation, update.seq) <= version => {
+                Applied::Duplicate
+            }
+            (RouteChange::Snapshot { .. }, _) => Applied::Changed,
+            (RouteChange::Delta { prev, .. }, None) => gap_unless(*prev == 0),
+            (RouteChange::Delta { prev, .. }, Some((incarnation, _))) if update.incarnation > incarnation => {
+                gap_unless(*prev == 0)
+            }
+            (RouteChange::Delta { .. }, Some((_, seq))) if update.seq <= seq => Applied::Duplicate,
+            (RouteChange::Delta { prev, .. }, Some((_, seq))) => gap_unless(*prev == seq && update.seq > seq),
+        };
+        if verdict != Applied::Changed {
+            return verdict;
+        }
+        let fresh = have.is_none_or(|(incarnation, _)| incarnation < update.incarnation);
+        match &update.change {
+            RouteChange::Snapshot { routes } => {
+                self.table.remove_node(&update.node);
+                for route in routes {
+                    self.table.insert(&update.node, route);
+                }
+            }
+            RouteChange::Delta { add, remove, .. } => {
+                if fresh {
+                    self.table.remove_node(&update.node);
+                }
+                for route in remove {
+                    self.table.remove(&update.node, route);
+                }
+                for route in add {
+                    self.table.insert(&update.node, route);
+                }
+            }
+        }
+        self.versions
+            .insert(update.node.clone(), (update.incarnation, update.seq));
+        Applied::Changed
+    }
+
+    /// Forgets every route of a member that died or left. Returns how many.
+    pub fn remove_member(&mut self, node: &NodeId) -> usize {
+        self.versions.remove(node);
+        self.table.remove_node(node)
+    }
+
+    /// A snapshot update of one member's routes, at the version held.
+    pub fn snapshot_of(&self, node: &NodeId) -> Option<RouteUpdate> {
+        let (incarnation, seq) = *self.versions.get(node)?;
+        Some(RouteUpdate {
+            node: node.clone(),
+            incarnation,
+            seq,
+            change: RouteChange::Snapshot {
+                routes: self.table.routes_of(node),
+            },
+        })
+    }
+
+    /// Snapshots of every member's routes.
+    pub fn snapshots(&self) -> Vec<RouteUpdate> {
+        self.versions
+            .keys()
+            .filter_map(|node| self.snapshot_of(node))
+            .collect()
+    }
+
+    /// Which update of each member this node holds.
+    pub fn versions(&self) -> Vec<RouteVersion> {
+        self.versions
+            .iter()
+            .map(|(node, (incarnation, seq))| RouteVersion {
+                node: node.clone(),
+                incarnation: *incarnation,
+                seq: *seq,
+            })
+            .collect()
+    }
+
+    /// The version held for one member.
+    pub fn version_of(&self, node: &NodeId) -> Option<(Incarnation, u64)> {
+        self.versions.get(node).copied()
+    }
+
+    /// A digest of [`ClusterRoutes::versions`]: equal digests, equal tables.
+    pub fn digest(&self) -> String {
+        let mut hasher = Sha256::new();
+        for (node, (incarnation, seq)) in &self.versions {
+            hasher.update(node.as_str().as_bytes());
+            hasher.update([0]);
+            hasher.update(incarnation.0.to_be_bytes());
+            hasher.update(seq.to_be_bytes());
+        }
+        hasher.finalize().iter().take(8).map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// Every node a message on `topic` must reach (see [`RouteTable::matches`]).
+    pub fn matches(&mut self, topic: &TopicName, out: &mut Vec<NodeId>) {
+        self.table.matches(topic, out);
+    }
+
+    /// Whether `node` holds `route`.
+    pub fn contains(&self, node: &NodeId, route: &Subscription) -> bool {
+        self.table.contains(node, route)
+    }
+
+    /// The subscriptions of one member.
+    pub fn routes_of(&self, node: &NodeId) -> Vec<Subscription> {
+        self.table.routes_of(node)
+    }
+
+    /// Number of (member, subscription) routes.
+    pub fn len(&self) -> usize {
+        self.table.len()
+    }
+
+    /// Whether no member holds any route.
+    pub fn is_empty(&self) -> bool {
+        self.table.is_empty()
+    }
+}
+
+fn gap_unless(follows: bool) -> Applied {
+    if follows {
+        Applied::Changed
+    } else {
+        Applied::Gap
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(s: &str) -> NodeId {
+        NodeId::new(s).unwrap()
+    }
+
+    fn sub(s: &str) -> Subscription {
+        Subscription::parse(s).unwrap()
+    }
+
+    fn delta(node: &str, inc: u64, prev: u64, seq: u64, add: &[&str], remove: &[&str]) -> RouteUpdate {
+        RouteUpdate {
+            node: id(node),
+            incarnation: Incarnation(inc),
+            seq,
+            change: RouteChange::Delta {
+                prev,
+                add: add.iter().map(|s| sub(s)).collect(),
+                remove: remove.iter().map(|s| sub(s)).collect(),
+            },
+        }
+    }
+
+    #[test]
+    fn deltas_apply_in_order_and_duplicates_and_gaps_are_told_apart() {
+        let mut routes = ClusterRoutes::new();
+        assert_eq!(routes.apply(&delta("a", 1, 0, 1, &["x/#"], &[])), Applied::Changed);
+        assert_eq!(routes.apply(&delta("a", 1, 0, 1, &["x/#"], &[])), Applied::Duplicate);
+        assert_eq!(routes.apply(&delta("a", 1, 2, 3, &["y"], &[])), Applied::Gap);
+        assert_eq!(routes.apply(&delta("a", 1, 1, 2, &["y"], &["x/#"])), Applied::Changed);
+        assert_eq!(routes.routes_of(&id("a")), vec![sub("y")]);
+        assert_eq!(routes.apply(&delta("a", 0, 0, 9, &["z"], &[])), Applied::Stale);
+    }
+
+    #[test]
+    fn a_snapshot_replaces_and_a_new_incarnation_starts_empty() {
+        let mut routes = ClusterRoutes::new();
+        routes.apply(&delta("a", 1, 0, 1, &["x", "y"], &[]));
+        let snap = RouteUpdate {
+            change: RouteChange::Snapshot { routes: vec![sub("z")] },
+            ..delta("a", 1, 0, 5, &[], &[])
+        };
+        assert_eq!(routes.apply(&snap), Applied::Changed);
+        assert_eq!(routes.routes_of(&id("a")), vec![sub("z")]);
+        assert_eq!(routes.apply(&delta("a", 2, 0, 1, &["w"], &[])), Applied::Changed);
+        assert_eq!(routes.routes_of(&id("a")), vec![sub("w")]);
+    }
+
+    #[test]
+    fn snapshots_rebuild_an_equal_table() {
+        let mut one = ClusterRoutes::new();
+        one.apply(&delta("a", 1, 0, 1, &["x", "$share/g/y"], &[]));
+        one.apply(&delta("b", 3, 0, 2, &["+/+"], &[]));
+        let mut two = ClusterRoutes::new();
+        for snap in one.snapshots() {
+            assert_eq!(two.apply(&snap), Applied::Changed);
+        }
+        assert_eq!(one.digest(), two.digest());
+        assert_eq!(one.routes_of(&id("a")), two.routes_of(&id("a")));
+        one.remove_member(&id("a"));
+        assert!(one.routes_of(&id("a")).is_empty());
+        assert_ne!(one.digest(), two.digest());
+    }
+}
