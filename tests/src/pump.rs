@@ -35,6 +35,23 @@ struct Member {
     events: Vec<Event>,
 }
 
+/// A fault the harness injects into the next matching request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// The request never arrives; the sender sees a timeout.
+    LoseRequest,
+    /// The request is handled but its response never arrives; the sender
+    /// sees a timeout.
+    LoseResponse,
+}
+
+#[derive(Clone, Debug)]
+struct ArmedFault {
+    from: NodeId,
+    path: String,
+    fault: Fault,
+}
+
 /// A stream from a core to a worker, in flight in the harness.
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct OpenStream {
@@ -49,6 +66,10 @@ pub struct PumpedCluster {
     now: Instant,
     members: BTreeMap<NodeId, Member>,
     streams: Vec<OpenStream>,
+    faults: Vec<ArmedFault>,
+    /// Workers whose stream bytes are held back (slow readers), with what
+    /// is waiting for them.
+    stalled: BTreeMap<NodeId, Vec<(RequestId, Option<Bytes>)>>,
     /// Every request delivered, as `(from, to, path, status)`.
     pub log: Vec<(NodeId, String, String, u16)>,
 }
@@ -66,8 +87,39 @@ impl PumpedCluster {
             now: Instant::ZERO,
             members: BTreeMap::new(),
             streams: Vec::new(),
+            faults: Vec::new(),
+            stalled: BTreeMap::new(),
             log: Vec::new(),
         }
+    }
+
+    /// Injects `fault` into the next request `from` sends to `path`.
+    pub fn inject(&mut self, from: &NodeId, path: &str, fault: Fault) {
+        self.faults.push(ArmedFault {
+            from: from.clone(),
+            path: path.to_owned(),
+            fault,
+        });
+    }
+
+    /// Holds back the bytes of `worker`'s stream (a reader that stopped
+    /// reading) until [`Self::resume`].
+    pub fn stall(&mut self, worker: &NodeId) {
+        self.stalled.entry(worker.clone()).or_default();
+    }
+
+    /// Hands a stalled worker everything held back, and stops holding.
+    pub fn resume(&mut self, worker: &NodeId) {
+        let now = self.now();
+        for (request, data) in self.stalled.remove(worker).unwrap_or_default() {
+            if let Some(member) = self.members.get_mut(worker) {
+                match data {
+                    Some(bytes) => member.node.handle_stream_data(now, request, &bytes),
+                    None => member.node.handle_stream_end(now, request),
+                }
+            }
+        }
+        self.pump();
     }
 
     /// The harness's current time.
@@ -217,11 +269,20 @@ impl PumpedCluster {
                 let now = self.now();
                 let target = self.target_of(&transmit.to);
                 let path = transmit.request.uri().path().to_owned();
-                let result = match target.as_ref().and_then(|t| self.members.get_mut(t)) {
+                let fault = self
+                    .faults
+                    .iter()
+                    .position(|f| f.from == id && f.path == path)
+                    .map(|i| self.faults.remove(i).fault);
+                let mut result = match target.as_ref().and_then(|t| self.members.get_mut(t)) {
+                    _ if fault == Some(Fault::LoseRequest) => Err(TransportError::Timeout),
                     Some(peer) if peer.reachability == Reachability::Up => Ok(peer.node.handle_request(now, transmit.request)),
                     Some(_) => Err(TransportError::Timeout),
                     None => Err(TransportError::Connect("no such host".into())),
                 };
+                if fault == Some(Fault::LoseResponse) {
+                    result = Err(TransportError::Timeout);
+                }
                 let status = result.as_ref().map_or(0, |r| r.status().as_u16());
                 self.log.push((id.clone(), transmit.to.clone(), path, status));
                 let stream = result.as_ref().ok().and_then(|r| r.extensions().get::<StreamId>().copied());
@@ -261,6 +322,13 @@ impl PumpedCluster {
             return;
         };
         let open = self.streams[index].clone();
+        if let Some(held) = self.stalled.get_mut(&open.worker) {
+            held.push((open.request, data));
+            if held.last().is_some_and(|(_, d)| d.is_none()) {
+                self.streams.remove(index);
+            }
+            return;
+        }
         let Some(worker) = self.members.get_mut(&open.worker) else { return };
         match data {
             Some(bytes) => {

@@ -254,29 +254,28 @@ impl<T: Carried + Clone> Link<T> {
             return None;
         }
         let mut entries = Vec::new();
+        // Each entry taken is counted as sent-unacked at once, so that
+        // `in_flight()` stays exact while the batch is being filled.
         while entries.len() < self.settings.batch_size {
             let Some(entry) = self.retry.pop_front() else {
                 break;
             };
+            self.sent_unacked = self.sent_unacked.saturating_add(1);
             entries.push(entry);
         }
         let resent = entries.len();
-        // Retried items already count against `max_in_flight`; only fresh
-        // ones from the queue make the in-flight count grow.
         while entries.len() < self.settings.batch_size
             && self.in_flight() < self.settings.max_in_flight
         {
             let Some(entry) = self.queue.pop() else {
                 break;
             };
-            // Counted as in flight right away, so the loop condition sees it.
             self.sent_unacked = self.sent_unacked.saturating_add(1);
             entries.push(entry);
         }
         if entries.is_empty() {
             return None;
         }
-        self.sent_unacked = self.sent_unacked.saturating_add(resent);
         self.retries = self.retries.saturating_add(count(resent));
         self.sent = self.sent.saturating_add(count(entries.len()));
         let id = BatchId(self.next_id);

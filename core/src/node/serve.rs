@@ -123,6 +123,7 @@ impl Node {
         match self.serve(now, &request) {
             Ok(response) => {
                 self.stats.requests_accepted += 1;
+                self.flush(now);
                 response
             }
             Err(error) => {
