@@ -153,7 +153,10 @@ fn build_and_report_memory(subscriptions: &[Subscription], nodes: &[NodeId]) -> 
     }
     let after = resident_bytes();
     let filters = subscriptions.len() as f64;
-    let text_bytes: usize = subscriptions.iter().map(|s| s.filter().as_str().len()).sum();
+    let text_bytes: usize = subscriptions
+        .iter()
+        .map(|s| s.filter().as_str().len())
+        .sum();
     let average_text = text_bytes as f64 / filters;
     match (before, after) {
         (Some(before), Some(after)) => {

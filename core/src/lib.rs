@@ -88,7 +88,10 @@
 //! [`queue`] bounds what waits for a peer.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
-#![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+#![cfg_attr(
+    not(test),
+    warn(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
 
 pub mod auth;
 pub mod config;
@@ -103,5 +106,8 @@ pub mod wire;
 
 pub use config::{Config, ConfigError};
 pub use id::{Incarnation, InvalidNodeId, NodeId, RequestId, Role, StreamId};
-pub use node::{Event, MemberStatus, Node, NodeError, Phase, RequestError, Stats, Status, StreamOutput, Transmit, TransportError};
+pub use node::{
+    Event, MemberStatus, Node, NodeError, Phase, RequestError, Stats, Status, StreamOutput,
+    Transmit, TransportError,
+};
 pub use time::{Instant, Now, WallTime};

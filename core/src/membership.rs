@@ -64,7 +64,9 @@ impl Change {
         };
         let new_life = new.incarnation > old.incarnation;
         match new.state {
-            MemberState::Alive | MemberState::Suspect if new_life || old.state.is_gone() => Change::Joined(record),
+            MemberState::Alive | MemberState::Suspect if new_life || old.state.is_gone() => {
+                Change::Joined(record)
+            }
             MemberState::Alive if old.state == MemberState::Suspect => Change::Recovered(record),
             MemberState::Suspect if old.state == MemberState::Alive => Change::Suspect(record),
             MemberState::Dead if old.state != MemberState::Dead || new_life => Change::Dead(record),
@@ -160,7 +162,8 @@ impl Membership {
 
     /// Live cores other than this node.
     pub fn peer_cores(&self) -> impl Iterator<Item = &MemberRecord> {
-        self.live().filter(|r| r.role == Role::Core && r.id != self.me)
+        self.live()
+            .filter(|r| r.role == Role::Core && r.id != self.me)
     }
 
     /// Number of records, tombstones included.
@@ -226,10 +229,7 @@ impl Membership {
 
     /// A record for `id` in `state`, based on the current one.
     pub fn with_state(&self, id: &NodeId, state: MemberState) -> Option<MemberRecord> {
-        self.get(id).map(|r| MemberRecord {
-            state,
-            ..r.clone()
-        })
+        self.get(id).map(|r| MemberRecord { state, ..r.clone() })
     }
 
     fn install(&mut self, record: MemberRecord, now: Instant) -> Change {
@@ -257,7 +257,12 @@ impl Membership {
 
     /// Forgets tombstones older than `keep`, and the oldest ones beyond
     /// `max_tombstones`. Returns how many were forgotten.
-    pub fn forget_tombstones(&mut self, now: Instant, keep: Duration, max_tombstones: usize) -> usize {
+    pub fn forget_tombstones(
+        &mut self,
+        now: Instant,
+        keep: Duration,
+        max_tombstones: usize,
+    ) -> usize {
         let before = self.entries.len();
         let me = self.me.clone();
         self.entries
@@ -353,10 +358,19 @@ mod tests {
     fn tombstones_are_left_out_of_the_digest_and_forgotten_after_a_while() {
         let mut list = core_list("c1");
         let before = list.digest();
-        list.merge(record("w", 1, MemberState::Dead, 1, "c1"), Instant::from_millis(10));
+        list.merge(
+            record("w", 1, MemberState::Dead, 1, "c1"),
+            Instant::from_millis(10),
+        );
         assert_eq!(list.digest(), before);
-        assert_eq!(list.forget_tombstones(Instant::from_millis(20), Duration::from_millis(100), 10), 0);
-        assert_eq!(list.forget_tombstones(Instant::from_millis(200), Duration::from_millis(100), 10), 1);
+        assert_eq!(
+            list.forget_tombstones(Instant::from_millis(20), Duration::from_millis(100), 10),
+            0
+        );
+        assert_eq!(
+            list.forget_tombstones(Instant::from_millis(200), Duration::from_millis(100), 10),
+            1
+        );
         assert!(list.get(&id("w")).is_none());
     }
 
@@ -367,9 +381,21 @@ mod tests {
         let back = record("w", 1, MemberState::Alive, 3, "c1");
         let left = record("w", 1, MemberState::Left, 4, "c1");
         let mut list = core_list("c1");
-        assert!(matches!(list.merge(alive, Instant::ZERO), Some(Change::Joined(_))));
-        assert!(matches!(list.merge(suspect, Instant::ZERO), Some(Change::Suspect(_))));
-        assert!(matches!(list.merge(back, Instant::ZERO), Some(Change::Recovered(_))));
-        assert!(matches!(list.merge(left, Instant::ZERO), Some(Change::Left(_))));
+        assert!(matches!(
+            list.merge(alive, Instant::ZERO),
+            Some(Change::Joined(_))
+        ));
+        assert!(matches!(
+            list.merge(suspect, Instant::ZERO),
+            Some(Change::Suspect(_))
+        ));
+        assert!(matches!(
+            list.merge(back, Instant::ZERO),
+            Some(Change::Recovered(_))
+        ));
+        assert!(matches!(
+            list.merge(left, Instant::ZERO),
+            Some(Change::Left(_))
+        ));
     }
 }

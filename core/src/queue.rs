@@ -117,7 +117,7 @@ impl<T> BoundedQueue<T> {
             self.items.push_back(item);
             return Push::Queued;
         }
-        self.dropped += 1;
+        self.dropped = self.dropped.saturating_add(1);
         match self.policy {
             QueuePolicy::DiscardNewest => Push::DroppedNewest(item),
             QueuePolicy::DiscardOldest => match self.items.pop_front() {
@@ -141,7 +141,7 @@ impl<T> BoundedQueue<T> {
             self.items.push_front(item);
             return Push::Queued;
         }
-        self.dropped += 1;
+        self.dropped = self.dropped.saturating_add(1);
         match self.policy {
             QueuePolicy::DiscardOldest => Push::DroppedOldest(item),
             QueuePolicy::DiscardNewest => match self.items.pop_back() {
@@ -299,7 +299,10 @@ mod tests {
     }
 
     fn arb_policy() -> impl Strategy<Value = QueuePolicy> {
-        prop_oneof![Just(QueuePolicy::DiscardNewest), Just(QueuePolicy::DiscardOldest)]
+        prop_oneof![
+            Just(QueuePolicy::DiscardNewest),
+            Just(QueuePolicy::DiscardOldest)
+        ]
     }
 
     proptest! {

@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use mqtt_cluster_core::{
-    Config, Event, Instant, Node, NodeId, Now, RequestId, Status, StreamId, StreamOutput, TransportError,
-    WallTime,
+    Config, Event, Instant, Node, NodeId, Now, RequestId, Status, StreamId, StreamOutput,
+    TransportError, WallTime,
 };
 
 /// Wall-clock time at the harness's instant zero.
@@ -124,14 +124,19 @@ impl PumpedCluster {
 
     /// The harness's current time.
     pub fn now(&self) -> Now {
-        Now::new(self.now, WallTime::from_unix_millis(EPOCH_WALL_MS + self.now.as_millis()))
+        Now::new(
+            self.now,
+            WallTime::from_unix_millis(EPOCH_WALL_MS + self.now.as_millis()),
+        )
     }
 
     /// Adds a node; a core is reachable at `http://{name}:{port}`.
     pub fn add(&mut self, config: Config, seed: u64) -> NodeId {
         let node = Node::new(config.clone(), self.now(), seed).expect("valid config");
         let id = node.id().clone();
-        let url = config.core.then(|| format!("http://{}:{}", id, config.port));
+        let url = config
+            .core
+            .then(|| format!("http://{}:{}", id, config.port));
         self.members.insert(
             id.clone(),
             Member {
@@ -159,7 +164,10 @@ impl PumpedCluster {
 
     /// Status of every running node.
     pub fn statuses(&self) -> BTreeMap<NodeId, Status> {
-        self.members.iter().map(|(id, m)| (id.clone(), m.node.status())).collect()
+        self.members
+            .iter()
+            .map(|(id, m)| (id.clone(), m.node.status()))
+            .collect()
     }
 
     /// Events a node emitted so far.
@@ -243,7 +251,9 @@ impl PumpedCluster {
         let mut moved = false;
         let ids: Vec<NodeId> = self.members.keys().cloned().collect();
         for id in ids {
-            let Some(member) = self.members.get_mut(&id) else { continue };
+            let Some(member) = self.members.get_mut(&id) else {
+                continue;
+            };
             while let Some(event) = member.node.poll_event() {
                 member.events.push(event);
                 moved = true;
@@ -276,7 +286,9 @@ impl PumpedCluster {
                     .map(|i| self.faults.remove(i).fault);
                 let mut result = match target.as_ref().and_then(|t| self.members.get_mut(t)) {
                     _ if fault == Some(Fault::LoseRequest) => Err(TransportError::Timeout),
-                    Some(peer) if peer.reachability == Reachability::Up => Ok(peer.node.handle_request(now, transmit.request)),
+                    Some(peer) if peer.reachability == Reachability::Up => {
+                        Ok(peer.node.handle_request(now, transmit.request))
+                    }
                     Some(_) => Err(TransportError::Timeout),
                     None => Err(TransportError::Connect("no such host".into())),
                 };
@@ -284,8 +296,12 @@ impl PumpedCluster {
                     result = Err(TransportError::Timeout);
                 }
                 let status = result.as_ref().map_or(0, |r| r.status().as_u16());
-                self.log.push((id.clone(), transmit.to.clone(), path, status));
-                let stream = result.as_ref().ok().and_then(|r| r.extensions().get::<StreamId>().copied());
+                self.log
+                    .push((id.clone(), transmit.to.clone(), path, status));
+                let stream = result
+                    .as_ref()
+                    .ok()
+                    .and_then(|r| r.extensions().get::<StreamId>().copied());
                 if let (Some(stream), Some(core)) = (stream, target.clone()) {
                     self.streams.push(OpenStream {
                         core,
@@ -318,7 +334,11 @@ impl PumpedCluster {
             StreamOutput::Data { stream, bytes } => (stream, Some(bytes)),
             StreamOutput::Close { stream } => (stream, None),
         };
-        let Some(index) = self.streams.iter().position(|s| s.core == *core && s.stream == stream) else {
+        let Some(index) = self
+            .streams
+            .iter()
+            .position(|s| s.core == *core && s.stream == stream)
+        else {
             return;
         };
         let open = self.streams[index].clone();
@@ -329,7 +349,9 @@ impl PumpedCluster {
             }
             return;
         }
-        let Some(worker) = self.members.get_mut(&open.worker) else { return };
+        let Some(worker) = self.members.get_mut(&open.worker) else {
+            return;
+        };
         match data {
             Some(bytes) => {
                 // Feed the bytes in two pieces split mid-frame: the decoder
@@ -348,8 +370,10 @@ impl PumpedCluster {
     /// Ends every stream `id` serves or reads, telling the other side.
     fn end_streams_of(&mut self, id: &NodeId) {
         let now = self.now();
-        let (ended, kept): (Vec<OpenStream>, Vec<OpenStream>) =
-            self.streams.drain(..).partition(|s| s.core == *id || s.worker == *id);
+        let (ended, kept): (Vec<OpenStream>, Vec<OpenStream>) = self
+            .streams
+            .drain(..)
+            .partition(|s| s.core == *id || s.worker == *id);
         self.streams = kept;
         for s in ended {
             if let Some(worker) = self.members.get_mut(&s.worker).filter(|_| s.worker != *id) {

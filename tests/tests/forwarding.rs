@@ -13,7 +13,8 @@ use mqtt_cluster_core::{Config, Event, NodeId};
 use mqtt_cluster_tests::pump::{Fault, PumpedCluster};
 
 const SECRET: &str = "correct-horse-battery-staple";
-const TIMING: &str = "heartbeatInterval: 100ms\nsuspectTimeout: 300ms\ndeadTimeout: 1s\nretryBackoff: 50ms\n";
+const TIMING: &str =
+    "heartbeatInterval: 100ms\nsuspectTimeout: 300ms\ndeadTimeout: 1s\nretryBackoff: 50ms\n";
 
 fn core_config(name: &str, extra: &str) -> Config {
     Config::from_yaml_str(&format!(
@@ -54,9 +55,17 @@ fn subscribe(cluster: &mut PumpedCluster, node: &str, filter: &str) {
     cluster.pump();
 }
 
-fn publish(cluster: &mut PumpedCluster, node: &str, topic: &str, payload: &str, qos: Qos) -> Vec<NodeId> {
+fn publish(
+    cluster: &mut PumpedCluster,
+    node: &str,
+    topic: &str,
+    payload: &str,
+    qos: Qos,
+) -> Vec<NodeId> {
     let now = cluster.now();
-    let message = Message::new(topic, payload.to_owned()).unwrap().with_qos(qos);
+    let message = Message::new(topic, payload.to_owned())
+        .unwrap()
+        .with_qos(qos);
     let routing = cluster.node_mut(&id(node)).publish(now, message).unwrap();
     cluster.pump();
     routing.remote
@@ -99,11 +108,20 @@ fn a_publish_reaches_exactly_the_subscribed_nodes() {
         ids(&["core2", "w2", "w3"])
     );
     // `$`-topics are not matched by a leading wildcard.
-    assert_eq!(publish(&mut cluster, "w1", "$SYS/load", "s", Qos::AtLeastOnce), ids(&["w4"]));
+    assert_eq!(
+        publish(&mut cluster, "w1", "$SYS/load", "s", Qos::AtLeastOnce),
+        ids(&["w4"])
+    );
     // `sensors/#` matches its parent level.
-    assert_eq!(publish(&mut cluster, "w4", "sensors", "p", Qos::AtLeastOnce), ids(&["core2", "w3"]));
+    assert_eq!(
+        publish(&mut cluster, "w4", "sensors", "p", Qos::AtLeastOnce),
+        ids(&["core2", "w3"])
+    );
     // A core's own clients publish too; nothing comes back to the origin.
-    assert_eq!(publish(&mut cluster, "core2", "other", "o", Qos::AtLeastOnce), ids(&["w1"]));
+    assert_eq!(
+        publish(&mut cluster, "core2", "other", "o", Qos::AtLeastOnce),
+        ids(&["w1"])
+    );
     cluster.run_for(Duration::from_millis(200));
 
     assert_eq!(payloads(&cluster, "w1"), ["o"]);
@@ -113,7 +131,10 @@ fn a_publish_reaches_exactly_the_subscribed_nodes() {
     assert_eq!(payloads(&cluster, "core2"), ["t", "p"]);
     assert!(payloads(&cluster, "core1").is_empty());
     let d = &deliveries(&cluster, "w4")[0];
-    assert_eq!((d.origin.as_str(), d.topic.as_str(), d.qos), ("w1", "$SYS/load", Qos::AtLeastOnce));
+    assert_eq!(
+        (d.origin.as_str(), d.topic.as_str(), d.qos),
+        ("w1", "$SYS/load", Qos::AtLeastOnce)
+    );
 }
 
 #[test]
@@ -139,13 +160,22 @@ fn a_shared_group_gets_each_message_once_spread_fairly() {
     }
     cluster.run_for(Duration::from_millis(300));
     for i in 0..30 {
-        let to = publish(&mut cluster, "w1", "jobs/x", &i.to_string(), Qos::AtLeastOnce);
+        let to = publish(
+            &mut cluster,
+            "w1",
+            "jobs/x",
+            &i.to_string(),
+            Qos::AtLeastOnce,
+        );
         assert_eq!(to.len(), 1, "one member of the group per message");
     }
     cluster.run_for(Duration::from_millis(300));
     let mut all: Vec<u32> = Vec::new();
     for node in ["w2", "w3", "w4"] {
-        let got: Vec<u32> = payloads(&cluster, node).iter().map(|p| p.parse().unwrap()).collect();
+        let got: Vec<u32> = payloads(&cluster, node)
+            .iter()
+            .map(|p| p.parse().unwrap())
+            .collect();
         assert_eq!(got.len(), 10, "{node} got its fair share");
         all.extend(got);
     }
@@ -176,8 +206,12 @@ fn qos1_survives_a_lost_batch_and_a_lost_ack_with_exactly_one_delivery() {
     assert_eq!(payloads(&cluster, "w3"), ["1", "2", "3", "4"]);
     let seqs: Vec<u64> = deliveries(&cluster, "w3").iter().map(|d| d.seq).collect();
     assert_eq!(seqs, [1, 2, 3, 4], "in publish order");
-    let duplicates = cluster.node(&id("w3")).stats().duplicates + cluster.node(&id("core1")).stats().duplicates;
-    assert!(duplicates >= 1, "a retry arrived twice and was delivered once");
+    let duplicates =
+        cluster.node(&id("w3")).stats().duplicates + cluster.node(&id("core1")).stats().duplicates;
+    assert!(
+        duplicates >= 1,
+        "a retry arrived twice and was delivered once"
+    );
     assert!(cluster.node(&id("w1")).stats().links["uplink"].retries >= 2);
 }
 
@@ -193,10 +227,14 @@ fn qos0_is_sent_once_and_a_lost_batch_is_counted() {
     assert_eq!(payloads(&cluster, "w3"), ["kept"]);
     let stats = cluster.node(&id("w1")).stats();
     assert_eq!(stats.dropped.get(&DropReason::Qos0Lost), Some(&1));
-    assert!(cluster
-        .events(&id("w1"))
-        .iter()
-        .any(|e| matches!(e, Event::Dropped { reason: DropReason::Qos0Lost, count: 1, .. })));
+    assert!(cluster.events(&id("w1")).iter().any(|e| matches!(
+        e,
+        Event::Dropped {
+            reason: DropReason::Qos0Lost,
+            count: 1,
+            ..
+        }
+    )));
 }
 
 #[test]
@@ -205,9 +243,15 @@ fn routes_of_a_dead_subscriber_vanish_everywhere() {
     subscribe(&mut cluster, "w3", "x/#");
     subscribe(&mut cluster, "w4", "x/#");
     cluster.run_for(Duration::from_millis(300));
-    assert_eq!(publish(&mut cluster, "w1", "x/1", "a", Qos::AtMostOnce), ids(&["w3", "w4"]));
-    let routes_before: BTreeMap<NodeId, usize> =
-        cluster.statuses().into_iter().map(|(n, s)| (n, s.routes)).collect();
+    assert_eq!(
+        publish(&mut cluster, "w1", "x/1", "a", Qos::AtMostOnce),
+        ids(&["w3", "w4"])
+    );
+    let routes_before: BTreeMap<NodeId, usize> = cluster
+        .statuses()
+        .into_iter()
+        .map(|(n, s)| (n, s.routes))
+        .collect();
     assert!(routes_before.values().all(|r| *r == 2), "{routes_before:?}");
 
     cluster.kill(&id("w3"));
@@ -215,14 +259,22 @@ fn routes_of_a_dead_subscriber_vanish_everywhere() {
     for node in ["core1", "core2", "w1", "w2", "w4"] {
         assert_eq!(cluster.node(&id(node)).status().routes, 1, "{node}");
     }
-    assert_eq!(publish(&mut cluster, "w1", "x/1", "b", Qos::AtMostOnce), ids(&["w4"]));
-    assert_eq!(publish(&mut cluster, "core2", "x/1", "c", Qos::AtMostOnce), ids(&["w4"]));
+    assert_eq!(
+        publish(&mut cluster, "w1", "x/1", "b", Qos::AtMostOnce),
+        ids(&["w4"])
+    );
+    assert_eq!(
+        publish(&mut cluster, "core2", "x/1", "c", Qos::AtMostOnce),
+        ids(&["w4"])
+    );
 }
 
 /// w3 stops reading its stream; w1 publishes 30 QoS 1 messages to it. Its
 /// core keeps 5 in flight and 10 queued; the policy decides which 15 go.
 fn slow_consumer(policy: u8) -> (Vec<String>, PumpedCluster) {
-    let mut cluster = six(&format!("queueLength: 10\nqueuePolicy: {policy}\nmaxInFlight: 5\n"));
+    let mut cluster = six(&format!(
+        "queueLength: 10\nqueuePolicy: {policy}\nmaxInFlight: 5\n"
+    ));
     subscribe(&mut cluster, "w3", "slow");
     cluster.run_for(Duration::from_millis(300));
     cluster.stall(&id("w3"));
@@ -246,12 +298,19 @@ fn slow_consumer_with_policy_0_drops_the_newest_and_counts_them() {
     assert_eq!(got, numbers(1..=15));
     let core2 = cluster.node(&id("core2")).stats();
     assert_eq!(core2.dropped.get(&DropReason::QueueFull), Some(&15));
-    assert_eq!(core2.links["w3"].dropped.get(&DropReason::QueueFull), Some(&15));
+    assert_eq!(
+        core2.links["w3"].dropped.get(&DropReason::QueueFull),
+        Some(&15)
+    );
     let told: u64 = cluster
         .events(&id("core2"))
         .iter()
         .filter_map(|e| match e {
-            Event::Dropped { peer, count, reason: DropReason::QueueFull } if peer.as_str() == "w3" => Some(*count),
+            Event::Dropped {
+                peer,
+                count,
+                reason: DropReason::QueueFull,
+            } if peer.as_str() == "w3" => Some(*count),
             _ => None,
         })
         .sum();
@@ -266,4 +325,3 @@ fn slow_consumer_with_policy_1_drops_the_oldest_queued_and_counts_them() {
     let core2 = cluster.node(&id("core2")).stats();
     assert_eq!(core2.dropped.get(&DropReason::QueueFull), Some(&15));
 }
-

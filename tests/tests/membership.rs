@@ -98,7 +98,11 @@ fn two_cores_and_three_workers_agree_on_membership() {
             .any(|e| matches!(e, Event::Registered { node_id, .. } if node_id == w)));
     }
     let c1 = five.cluster.node(&five.cores[0]).status();
-    let roles: Vec<(String, Role)> = c1.members.iter().map(|m| (m.id.to_string(), m.role)).collect();
+    let roles: Vec<(String, Role)> = c1
+        .members
+        .iter()
+        .map(|m| (m.id.to_string(), m.role))
+        .collect();
     assert_eq!(
         roles,
         [
@@ -118,16 +122,27 @@ fn two_cores_and_three_workers_agree_on_membership() {
 fn worker_fails_over_when_its_core_stops_answering_and_is_seen_alive_by_all() {
     let mut five = five();
     let [c1, c2] = five.cores.clone();
-    assert_eq!(five.cluster.node(&five.workers[0]).status().core, Some(c1.clone()));
+    assert_eq!(
+        five.cluster.node(&five.workers[0]).status().core,
+        Some(c1.clone())
+    );
     five.cluster.set_reachability(&c1, Reachability::Silent);
     // Failover takes the suspect timeout, checked once per heartbeat.
     five.cluster.run_for(SUSPECT + HEARTBEAT * 2);
     for w in &five.workers {
-        assert_eq!(five.cluster.node(w).status().core, Some(c2.clone()), "{w} moved to core2 in time");
+        assert_eq!(
+            five.cluster.node(w).status().core,
+            Some(c2.clone()),
+            "{w} moved to core2 in time"
+        );
     }
     five.cluster.run_for(DEAD * 3);
     for w in &five.workers {
-        assert_eq!(five.cluster.node(w).status().core, Some(c2.clone()), "{w} moved to core2");
+        assert_eq!(
+            five.cluster.node(w).status().core,
+            Some(c2.clone()),
+            "{w} moved to core2"
+        );
     }
     assert!(five
         .cluster
@@ -155,14 +170,19 @@ fn killed_worker_is_declared_dead_by_all_within_the_dead_timeout() {
     for (node, status) in five.cluster.statuses() {
         let record = status.members.iter().find(|m| m.id == victim).unwrap();
         assert_eq!(record.state, MemberState::Dead, "{node} sees {victim} dead");
-        let saw = five
-            .cluster
-            .events(&node)
-            .iter()
-            .any(|e| *e == Event::MemberDead { node: victim.clone() });
+        let saw = five.cluster.events(&node).iter().any(|e| {
+            *e == Event::MemberDead {
+                node: victim.clone(),
+            }
+        });
         assert!(saw, "{node} was told");
     }
-    let survivors: Vec<&NodeId> = five.cores.iter().chain(five.workers.iter()).filter(|n| **n != victim).collect();
+    let survivors: Vec<&NodeId> = five
+        .cores
+        .iter()
+        .chain(five.workers.iter())
+        .filter(|n| **n != victim)
+        .collect();
     assert_agree(&five.cluster, &survivors);
 }
 
@@ -188,9 +208,10 @@ fn restarted_worker_comes_back_with_a_higher_incarnation() {
 #[test]
 fn worker_with_the_wrong_secret_is_rejected_and_stops() {
     let mut five = five();
-    let intruder = five
-        .cluster
-        .add(worker_config("intruder", "core1", "core2", "not-the-secret"), 9);
+    let intruder = five.cluster.add(
+        worker_config("intruder", "core1", "core2", "not-the-secret"),
+        9,
+    );
     five.cluster.run_for(Duration::from_secs(1));
     let events = five.cluster.events(&intruder);
     assert!(
@@ -201,13 +222,26 @@ fn worker_with_the_wrong_secret_is_rejected_and_stops() {
     assert_eq!(node.status().phase, Phase::Rejected);
     assert_eq!(node.poll_timeout(), None);
     // Nobody let it in.
-    for status in five.cluster.statuses().values().filter(|s| s.node != intruder) {
+    for status in five
+        .cluster
+        .statuses()
+        .values()
+        .filter(|s| s.node != intruder)
+    {
         assert!(status.members.iter().all(|m| m.id != intruder));
     }
 }
 
 /// Signs a request as `node` would.
-fn signed(secret: &str, node: &str, counter: u64, wall_ms: u64, method: Method, path: &str, body: &str) -> Request<Bytes> {
+fn signed(
+    secret: &str,
+    node: &str,
+    counter: u64,
+    wall_ms: u64,
+    method: Method,
+    path: &str,
+    body: &str,
+) -> Request<Bytes> {
     let auth = Authenticator::new(Some(Secret::new(secret)), Duration::from_secs(30), 16);
     let mut request = Request::builder()
         .method(method)
@@ -234,27 +268,63 @@ fn bad_requests_get_the_right_status_and_change_nothing() {
     let cases: Vec<(&str, Request<Bytes>, StatusCode)> = vec![
         (
             "unsigned",
-            Request::builder().method(Method::POST).uri("/register").body(Bytes::from(register)).unwrap(),
+            Request::builder()
+                .method(Method::POST)
+                .uri("/register")
+                .body(Bytes::from(register))
+                .unwrap(),
             StatusCode::UNAUTHORIZED,
         ),
         (
             "wrong secret",
-            signed("wrong-secret-wrong", "mallory", 1, wall, Method::POST, "/register", register),
+            signed(
+                "wrong-secret-wrong",
+                "mallory",
+                1,
+                wall,
+                Method::POST,
+                "/register",
+                register,
+            ),
             StatusCode::FORBIDDEN,
         ),
         (
             "stale timestamp",
-            signed(SECRET, "mallory", 2, wall - 120_000, Method::POST, "/register", register),
+            signed(
+                SECRET,
+                "mallory",
+                2,
+                wall - 120_000,
+                Method::POST,
+                "/register",
+                register,
+            ),
             StatusCode::UNAUTHORIZED,
         ),
         (
             "malformed body",
-            signed(SECRET, "mallory", 3, wall, Method::POST, "/register", "{not json"),
+            signed(
+                SECRET,
+                "mallory",
+                3,
+                wall,
+                Method::POST,
+                "/register",
+                "{not json",
+            ),
             StatusCode::BAD_REQUEST,
         ),
         (
             "body for another node",
-            signed(SECRET, "mallory", 4, wall, Method::POST, "/register", r#"{"node":"w1","role":"worker","incarnation":7}"#),
+            signed(
+                SECRET,
+                "mallory",
+                4,
+                wall,
+                Method::POST,
+                "/register",
+                r#"{"node":"w1","role":"worker","incarnation":7}"#,
+            ),
             StatusCode::BAD_REQUEST,
         ),
         (
@@ -264,7 +334,15 @@ fn bad_requests_get_the_right_status_and_change_nothing() {
         ),
         (
             "heartbeat from a stranger",
-            signed(SECRET, "mallory", 6, wall, Method::POST, "/heartbeat", r#"{"membersDigest":"00"}"#),
+            signed(
+                SECRET,
+                "mallory",
+                6,
+                wall,
+                Method::POST,
+                "/heartbeat",
+                r#"{"membersDigest":"00"}"#,
+            ),
             StatusCode::CONFLICT,
         ),
         (
@@ -279,7 +357,15 @@ fn bad_requests_get_the_right_status_and_change_nothing() {
         ),
         (
             "sync from a worker-less stranger",
-            signed(SECRET, "mallory", 9, wall, Method::POST, "/sync", r#"{"members":[]}"#),
+            signed(
+                SECRET,
+                "mallory",
+                9,
+                wall,
+                Method::POST,
+                "/sync",
+                r#"{"members":[]}"#,
+            ),
             StatusCode::CONFLICT,
         ),
     ];
@@ -288,25 +374,58 @@ fn bad_requests_get_the_right_status_and_change_nothing() {
         let response = five.cluster.request(&core, request);
         assert_eq!(response.status(), expected, "{name}: {:?}", response.body());
         let body: serde_json::Value = serde_json::from_slice(response.body()).unwrap();
-        assert!(body["error"].is_string() && body["message"].is_string(), "{name}: JSON error body");
-        assert_eq!(five.cluster.node(&core).status(), before, "{name} changed the status");
+        assert!(
+            body["error"].is_string() && body["message"].is_string(),
+            "{name}: JSON error body"
+        );
+        assert_eq!(
+            five.cluster.node(&core).status(),
+            before,
+            "{name} changed the status"
+        );
     }
 
     // A valid request goes through once; the same bytes again are a replay.
-    let valid = signed(SECRET, "mallory", 100, wall, Method::POST, "/register", register);
+    let valid = signed(
+        SECRET,
+        "mallory",
+        100,
+        wall,
+        Method::POST,
+        "/register",
+        register,
+    );
     let replay = valid.clone();
     assert_eq!(five.cluster.request(&core, valid).status(), StatusCode::OK);
     let before = five.cluster.node(&core).status();
     let response = five.cluster.request(&core, replay);
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
-    assert_eq!(five.cluster.node(&core).status(), before, "replay changed the status");
+    assert_eq!(
+        five.cluster.node(&core).status(),
+        before,
+        "replay changed the status"
+    );
 
     // Health needs no credentials; workers serve no API.
-    let health = Request::builder().uri("/health").body(Bytes::new()).unwrap();
+    let health = Request::builder()
+        .uri("/health")
+        .body(Bytes::new())
+        .unwrap();
     assert_eq!(five.cluster.request(&core, health).status(), StatusCode::OK);
     let worker = five.workers[0].clone();
-    let to_worker = signed(SECRET, "mallory", 101, wall, Method::POST, "/register", register);
-    assert_eq!(five.cluster.request(&worker, to_worker).status(), StatusCode::NOT_FOUND);
+    let to_worker = signed(
+        SECRET,
+        "mallory",
+        101,
+        wall,
+        Method::POST,
+        "/register",
+        register,
+    );
+    assert_eq!(
+        five.cluster.request(&worker, to_worker).status(),
+        StatusCode::NOT_FOUND
+    );
 }
 
 #[test]
@@ -347,8 +466,5 @@ fn two_cores_registering_two_workers_at_the_same_moment_give_distinct_ids() {
         .flat_map(|s| s.members.iter().map(|m| m.id.clone()))
         .collect();
     assert_eq!(ids.len(), 4);
-    assert_agree(
-        &cluster,
-        &[&id("core1"), &id("core2"), &wa, &wb],
-    );
+    assert_agree(&cluster, &[&id("core1"), &id("core2"), &wa, &wb]);
 }

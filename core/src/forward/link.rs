@@ -307,7 +307,9 @@ impl<T: Carried + Clone> Link<T> {
     /// flight, in order, give up their QoS 0 items ([`DropReason::Qos0Lost`])
     /// and expired ones ([`DropReason::Expired`]); the rest go back in front
     /// of everything queued, to be retried after the current backoff, which
-    /// then doubles up to `retry_backoff_max`.
+    /// then doubles up to `retry_backoff_max`. The wait holds back the queue
+    /// too, even if nothing is left to retry: the peer has just failed, and
+    /// hammering it would not help.
     ///
     /// An id that is not in flight (unknown, already acked or already
     /// failed) changes nothing: a late report must not make a retry twice.

@@ -22,7 +22,8 @@ use crate::id::{NodeId, Role};
 use crate::routing::{TopicError, TopicName};
 use crate::time::{Instant, Now};
 use crate::wire::messages::{
-    AckRequest, ForwardRequest, ForwardResponse, ForwardedMessage, MessageBatch, Qos, StreamFrame, Target,
+    AckRequest, ForwardRequest, ForwardResponse, ForwardedMessage, MessageBatch, Qos, StreamFrame,
+    Target,
 };
 use crate::wire::{decode_response, encode_json, Endpoint};
 
@@ -72,7 +73,10 @@ impl Message {
 
     /// The same message with the retain flag set.
     pub fn retained(self) -> Message {
-        Message { retain: true, ..self }
+        Message {
+            retain: true,
+            ..self
+        }
     }
 }
 
@@ -189,8 +193,11 @@ impl Forwarding {
     }
 
     pub(super) fn link_stats(&self) -> BTreeMap<String, LinkStats> {
-        let mut stats: BTreeMap<String, LinkStats> =
-            self.closed.iter().map(|(peer, s)| (peer.to_string(), s.clone())).collect();
+        let mut stats: BTreeMap<String, LinkStats> = self
+            .closed
+            .iter()
+            .map(|(peer, s)| (peer.to_string(), s.clone()))
+            .collect();
         for (peer, link) in &self.links {
             stats.insert(peer.to_string(), link.stats());
         }
@@ -276,7 +283,11 @@ impl Node {
                 self.deliver(&message, target.seq);
                 continue;
             }
-            let Some(record) = self.membership.get(&target.node).filter(|r| !r.state.is_gone()) else {
+            let Some(record) = self
+                .membership
+                .get(&target.node)
+                .filter(|r| !r.state.is_gone())
+            else {
                 unroutable.push(target.node.clone());
                 continue;
             };
@@ -304,13 +315,20 @@ impl Node {
                 targets,
                 ..message.clone()
             };
-            let stream_link = self.membership.get(&hop).is_some_and(|r| r.role == Role::Worker);
+            let stream_link = self
+                .membership
+                .get(&hop)
+                .is_some_and(|r| r.role == Role::Worker);
             let settings = if stream_link {
                 self.forwarding.stream_settings.clone()
             } else {
                 self.forwarding.http_settings.clone()
             };
-            let link = self.forwarding.links.entry(hop.clone()).or_insert_with(|| Link::new(settings));
+            let link = self
+                .forwarding
+                .links
+                .entry(hop.clone())
+                .or_insert_with(|| Link::new(settings));
             let dropped = link.push(now.instant, copy);
             self.report_drops(Some(&hop), dropped.into_iter().collect());
         }
@@ -338,7 +356,11 @@ impl Node {
         }));
     }
 
-    pub(super) fn report_drops(&mut self, peer: Option<&NodeId>, dropped: Vec<Dropped<ForwardedMessage>>) {
+    pub(super) fn report_drops(
+        &mut self,
+        peer: Option<&NodeId>,
+        dropped: Vec<Dropped<ForwardedMessage>>,
+    ) {
         let mut counts: BTreeMap<DropReason, u64> = BTreeMap::new();
         for drop in &dropped {
             *counts.entry(drop.reason).or_default() += 1;
@@ -380,7 +402,12 @@ impl Node {
         while let Some((batch, messages)) = self.forwarding.uplink.next_batch(now.instant) {
             let body = encode_json(&ForwardRequest { messages });
             if self
-                .send_to_core(now, Endpoint::Forward, body, Pending::Forward { peer: None, batch })
+                .send_to_core(
+                    now,
+                    Endpoint::Forward,
+                    body,
+                    Pending::Forward { peer: None, batch },
+                )
                 .is_none()
             {
                 let dropped = self.forwarding.uplink.failed(now.instant, batch);
@@ -391,13 +418,25 @@ impl Node {
     }
 
     fn flush_link(&mut self, now: Now, peer: &NodeId) {
-        let Some(link) = self.forwarding.links.get_mut(peer) else { return };
+        let Some(link) = self.forwarding.links.get_mut(peer) else {
+            return;
+        };
         let expired = link.expire(now.instant);
         self.report_drops(Some(peer), expired);
-        let is_worker = self.membership.get(peer).is_some_and(|r| r.role == Role::Worker);
+        let is_worker = self
+            .membership
+            .get(peer)
+            .is_some_and(|r| r.role == Role::Worker);
         if is_worker {
-            let Some(stream) = self.core.stream_of(peer) else { return };
-            while let Some((batch, messages)) = self.forwarding.links.get_mut(peer).and_then(|l| l.next_batch(now.instant)) {
+            let Some(stream) = self.core.stream_of(peer) else {
+                return;
+            };
+            while let Some((batch, messages)) = self
+                .forwarding
+                .links
+                .get_mut(peer)
+                .and_then(|l| l.next_batch(now.instant))
+            {
                 let frame = StreamFrame::Messages(MessageBatch {
                     batch: batch.0,
                     messages,
@@ -406,8 +445,15 @@ impl Node {
             }
             return;
         }
-        let Some(url) = self.peer_address(peer) else { return };
-        while let Some((batch, messages)) = self.forwarding.links.get_mut(peer).and_then(|l| l.next_batch(now.instant)) {
+        let Some(url) = self.peer_address(peer) else {
+            return;
+        };
+        while let Some((batch, messages)) = self
+            .forwarding
+            .links
+            .get_mut(peer)
+            .and_then(|l| l.next_batch(now.instant))
+        {
             let body = encode_json(&ForwardRequest { messages });
             self.send(
                 now,
@@ -430,10 +476,12 @@ impl Node {
         batch: BatchId,
         result: Result<http::Response<Bytes>, TransportError>,
     ) {
-        let ok = result
+        let ok = result.as_ref().is_ok_and(|r| {
+            decode_response::<ForwardResponse>(r, self.config.max_body_size).is_ok()
+        });
+        let conflict = result
             .as_ref()
-            .is_ok_and(|r| decode_response::<ForwardResponse>(r, self.config.max_body_size).is_ok());
-        let conflict = result.as_ref().is_ok_and(|r| r.status() == StatusCode::CONFLICT);
+            .is_ok_and(|r| r.status() == StatusCode::CONFLICT);
         let link = match &peer {
             Some(peer) => self.forwarding.links.get_mut(peer),
             None => Some(&mut self.forwarding.uplink),
@@ -444,7 +492,9 @@ impl Node {
             return;
         }
         let dropped = link.failed(now.instant, batch);
-        let name = peer.clone().or_else(|| self.worker.registered_core().cloned());
+        let name = peer
+            .clone()
+            .or_else(|| self.worker.registered_core().cloned());
         self.report_drops(name.as_ref(), dropped);
         if conflict {
             match peer {
@@ -455,7 +505,13 @@ impl Node {
     }
 
     /// A core takes a batch of messages.
-    pub(super) fn serve_forward(&mut self, now: Now, from: &NodeId, from_role: Role, request: ForwardRequest) -> ForwardResponse {
+    pub(super) fn serve_forward(
+        &mut self,
+        now: Now,
+        from: &NodeId,
+        from_role: Role,
+        request: ForwardRequest,
+    ) -> ForwardResponse {
         let accepted = request.messages.len();
         for message in request.messages {
             // A worker forwards only what it published itself.
@@ -478,7 +534,10 @@ impl Node {
                 self.deliver(message, target.seq);
             }
         }
-        let through = self.forwarding.ack_through.map_or(batch.batch, |t| t.max(batch.batch));
+        let through = self
+            .forwarding
+            .ack_through
+            .map_or(batch.batch, |t| t.max(batch.batch));
         self.forwarding.ack_through = Some(through);
         self.send_ack(now);
     }
@@ -493,10 +552,18 @@ impl Node {
         }
     }
 
-    pub(super) fn on_ack_answered(&mut self, now: Now, through: u64, result: Result<http::Response<Bytes>, TransportError>) {
+    pub(super) fn on_ack_answered(
+        &mut self,
+        now: Now,
+        through: u64,
+        result: Result<http::Response<Bytes>, TransportError>,
+    ) {
         if !result.is_ok_and(|r| r.status() == StatusCode::OK) {
             // Sent again with the next ack, or made moot by a new stream.
-            let next = self.forwarding.ack_through.map_or(through, |t| t.max(through));
+            let next = self
+                .forwarding
+                .ack_through
+                .map_or(through, |t| t.max(through));
             self.forwarding.ack_through = Some(next);
         }
         if self.phase == Phase::Running {
@@ -532,7 +599,9 @@ impl Node {
         for record in records.iter().filter(|r| r.state.is_gone()) {
             if let Some(mut link) = self.forwarding.links.remove(&record.id) {
                 let dropped = link.close();
-                self.forwarding.closed.insert(record.id.clone(), link.stats());
+                self.forwarding
+                    .closed
+                    .insert(record.id.clone(), link.stats());
                 self.report_drops(Some(&record.id), dropped);
             }
         }

@@ -32,12 +32,12 @@ use bytes::Bytes;
 
 use crate::auth::Authenticator;
 use crate::config::{Config, ConfigError};
-use crate::id::{Incarnation, NodeId, RequestId, Role, StreamId};
 use crate::forward::link::BatchId;
+use crate::id::{Incarnation, NodeId, RequestId, Role, StreamId};
 use crate::membership::{Change, Membership};
 use crate::routing::{ClusterRoutes, Subscription};
-use crate::wire::messages::RouteUpdate;
 use crate::time::{Instant, Now};
+use crate::wire::messages::RouteUpdate;
 use crate::wire::messages::{MemberRecord, MemberState, Stamp};
 use crate::wire::{sse, Endpoint};
 
@@ -133,7 +133,10 @@ enum Pending {
         routes: std::collections::BTreeSet<Subscription>,
     },
     /// A batch of messages to a core (`None`: a worker's uplink).
-    Forward { peer: Option<NodeId>, batch: BatchId },
+    Forward {
+        peer: Option<NodeId>,
+        batch: BatchId,
+    },
     /// A worker acknowledging stream batches.
     WorkerAck { through: u64 },
 }
@@ -155,8 +158,15 @@ impl Node {
     /// configuration gives no `nodeName`.
     pub fn new(config: Config, now: Now, seed: u64) -> Result<Node, NodeError> {
         config.validate()?;
-        let role = if config.core { Role::Core } else { Role::Worker };
-        let id = config.node_name.clone().unwrap_or_else(|| NodeId::from_seed(seed));
+        let role = if config.core {
+            Role::Core
+        } else {
+            Role::Worker
+        };
+        let id = config
+            .node_name
+            .clone()
+            .unwrap_or_else(|| NodeId::from_seed(seed));
         let incarnation = Incarnation(now.wall.as_unix_millis().max(1));
         let me = MemberRecord {
             id: id.clone(),
@@ -170,7 +180,11 @@ impl Node {
                 by: id.clone(),
             },
         };
-        let auth = Authenticator::new(config.secret.clone(), config.freshness_window, MAX_TRACKED_SENDERS);
+        let auth = Authenticator::new(
+            config.secret.clone(),
+            config.freshness_window,
+            MAX_TRACKED_SENDERS,
+        );
         let core = CoreDuty::new(&config);
         let worker = WorkerDuty::new(&config);
         let mut node = Node {
@@ -265,10 +279,14 @@ impl Node {
             Pending::CoreHeartbeat { peer } => self.on_core_heartbeat(now, &peer, result),
             Pending::CoreSync { peer } => self.on_core_sync(now, &peer, result),
             Pending::CoreLeave | Pending::WorkerLeave => self.on_leave_answered(),
-            Pending::WorkerRegister { candidate } => self.on_worker_register(now, candidate, result),
+            Pending::WorkerRegister { candidate } => {
+                self.on_worker_register(now, candidate, result)
+            }
             Pending::WorkerHeartbeat => self.on_worker_heartbeat(now, result),
             Pending::WorkerStream => self.on_stream_head(now, id, result),
-            Pending::WorkerRoutes { seq, routes } => self.on_worker_routes(now, seq, routes, result),
+            Pending::WorkerRoutes { seq, routes } => {
+                self.on_worker_routes(now, seq, routes, result)
+            }
             Pending::Forward { peer, batch } => self.on_forward_answered(now, peer, batch, result),
             Pending::WorkerAck { through } => self.on_ack_answered(now, through, result),
         }
@@ -334,7 +352,11 @@ impl Node {
             Role::Core => self.core_leave(now),
             Role::Worker => self.worker_leave(now),
         }
-        if !self.pending.values().any(|p| matches!(p, Pending::CoreLeave | Pending::WorkerLeave)) {
+        if !self
+            .pending
+            .values()
+            .any(|p| matches!(p, Pending::CoreLeave | Pending::WorkerLeave))
+        {
             self.finish_leaving();
         }
     }
@@ -407,7 +429,8 @@ impl Node {
         let id = RequestId(self.next_request);
         let mut request = endpoint.request(to, body);
         let incarnation = self.incarnation();
-        self.auth.sign(&mut request, &self.id, incarnation, self.signed, now.wall);
+        self.auth
+            .sign(&mut request, &self.id, incarnation, self.signed, now.wall);
         self.pending.insert(id, pending);
         self.transmits.push_back(Transmit {
             id,

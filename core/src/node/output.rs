@@ -3,9 +3,9 @@
 use bytes::Bytes;
 use serde::Serialize;
 
+use super::Delivery;
 use crate::forward::link::DropReason;
 use crate::id::{Incarnation, NodeId, RequestId, Role, StreamId};
-use super::Delivery;
 
 /// A request the runtime must send. Report its fate with
 /// [`Node::handle_response`](crate::Node::handle_response) exactly once,

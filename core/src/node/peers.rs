@@ -152,7 +152,8 @@ impl Node {
         let routes_digest = self.routes.digest();
         let peers: Vec<NodeId> = self.membership.peer_cores().map(|r| r.id.clone()).collect();
         for peer in peers {
-            let busy = self.is_pending(|p| matches!(p, Pending::CoreHeartbeat { peer: p } if *p == peer));
+            let busy =
+                self.is_pending(|p| matches!(p, Pending::CoreHeartbeat { peer: p } if *p == peer));
             if busy {
                 continue;
             }
@@ -161,7 +162,14 @@ impl Node {
                     members_digest: digest.clone(),
                     routes_digest: routes_digest.clone(),
                 });
-                self.send(now, &url, Some(peer.clone()), Endpoint::Heartbeat, body, Pending::CoreHeartbeat { peer });
+                self.send(
+                    now,
+                    &url,
+                    Some(peer.clone()),
+                    Endpoint::Heartbeat,
+                    body,
+                    Pending::CoreHeartbeat { peer },
+                );
             }
         }
     }
@@ -194,7 +202,14 @@ impl Node {
             address: me.and_then(|r| r.address),
         });
         let peer = self.core.slots.get(slot).and_then(|s| s.node.clone());
-        self.send(now, &url, peer, Endpoint::Register, body, Pending::CoreRegister { slot });
+        self.send(
+            now,
+            &url,
+            peer,
+            Endpoint::Register,
+            body,
+            Pending::CoreRegister { slot },
+        );
     }
 
     /// Where to reach another core.
@@ -223,7 +238,12 @@ impl Node {
             self.slot_failed(now, slot);
             return;
         };
-        let url = self.core.slots.get(slot).map(|s| s.url.clone()).unwrap_or_default();
+        let url = self
+            .core
+            .slots
+            .get(slot)
+            .map(|s| s.url.clone())
+            .unwrap_or_default();
         match response.status() {
             StatusCode::OK => {}
             StatusCode::FORBIDDEN => {
@@ -294,7 +314,8 @@ impl Node {
             self.reregister_with(now, peer);
             return;
         }
-        let answer: HeartbeatResponse = match decode_response(&response, self.config.max_body_size) {
+        let answer: HeartbeatResponse = match decode_response(&response, self.config.max_body_size)
+        {
             Ok(answer) => answer,
             Err(error) => {
                 self.count_bad_response(error.kind());
@@ -318,7 +339,12 @@ impl Node {
         }
     }
 
-    pub(super) fn on_core_sync(&mut self, now: Now, peer: &NodeId, result: Result<http::Response<Bytes>, TransportError>) {
+    pub(super) fn on_core_sync(
+        &mut self,
+        now: Now,
+        peer: &NodeId,
+        result: Result<http::Response<Bytes>, TransportError>,
+    ) {
         let Ok(response) = result else { return };
         if response.status() == StatusCode::CONFLICT {
             self.reregister_with(now, peer);
@@ -336,7 +362,12 @@ impl Node {
     /// A peer answered `409`: it does not know this core (it restarted, or
     /// declared this core dead). Register with it again now.
     pub(super) fn reregister_with(&mut self, now: Now, peer: &NodeId) {
-        let slot = match self.core.slots.iter().position(|s| s.node.as_ref() == Some(peer)) {
+        let slot = match self
+            .core
+            .slots
+            .iter()
+            .position(|s| s.node.as_ref() == Some(peer))
+        {
             Some(slot) => Some(slot),
             None => {
                 let address = self.membership.get(peer).and_then(|r| r.address.clone());
@@ -400,7 +431,10 @@ impl Node {
     /// A core departs: it marks itself left, tells the cores, and closes its
     /// workers' streams so they fail over at once.
     pub(super) fn core_leave(&mut self, now: Now) {
-        let Some(me) = self.membership.with_state(&self.id.clone(), MemberState::Left) else {
+        let Some(me) = self
+            .membership
+            .with_state(&self.id.clone(), MemberState::Left)
+        else {
             return;
         };
         let change = self.membership.decide(me, now.instant);
@@ -410,7 +444,14 @@ impl Node {
         for peer in peers {
             if let Some(url) = self.peer_address(&peer) {
                 let body = encode_json(&LeaveRequest {});
-                self.send(now, &url, Some(peer), Endpoint::Leave, body, Pending::CoreLeave);
+                self.send(
+                    now,
+                    &url,
+                    Some(peer),
+                    Endpoint::Leave,
+                    body,
+                    Pending::CoreLeave,
+                );
             }
         }
         let streams: Vec<StreamId> = self.core.streams.keys().copied().collect();
@@ -423,7 +464,8 @@ impl Node {
     /// A core refused this node's credentials: fatal.
     pub(super) fn reject(&mut self, core: String, reason: String) {
         self.phase = Phase::Rejected;
-        self.events.push_back(Event::RegistrationRejected { core, reason });
+        self.events
+            .push_back(Event::RegistrationRejected { core, reason });
     }
 
     /// Comes back with a higher incarnation after the cluster gave this one up.
@@ -452,10 +494,16 @@ impl Node {
         if self.phase != Phase::Running {
             return;
         }
-        let Some(me) = self.membership.me() else { return };
+        let Some(me) = self.membership.me() else {
+            return;
+        };
         match (self.role, me.state) {
-            (super::Role::Core, MemberState::Suspect | MemberState::Dead | MemberState::Left) => self.reincarnate(now),
-            (super::Role::Worker, MemberState::Dead | MemberState::Left) => self.worker_reincarnate(now),
+            (super::Role::Core, MemberState::Suspect | MemberState::Dead | MemberState::Left) => {
+                self.reincarnate(now)
+            }
+            (super::Role::Worker, MemberState::Dead | MemberState::Left) => {
+                self.worker_reincarnate(now)
+            }
             _ => {}
         }
     }

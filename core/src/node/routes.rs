@@ -56,7 +56,11 @@ impl Node {
     pub fn subscribe(&mut self, now: Now, filter: &str) -> Result<bool, TopicError> {
         let subscription = Subscription::parse(filter)?;
         let now = self.advance(now);
-        let count = self.local_routes.counts.entry(subscription.clone()).or_insert(0);
+        let count = self
+            .local_routes
+            .counts
+            .entry(subscription.clone())
+            .or_insert(0);
         *count += 1;
         if *count > 1 {
             return Ok(false);
@@ -127,8 +131,12 @@ impl Node {
 
     /// A worker sends its core what the core has not confirmed yet.
     pub(super) fn send_own_routes(&mut self, now: Now) {
-        let Some(_) = self.worker.registered_core() else { return };
-        if self.phase != Phase::Running || self.is_pending(|p| matches!(p, Pending::WorkerRoutes { .. })) {
+        let Some(_) = self.worker.registered_core() else {
+            return;
+        };
+        if self.phase != Phase::Running
+            || self.is_pending(|p| matches!(p, Pending::WorkerRoutes { .. }))
+        {
             return;
         }
         let local = &self.local_routes;
@@ -155,7 +163,12 @@ impl Node {
             seq: update.seq,
             routes: current,
         };
-        self.send_to_core(now, Endpoint::Routes, encode_json(&RoutesRequest { update }), pending);
+        self.send_to_core(
+            now,
+            Endpoint::Routes,
+            encode_json(&RoutesRequest { update }),
+            pending,
+        );
     }
 
     pub(super) fn on_worker_routes(
@@ -191,7 +204,11 @@ impl Node {
 
     /// Applies route updates received from a peer. Returns the members whose
     /// updates left a gap (they need a snapshot) and passes on what changed.
-    pub(super) fn apply_route_updates(&mut self, updates: Vec<RouteUpdate>, from: Option<&NodeId>) -> Vec<NodeId> {
+    pub(super) fn apply_route_updates(
+        &mut self,
+        updates: Vec<RouteUpdate>,
+        from: Option<&NodeId>,
+    ) -> Vec<NodeId> {
         let mut gaps = Vec::new();
         let mut changed = Vec::new();
         for update in updates {
@@ -233,7 +250,8 @@ impl Node {
                 self.push_frame(stream, &frame);
             }
         }
-        let from_core = from.is_some_and(|n| self.membership.get(n).is_some_and(|r| r.role == Role::Core));
+        let from_core =
+            from.is_some_and(|n| self.membership.get(n).is_some_and(|r| r.role == Role::Core));
         if !from_core {
             self.outgoing_routes.extend(updates);
         }
@@ -253,14 +271,25 @@ impl Node {
 
     /// Sends a peer snapshots of the members it lacks or holds older
     /// versions of.
-    pub(super) fn push_route_snapshots(&mut self, now: Now, peer: &NodeId, theirs: &[RouteVersion]) {
-        let theirs: BTreeMap<&NodeId, (crate::Incarnation, u64)> =
-            theirs.iter().map(|v| (&v.node, (v.incarnation, v.seq))).collect();
+    pub(super) fn push_route_snapshots(
+        &mut self,
+        now: Now,
+        peer: &NodeId,
+        theirs: &[RouteVersion],
+    ) {
+        let theirs: BTreeMap<&NodeId, (crate::Incarnation, u64)> = theirs
+            .iter()
+            .map(|v| (&v.node, (v.incarnation, v.seq)))
+            .collect();
         let snapshots: Vec<RouteUpdate> = self
             .routes
             .snapshots()
             .into_iter()
-            .filter(|s| theirs.get(&s.node).is_none_or(|v| *v < (s.incarnation, s.seq)))
+            .filter(|s| {
+                theirs
+                    .get(&s.node)
+                    .is_none_or(|v| *v < (s.incarnation, s.seq))
+            })
             .collect();
         if !snapshots.is_empty() {
             self.send_sync(now, peer, Vec::new(), false, snapshots);
@@ -269,15 +298,24 @@ impl Node {
 
     /// Sends snapshots of the named members to a peer that found gaps.
     pub(super) fn resend_route_snapshots(&mut self, now: Now, peer: &NodeId, nodes: &[NodeId]) {
-        let snapshots: Vec<RouteUpdate> = nodes.iter().filter_map(|n| self.routes.snapshot_of(n)).collect();
+        let snapshots: Vec<RouteUpdate> = nodes
+            .iter()
+            .filter_map(|n| self.routes.snapshot_of(n))
+            .collect();
         if !snapshots.is_empty() {
             self.send_sync(now, peer, Vec::new(), false, snapshots);
         }
     }
 
     /// The routes of members that died or left disappear at once.
-    pub(super) fn forget_routes_of_gone(&mut self, records: &[crate::wire::messages::MemberRecord]) {
-        for record in records.iter().filter(|r| r.state.is_gone() && r.id != self.id) {
+    pub(super) fn forget_routes_of_gone(
+        &mut self,
+        records: &[crate::wire::messages::MemberRecord],
+    ) {
+        for record in records
+            .iter()
+            .filter(|r| r.state.is_gone() && r.id != self.id)
+        {
             let held = self.routes.version_of(&record.id);
             if held.is_some_and(|(incarnation, _)| incarnation <= record.incarnation) {
                 self.routes.remove_member(&record.id);
@@ -324,7 +362,14 @@ impl Node {
                 snapshot,
                 routes,
             });
-            self.send(now, &url, Some(peer.clone()), Endpoint::Sync, body, Pending::CoreSync { peer: peer.clone() });
+            self.send(
+                now,
+                &url,
+                Some(peer.clone()),
+                Endpoint::Sync,
+                body,
+                Pending::CoreSync { peer: peer.clone() },
+            );
         }
     }
 }

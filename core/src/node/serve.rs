@@ -14,10 +14,13 @@ use crate::membership::Change;
 use crate::time::Now;
 use crate::wire::endpoint::RouteError;
 use crate::wire::messages::{
-    Accepted, AckRequest, ClusterSettings, ForwardRequest, RoutesRequest, HeartbeatRequest, HeartbeatResponse, LeaveRequest, MemberRecord, MemberState,
-    RegisterRequest, RegisterResponse, Stamp, StreamFrame, StreamHello, SyncRequest, SyncResponse,
+    Accepted, AckRequest, ClusterSettings, ForwardRequest, HeartbeatRequest, HeartbeatResponse,
+    LeaveRequest, MemberRecord, MemberState, RegisterRequest, RegisterResponse, RoutesRequest,
+    Stamp, StreamFrame, StreamHello, SyncRequest, SyncResponse,
 };
-use crate::wire::{self, check_size, decode_json, error_response, json_response, Endpoint, WireError};
+use crate::wire::{
+    self, check_size, decode_json, error_response, json_response, Endpoint, WireError,
+};
 
 /// Why a request was refused. The node's state is unchanged by it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -127,16 +130,26 @@ impl Node {
                 response
             }
             Err(error) => {
-                *self.stats.requests_refused.entry(error.kind().to_owned()).or_default() += 1;
+                *self
+                    .stats
+                    .requests_refused
+                    .entry(error.kind().to_owned())
+                    .or_default() += 1;
                 error_response(error.status(), error.kind(), error.to_string())
             }
         }
     }
 
-    fn serve(&mut self, now: Now, request: &Request<Bytes>) -> Result<Response<Bytes>, RequestError> {
+    fn serve(
+        &mut self,
+        now: Now,
+        request: &Request<Bytes>,
+    ) -> Result<Response<Bytes>, RequestError> {
         let endpoint = Endpoint::recognise(request.method(), request.uri().path())?;
         if endpoint == Endpoint::Health {
-            return Ok(json_response(&serde_json::json!({ "status": "ok", "node": self.id })));
+            return Ok(json_response(
+                &serde_json::json!({ "status": "ok", "node": self.id }),
+            ));
         }
         if self.role != Role::Core {
             return Err(RequestError::NotACore);
@@ -155,7 +168,9 @@ impl Node {
             Endpoint::Stream => self.serve_stream(now, &sender),
             Endpoint::Routes => {
                 let request: RoutesRequest = decode_json(body)?;
-                if request.update.node != sender.node || request.update.incarnation != sender.incarnation {
+                if request.update.node != sender.node
+                    || request.update.incarnation != sender.incarnation
+                {
                     return Err(RequestError::IdentityMismatch {
                         signed: sender.node.clone(),
                         claimed: request.update.node,
@@ -169,7 +184,12 @@ impl Node {
                 let request: ForwardRequest = decode_json(body)?;
                 let role = self.registered(&sender)?.role;
                 self.membership.heard(&sender.node, now.instant);
-                Ok(json_response(&self.serve_forward(now, &sender.node, role, request)))
+                Ok(json_response(&self.serve_forward(
+                    now,
+                    &sender.node,
+                    role,
+                    request,
+                )))
             }
             Endpoint::Ack => {
                 let request: AckRequest = decode_json(body)?;
@@ -214,7 +234,8 @@ impl Node {
             if known.incarnation == body.incarnation && known.state.is_gone() {
                 return Err(RequestError::NotRegistered {
                     node: body.node,
-                    reason: "this incarnation was declared dead or left; register with a higher one",
+                    reason:
+                        "this incarnation was declared dead or left; register with a higher one",
                 });
             }
         }
@@ -223,10 +244,11 @@ impl Node {
             Role::Worker => self.id.clone(),
         };
         let address = match body.role {
-            Role::Core => body
-                .address
-                .clone()
-                .or_else(|| self.membership.get(&body.node).and_then(|r| r.address.clone())),
+            Role::Core => body.address.clone().or_else(|| {
+                self.membership
+                    .get(&body.node)
+                    .and_then(|r| r.address.clone())
+            }),
             Role::Worker => None,
         };
         let wanted = MemberRecord {
@@ -309,10 +331,12 @@ impl Node {
     ) -> Result<Response<Bytes>, RequestError> {
         let record = self.registered(sender)?;
         let from_core = record.role == Role::Core;
-        let recovered = (record.role == Role::Worker && record.state == MemberState::Suspect)
-            .then(|| MemberRecord {
-                state: MemberState::Alive,
-                ..record.clone()
+        let recovered =
+            (record.role == Role::Worker && record.state == MemberState::Suspect).then(|| {
+                MemberRecord {
+                    state: MemberState::Alive,
+                    ..record.clone()
+                }
             });
         self.membership.heard(&sender.node, now.instant);
         if let Some(record) = recovered {
@@ -324,7 +348,8 @@ impl Node {
         let routes_digest = self.routes.digest();
         // Only cores compare route versions: a worker's stream is ordered and
         // complete, and a broken one is replaced with a fresh snapshot.
-        let route_versions = (from_core && routes_digest != body.routes_digest).then(|| self.routes.versions());
+        let route_versions =
+            (from_core && routes_digest != body.routes_digest).then(|| self.routes.versions());
         Ok(json_response(&HeartbeatResponse {
             members_digest: digest,
             members,
@@ -333,13 +358,21 @@ impl Node {
         }))
     }
 
-    fn serve_sync(&mut self, now: Now, sender: &Sender, body: SyncRequest) -> Result<Response<Bytes>, RequestError> {
+    fn serve_sync(
+        &mut self,
+        now: Now,
+        sender: &Sender,
+        body: SyncRequest,
+    ) -> Result<Response<Bytes>, RequestError> {
         // Any known core may sync, even one this core declared dead or one
         // with a newer incarnation: its records are how it refutes.
-        let known = self.membership.get(&sender.node).ok_or_else(|| RequestError::NotRegistered {
-            node: sender.node.clone(),
-            reason: "unknown member",
-        })?;
+        let known =
+            self.membership
+                .get(&sender.node)
+                .ok_or_else(|| RequestError::NotRegistered {
+                    node: sender.node.clone(),
+                    reason: "unknown member",
+                })?;
         if known.role != Role::Core {
             return Err(RequestError::CoresOnly {
                 endpoint: Endpoint::Sync.path(),
@@ -363,7 +396,12 @@ impl Node {
         }))
     }
 
-    fn serve_leave(&mut self, now: Now, sender: &Sender, _body: LeaveRequest) -> Result<Response<Bytes>, RequestError> {
+    fn serve_leave(
+        &mut self,
+        now: Now,
+        sender: &Sender,
+        _body: LeaveRequest,
+    ) -> Result<Response<Bytes>, RequestError> {
         let record = self.registered(sender)?;
         let left = MemberRecord {
             state: MemberState::Left,
@@ -385,7 +423,8 @@ impl Node {
         self.membership.heard(&sender.node, now.instant);
         let (stream, replaced) = self.core.open_stream(&sender.node);
         if let Some(old) = replaced {
-            self.stream_output.push_back(super::StreamOutput::Close { stream: old });
+            self.stream_output
+                .push_back(super::StreamOutput::Close { stream: old });
         }
         // Whatever the old stream had not acknowledged goes out again here.
         self.rewind_stream_link(now, &sender.node);
@@ -396,9 +435,10 @@ impl Node {
         });
         self.push_frame(stream, &hello);
         let mut response = wire::response_with(StatusCode::OK, "text/event-stream", Bytes::new());
-        response
-            .headers_mut()
-            .insert(header::CACHE_CONTROL, header::HeaderValue::from_static("no-cache"));
+        response.headers_mut().insert(
+            header::CACHE_CONTROL,
+            header::HeaderValue::from_static("no-cache"),
+        );
         response.extensions_mut().insert(stream);
         Ok(response)
     }

@@ -11,7 +11,10 @@ use super::{Event, Node, Pending, Phase, TransportError};
 use crate::config::Config;
 use crate::id::{NodeId, RequestId};
 use crate::time::{Instant, Now};
-use crate::wire::messages::{HeartbeatRequest, HeartbeatResponse, LeaveRequest, RegisterRequest, RegisterResponse, StreamFrame};
+use crate::wire::messages::{
+    HeartbeatRequest, HeartbeatResponse, LeaveRequest, RegisterRequest, RegisterResponse,
+    StreamFrame,
+};
 use crate::wire::sse::SseDecoder;
 use crate::wire::{decode_response, encode_json, status_error, Endpoint};
 
@@ -53,7 +56,9 @@ impl WorkerDuty {
         WorkerDuty {
             clusters: config.clusters.iter().map(|u| u.to_string()).collect(),
             candidate: 0,
-            state: SessionState::Idle { retry_at: Instant::ZERO },
+            state: SessionState::Idle {
+                retry_at: Instant::ZERO,
+            },
             stream: None,
             backoff: config.retry_backoff,
             failed_in_round: 0,
@@ -88,7 +93,8 @@ impl Node {
                     self.events.push_back(Event::CoreUnreachable { core });
                     self.stats.failovers += 1;
                     self.worker.stream = None;
-                    self.worker.candidate = (self.worker.candidate + 1) % self.worker.clusters.len().max(1);
+                    self.worker.candidate =
+                        (self.worker.candidate + 1) % self.worker.clusters.len().max(1);
                     self.worker_register(now);
                     return;
                 }
@@ -106,7 +112,13 @@ impl Node {
         }
     }
 
-    pub(super) fn send_to_core(&mut self, now: Now, endpoint: Endpoint, body: Bytes, pending: Pending) -> Option<RequestId> {
+    pub(super) fn send_to_core(
+        &mut self,
+        now: Now,
+        endpoint: Endpoint,
+        body: Bytes,
+        pending: Pending,
+    ) -> Option<RequestId> {
         let url = self.worker.candidate_url()?;
         let peer = self.worker.registered_core().cloned();
         Some(self.send(now, &url, peer, endpoint, body, pending))
@@ -123,7 +135,12 @@ impl Node {
         });
         let candidate = self.worker.candidate;
         if self
-            .send_to_core(now, Endpoint::Register, body, Pending::WorkerRegister { candidate })
+            .send_to_core(
+                now,
+                Endpoint::Register,
+                body,
+                Pending::WorkerRegister { candidate },
+            )
             .is_none()
         {
             self.worker.state = SessionState::Idle {
@@ -141,7 +158,9 @@ impl Node {
 
     fn open_stream(&mut self, now: Now) {
         self.reset_stream_acks();
-        if let Some(request) = self.send_to_core(now, Endpoint::Stream, Bytes::new(), Pending::WorkerStream) {
+        if let Some(request) =
+            self.send_to_core(now, Endpoint::Stream, Bytes::new(), Pending::WorkerStream)
+        {
             self.worker.stream = Some(PushStream {
                 request,
                 decoder: SseDecoder::new(self.config.max_body_size),
@@ -183,7 +202,8 @@ impl Node {
                 return self.try_next_core(now);
             }
         }
-        let answer = match decode_response::<RegisterResponse>(&response, self.config.max_body_size) {
+        let answer = match decode_response::<RegisterResponse>(&response, self.config.max_body_size)
+        {
             Ok(answer) if answer.node_id == self.id => answer,
             Ok(_) => {
                 self.count_bad_response("identity_mismatch");
@@ -231,10 +251,18 @@ impl Node {
         self.worker.state = SessionState::Idle {
             retry_at: now.instant + self.worker.backoff,
         };
-        self.worker.backoff = self.worker.backoff.saturating_mul(2).min(self.config.retry_backoff_max);
+        self.worker.backoff = self
+            .worker
+            .backoff
+            .saturating_mul(2)
+            .min(self.config.retry_backoff_max);
     }
 
-    pub(super) fn on_worker_heartbeat(&mut self, now: Now, result: Result<http::Response<Bytes>, TransportError>) {
+    pub(super) fn on_worker_heartbeat(
+        &mut self,
+        now: Now,
+        result: Result<http::Response<Bytes>, TransportError>,
+    ) {
         let Ok(response) = result else { return };
         if response.status() == StatusCode::CONFLICT {
             // The core forgot this worker (it restarted): register again.
@@ -338,7 +366,12 @@ impl Node {
 
     pub(super) fn worker_leave(&mut self, now: Now) {
         if self.worker.registered_core().is_some() {
-            self.send_to_core(now, Endpoint::Leave, encode_json(&LeaveRequest {}), Pending::WorkerLeave);
+            self.send_to_core(
+                now,
+                Endpoint::Leave,
+                encode_json(&LeaveRequest {}),
+                Pending::WorkerLeave,
+            );
         }
         self.worker.stream = None;
     }

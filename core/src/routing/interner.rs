@@ -5,8 +5,8 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 /// Ids at or above this are never handed out: the trie uses them to label
-/// its wildcard edges.
-pub(super) const FIRST_RESERVED_ID: u32 = u32::MAX - 2;
+/// wildcard edges and to mark unknown levels and vacant slots.
+pub(super) const FIRST_RESERVED_ID: u32 = u32::MAX - 3;
 
 struct Entry {
     text: Arc<str>,
@@ -81,7 +81,10 @@ impl Interner {
         if entry.users > 0 {
             return;
         }
-        if let Some(slot) = usize::try_from(id).ok().and_then(|i| self.entries.get_mut(i)) {
+        if let Some(slot) = usize::try_from(id)
+            .ok()
+            .and_then(|i| self.entries.get_mut(i))
+        {
             if let Some(entry) = slot.take() {
                 self.ids.remove(&entry.text);
             }

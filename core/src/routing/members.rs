@@ -29,6 +29,11 @@ pub(super) struct Members {
     slots: Vec<Option<Member>>,
     /// Lowest first, as in the trie, so the slot table stays short.
     vacant: BTreeSet<u32>,
+    /// `rank[index]`: the member's position in node-id order, and
+    /// `by_rank[position]`: the member index there. Matching collects ranks
+    /// and sorts integers instead of comparing node-id strings.
+    rank: Vec<u32>,
+    by_rank: Vec<u32>,
 }
 
 impl Members {
@@ -58,7 +63,37 @@ impl Members {
             }
         };
         self.by_id.insert(id.clone(), index);
+        self.rerank();
         Some(index)
+    }
+
+    /// Membership changes are rare next to lookups, so ranks are simply
+    /// recomputed in full.
+    fn rerank(&mut self) {
+        self.rank.clear();
+        self.rank.resize(self.slots.len(), u32::MAX);
+        self.by_rank.clear();
+        self.by_rank.extend(self.by_id.values().copied());
+        for (position, &index) in self.by_rank.iter().enumerate() {
+            let slot = usize::try_from(index)
+                .ok()
+                .and_then(|i| self.rank.get_mut(i));
+            if let (Some(slot), Ok(position)) = (slot, u32::try_from(position)) {
+                *slot = position;
+            }
+        }
+    }
+
+    /// The member's position in node-id order.
+    #[inline]
+    pub(super) fn rank(&self, index: u32) -> Option<u32> {
+        self.rank.get(usize::try_from(index).ok()?).copied()
+    }
+
+    /// The id of the member at `rank` in node-id order.
+    #[inline]
+    pub(super) fn id_by_rank(&self, rank: u32) -> Option<&NodeId> {
+        self.id(*self.by_rank.get(usize::try_from(rank).ok()?)?)
     }
 
     pub(super) fn get(&self, index: u32) -> Option<&Member> {
@@ -76,7 +111,10 @@ impl Members {
 
     /// Forgets the member at `index` if it holds no route any more.
     pub(super) fn forget_if_idle(&mut self, index: u32) {
-        let Some(slot) = usize::try_from(index).ok().and_then(|i| self.slots.get_mut(i)) else {
+        let Some(slot) = usize::try_from(index)
+            .ok()
+            .and_then(|i| self.slots.get_mut(i))
+        else {
             return;
         };
         if !slot.as_ref().is_some_and(|member| member.routes.is_empty()) {
@@ -93,6 +131,7 @@ impl Members {
         if self.by_id.is_empty() {
             self.slots = Vec::new();
         }
+        self.rerank();
     }
 
     /// Members holding routes.

@@ -8,11 +8,14 @@
 //! lookup walks compact nodes and, once warm, allocates nothing.
 
 mod children;
+mod id_map;
 mod interner;
 mod members;
+mod node;
 mod shared;
 mod table;
 mod topic;
+mod topic_levels;
 mod trie;
 mod versioned;
 
@@ -20,8 +23,8 @@ mod versioned;
 mod tests;
 
 pub use table::RouteTable;
-pub use versioned::{Applied, ClusterRoutes};
 pub use topic::{
     ShareGroup, Subscription, TopicError, TopicFilter, TopicKind, TopicName, MAX_TOPIC_LEN,
     SHARE_PREFIX,
 };
+pub use versioned::{Applied, ClusterRoutes};

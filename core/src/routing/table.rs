@@ -8,7 +8,8 @@ use super::interner::Interner;
 use super::members::{Members, RouteKey, PLAIN};
 use super::shared::SharedGroup;
 use super::topic::{ShareGroup, Subscription, TopicFilter, TopicName};
-use super::trie::{Trie, NO_LABEL};
+use super::topic_levels::{LazyLevels, LevelSpans};
+use super::trie::Trie;
 use crate::id::NodeId;
 
 /// Maps each subscription to the nodes holding it, and each topic to the
@@ -22,7 +23,8 @@ use crate::id::NodeId;
 /// that same group and filter, in turn, in node-id order.
 ///
 /// Everything is deterministic: the outcome of any sequence of calls
-/// depends on nothing else (no randomness, no hash iteration order).
+/// depends on nothing else. (The one randomly keyed hash map inside, which
+/// interns level strings, is never iterated.)
 ///
 /// Methods: getters [`len`](Self::len), [`is_empty`](Self::is_empty),
 /// [`node_count`](Self::node_count), [`nodes`](Self::nodes),
@@ -66,12 +68,13 @@ pub struct RouteTable {
 /// have grown to the table's needs.
 #[derive(Default)]
 struct MatchScratch {
-    levels: Vec<u32>,
+    levels: LevelSpans,
     stack: Vec<(u32, usize)>,
     /// `seen[member] == generation` marks a member already in `hits` for
     /// the current lookup; bumping the generation clears all marks at once.
     seen: Vec<u32>,
     generation: u32,
+    /// The receivers found so far, as ranks in node-id order.
     hits: Vec<u32>,
 }
 
@@ -91,13 +94,37 @@ impl MatchScratch {
     }
 }
 
-/// Adds `member` to `hits` unless this lookup already has it.
+impl MatchScratch {
+    /// Levels kept room for between lookups; a deeper topic (up to 65536
+    /// levels) gets its buffers for the one lookup only.
+    const KEPT_LEVELS: usize = 256;
+
+    fn trim(&mut self) {
+        if self.levels.capacity() > Self::KEPT_LEVELS {
+            self.levels = Vec::new();
+        }
+        if self.stack.capacity() > 2 * Self::KEPT_LEVELS {
+            self.stack = Vec::new();
+        }
+    }
+}
+
+/// Adds `member`'s rank to `hits` unless this lookup already has it.
 #[inline]
-fn note_hit(seen: &mut [u32], generation: u32, hits: &mut Vec<u32>, member: u32) {
-    if let Some(mark) = usize::try_from(member).ok().and_then(|m| seen.get_mut(m)) {
-        if *mark != generation {
-            *mark = generation;
-            hits.push(member);
+fn note_hit(
+    seen: &mut [u32],
+    generation: u32,
+    hits: &mut Vec<u32>,
+    members: &Members,
+    member: u32,
+) {
+    let Some(mark) = usize::try_from(member).ok().and_then(|m| seen.get_mut(m)) else {
+        return;
+    };
+    if *mark != generation {
+        *mark = generation;
+        if let Some(rank) = members.rank(member) {
+            hits.push(rank);
         }
     }
 }
@@ -159,7 +186,11 @@ impl RouteTable {
 
     /// The subscriptions `node` holds, sorted; empty for an unknown node.
     pub fn routes_of(&self, node: &NodeId) -> Vec<Subscription> {
-        let Some(member) = self.members.index_of(node).and_then(|i| self.members.get(i)) else {
+        let Some(member) = self
+            .members
+            .index_of(node)
+            .and_then(|i| self.members.get(i))
+        else {
             return Vec::new();
         };
         let mut subs: Vec<Subscription> = member
@@ -202,7 +233,7 @@ impl RouteTable {
         }
         self.detach(member, key);
         self.members.forget_if_idle(member);
-        self.routes -= 1;
+        self.routes = self.routes.saturating_sub(1);
         self.after_removal();
         true
     }
@@ -221,7 +252,7 @@ impl RouteTable {
             self.detach(member, key);
         }
         self.members.forget_if_idle(member);
-        self.routes -= routes.len();
+        self.routes = self.routes.saturating_sub(routes.len());
         self.after_removal();
         routes.len()
     }
@@ -245,31 +276,28 @@ impl RouteTable {
         } = &mut self.scratch;
         let generation = *generation;
 
-        levels.clear();
-        levels.extend(
-            topic
-                .levels()
-                .map(|level| self.labels.lookup(level).unwrap_or(NO_LABEL)),
-        );
+        let mut levels = LazyLevels::split(topic.as_str(), levels, &self.labels);
         let shared = &mut self.shared;
+        let members = &self.members;
         self.trie
-            .walk_matches(levels, topic.is_dollar(), stack, |index, node| {
-                for &member in node.plain.iter() {
-                    note_hit(seen, generation, hits, member);
+            .walk_matches(&mut levels, topic.is_dollar(), stack, |index, node| {
+                for &member in node.holders() {
+                    note_hit(seen, generation, hits, members, member);
                 }
                 if node.shared_groups > 0 {
-                    for group in shared.range_mut((index, 0)..=(index, u32::MAX)) {
-                        if let Some(member) = group.1.take_turn() {
-                            note_hit(seen, generation, hits, member);
+                    for (_, group) in shared.range_mut((index, 0)..=(index, u32::MAX)) {
+                        if let Some(member) = group.take_turn() {
+                            note_hit(seen, generation, hits, members, member);
                         }
                     }
                 }
             });
+        hits.sort_unstable();
         out.extend(
             hits.iter()
-                .filter_map(|&member| self.members.id(member).cloned()),
+                .filter_map(|&rank| self.members.id_by_rank(rank).cloned()),
         );
-        out.sort_unstable();
+        self.scratch.trim();
     }
 
     /// The member index and route key of an existing (node, sub) pair's
@@ -295,7 +323,7 @@ impl RouteTable {
                 let added = self
                     .trie
                     .node_mut(leaf)
-                    .is_some_and(|node| node.add_plain(member));
+                    .is_some_and(|node| node.add_holder(member));
                 added.then_some(RouteKey { leaf, group: PLAIN })
             }
             Subscription::Shared { group, .. } => self.join_group(member, leaf, group),
@@ -324,7 +352,10 @@ impl RouteTable {
         }
         let label = self.labels.acquire(group.as_str())?;
         let mut fresh = SharedGroup::default();
-        fresh.add(member, &self.members);
+        if !fresh.add(member, &self.members) {
+            self.labels.release(label);
+            return None;
+        }
         self.shared.insert((leaf, label), fresh);
         if let Some(node) = self.trie.node_mut(leaf) {
             node.shared_groups += 1;
@@ -337,7 +368,7 @@ impl RouteTable {
     fn detach(&mut self, member: u32, key: RouteKey) {
         if key.group == PLAIN {
             if let Some(node) = self.trie.node_mut(key.leaf) {
-                node.remove_plain(member);
+                node.remove_holder(member);
             }
         } else if let Some(group) = self.shared.get_mut(&(key.leaf, key.group)) {
             group.remove(member);
@@ -392,6 +423,12 @@ impl RouteTable {
         }
         let group = ShareGroup::new(self.labels.resolve(key.group)?).ok()?;
         Some(Subscription::Shared { group, filter })
+    }
+
+    /// Trie arena slots, vacant ones included.
+    #[cfg(test)]
+    pub(super) fn trie_slots(&self) -> usize {
+        self.trie.slot_count()
     }
 
     /// Sizes of the internal structures, to check that removals free what

@@ -142,7 +142,11 @@ fn routing_golden_table_matches_like_mqtt() {
         );
         let mut table = RouteTable::new();
         assert!(table.insert(&holder, &sub(filter_text)));
-        let want: Vec<NodeId> = if expected { vec![holder.clone()] } else { vec![] };
+        let want: Vec<NodeId> = if expected {
+            vec![holder.clone()]
+        } else {
+            vec![]
+        };
         assert_eq!(
             matched(&mut table, topic_text),
             want,
@@ -173,7 +177,11 @@ fn routing_golden_table_all_filters_in_one_table() {
             .map(|(_, holder)| holder.clone())
             .collect();
         want.sort();
-        assert_eq!(matched(&mut table, topic_text), want, "topic {topic_text:?}");
+        assert_eq!(
+            matched(&mut table, topic_text),
+            want,
+            "topic {topic_text:?}"
+        );
     }
 }
 
@@ -181,7 +189,14 @@ fn routing_golden_table_all_filters_in_one_table() {
 fn routing_refuses_invalid_filters() {
     let long = "a".repeat(MAX_TOPIC_LEN + 1);
     let cases: &[ErrorCase] = &[
-        ("", |e| matches!(e, TopicError::Empty { kind: TopicKind::Filter })),
+        ("", |e| {
+            matches!(
+                e,
+                TopicError::Empty {
+                    kind: TopicKind::Filter
+                }
+            )
+        }),
         ("a+", |e| matches!(e, TopicError::MisplacedPlus { .. })),
         ("+a", |e| matches!(e, TopicError::MisplacedPlus { .. })),
         ("a/b+/c", |e| matches!(e, TopicError::MisplacedPlus { .. })),
@@ -192,17 +207,22 @@ fn routing_refuses_invalid_filters() {
         ("##", |e| matches!(e, TopicError::MisplacedHash { .. })),
         ("a/#/", |e| matches!(e, TopicError::MisplacedHash { .. })),
         ("a\0b", |e| matches!(e, TopicError::Nul { .. })),
-        ("$share/g/a", |e| matches!(e, TopicError::ReservedSharePrefix { .. })),
-        (&long, |e| {
-            matches!(e, TopicError::TooLong { len, .. } if *len == MAX_TOPIC_LEN + 1)
+        ("$share/g/a", |e| {
+            matches!(e, TopicError::ReservedSharePrefix { .. })
         }),
+        (
+            &long,
+            |e| matches!(e, TopicError::TooLong { len, .. } if *len == MAX_TOPIC_LEN + 1),
+        ),
     ];
     for (input, is_expected) in cases {
         let error = TopicFilter::new(input).unwrap_err();
         assert!(is_expected(&error), "{input:?} gave {error:?}");
     }
     assert!(TopicFilter::new(&"a".repeat(MAX_TOPIC_LEN)).is_ok());
-    for valid in ["a", "/", "//", "+", "#", "+/+", "a/+/#", "$SYS/#", "$share", "a b/ü"] {
+    for valid in [
+        "a", "/", "//", "+", "#", "+/+", "a/+/#", "$SYS/#", "$share", "a b/ü",
+    ] {
         assert!(TopicFilter::new(valid).is_ok(), "{valid:?}");
     }
 }
@@ -211,11 +231,30 @@ fn routing_refuses_invalid_filters() {
 fn routing_refuses_invalid_topic_names() {
     let long = "a".repeat(MAX_TOPIC_LEN + 1);
     let cases: &[ErrorCase] = &[
-        ("", |e| matches!(e, TopicError::Empty { kind: TopicKind::Name })),
-        ("a/+", |e| matches!(e, TopicError::WildcardInName { wildcard: '+', .. })),
-        ("a/#", |e| matches!(e, TopicError::WildcardInName { wildcard: '#', .. })),
+        ("", |e| {
+            matches!(
+                e,
+                TopicError::Empty {
+                    kind: TopicKind::Name
+                }
+            )
+        }),
+        ("a/+", |e| {
+            matches!(e, TopicError::WildcardInName { wildcard: '+', .. })
+        }),
+        ("a/#", |e| {
+            matches!(e, TopicError::WildcardInName { wildcard: '#', .. })
+        }),
         ("a#b", |e| matches!(e, TopicError::WildcardInName { .. })),
-        ("a\0", |e| matches!(e, TopicError::Nul { kind: TopicKind::Name, .. })),
+        ("a\0", |e| {
+            matches!(
+                e,
+                TopicError::Nul {
+                    kind: TopicKind::Name,
+                    ..
+                }
+            )
+        }),
         (&long, |e| matches!(e, TopicError::TooLong { .. })),
     ];
     for (input, is_expected) in cases {
@@ -233,19 +272,45 @@ fn routing_parses_shared_subscriptions() {
     assert_eq!(shared.share_group(), Some("g"));
     assert_eq!(shared.filter().as_str(), "a/+/#");
     assert_eq!(sub("$share/g//").filter().as_str(), "/");
-    assert_eq!(sub("a/b"), Subscription::Plain(TopicFilter::new("a/b").unwrap()));
+    assert_eq!(
+        sub("a/b"),
+        Subscription::Plain(TopicFilter::new("a/b").unwrap())
+    );
     assert_eq!(sub("$share").share_group(), None);
 
     let cases: &[ErrorCase] = &[
-        ("", |e| matches!(e, TopicError::Empty { kind: TopicKind::Subscription })),
-        ("$share/", |e| matches!(e, TopicError::EmptyShareGroup { .. })),
-        ("$share//a", |e| matches!(e, TopicError::EmptyShareGroup { .. })),
-        ("$share/g", |e| matches!(e, TopicError::MissingSharedFilter { .. })),
-        ("$share/g/", |e| matches!(e, TopicError::MissingSharedFilter { .. })),
-        ("$share/g+/a", |e| matches!(e, TopicError::InvalidShareGroup { .. })),
-        ("$share/#/a", |e| matches!(e, TopicError::InvalidShareGroup { .. })),
-        ("$share/g/a+", |e| matches!(e, TopicError::MisplacedPlus { .. })),
-        ("$share/g/#/a", |e| matches!(e, TopicError::MisplacedHash { .. })),
+        ("", |e| {
+            matches!(
+                e,
+                TopicError::Empty {
+                    kind: TopicKind::Subscription
+                }
+            )
+        }),
+        ("$share/", |e| {
+            matches!(e, TopicError::EmptyShareGroup { .. })
+        }),
+        ("$share//a", |e| {
+            matches!(e, TopicError::EmptyShareGroup { .. })
+        }),
+        ("$share/g", |e| {
+            matches!(e, TopicError::MissingSharedFilter { .. })
+        }),
+        ("$share/g/", |e| {
+            matches!(e, TopicError::MissingSharedFilter { .. })
+        }),
+        ("$share/g+/a", |e| {
+            matches!(e, TopicError::InvalidShareGroup { .. })
+        }),
+        ("$share/#/a", |e| {
+            matches!(e, TopicError::InvalidShareGroup { .. })
+        }),
+        ("$share/g/a+", |e| {
+            matches!(e, TopicError::MisplacedPlus { .. })
+        }),
+        ("$share/g/#/a", |e| {
+            matches!(e, TopicError::MisplacedHash { .. })
+        }),
         ("$share/g/$share/h/a", |e| {
             matches!(e, TopicError::ReservedSharePrefix { .. })
         }),
@@ -263,10 +328,17 @@ fn routing_errors_name_the_problem_and_the_input() {
     assert!(message.contains("sensors/te#mp"), "{message}");
     assert!(message.contains("'#'"), "{message}");
     let message = TopicName::new("a/+").unwrap_err().to_string();
-    assert!(message.contains("\"a/+\"") && message.contains("wildcard"), "{message}");
+    assert!(
+        message.contains("\"a/+\"") && message.contains("wildcard"),
+        "{message}"
+    );
     let huge = "x".repeat(MAX_TOPIC_LEN + 10);
     let message = TopicName::new(&huge).unwrap_err().to_string();
-    assert!(message.len() < 400, "long inputs are cut: {} bytes", message.len());
+    assert!(
+        message.len() < 400,
+        "long inputs are cut: {} bytes",
+        message.len()
+    );
 }
 
 #[test]
@@ -393,6 +465,9 @@ fn routing_survives_compaction_of_a_mostly_emptied_trie() {
         fresh.insert(&b, &sub(&format!("$share/g/x/{i}/+")));
     }
     assert_eq!(table.footprint(), fresh.footprint());
+    // Compaction ran: of the ~18 000 slots the removals emptied, fewer than
+    // the compaction threshold remain.
+    assert!(table.trie_slots() < table.footprint().trie_nodes + 4096);
     assert_eq!(table.routes_of(&a), fresh.routes_of(&a));
     assert_eq!(table.routes_of(&b), fresh.routes_of(&b));
     assert_eq!(matched(&mut table, "x/10/y"), vec![a.clone(), b.clone()]);
@@ -427,12 +502,14 @@ fn arb_node() -> impl Strategy<Value = NodeId> {
 }
 
 fn arb_subscription() -> impl Strategy<Value = Subscription> {
-    (prop::option::of(prop::sample::select(&["g", "h"][..])), arb_filter()).prop_map(
-        |(group, filter)| match group {
+    (
+        prop::option::of(prop::sample::select(&["g", "h"][..])),
+        arb_filter(),
+    )
+        .prop_map(|(group, filter)| match group {
             None => sub(&filter),
             Some(group) => sub(&format!("$share/{group}/{filter}")),
-        },
-    )
+        })
 }
 
 /// What the table should hold, as plain sets.
@@ -464,7 +541,12 @@ fn check_routing(model: &Model, topic_text: &str, out: &[NodeId]) -> Result<(), 
     let out_set: BTreeSet<NodeId> = out.iter().cloned().collect();
     prop_assert_eq!(out_set.len(), out.len(), "duplicates in {:?}", out);
     prop_assert!(out.windows(2).all(|w| w[0] < w[1]), "unsorted {:?}", out);
-    prop_assert!(plain.is_subset(&out_set), "plain {:?} not in {:?}", plain, out);
+    prop_assert!(
+        plain.is_subset(&out_set),
+        "plain {:?} not in {:?}",
+        plain,
+        out
+    );
     for (pair, holders) in &groups {
         prop_assert!(
             holders.intersection(&out_set).next().is_some(),
@@ -494,6 +576,52 @@ proptest! {
             let want: BTreeSet<NodeId> = routes
                 .iter()
                 .filter(|(_, filter)| reference_matches(filter, topic_text))
+                .map(|(holder, _)| holder.clone())
+                .collect();
+            prop_assert_eq!(&out, &want.into_iter().collect::<Vec<_>>(), "topic {:?}", topic_text);
+        }
+    }
+
+    #[test]
+    fn routing_wide_levels_match_like_reference(
+        routes in prop::collection::vec(
+            (arb_node(), prop::collection::vec(0..40u8, 1..4), any::<bool>()), 1..200),
+        removed in prop::collection::vec(any::<prop::sample::Index>(), 0..100),
+        topics in prop::collection::vec(prop::collection::vec(0..40u8, 1..4), 1..30),
+    ) {
+        // Forty level names (with `+` and `#` among them) make nodes wide
+        // enough to use the hashed child map, and removals shrink it again.
+        let level = |n: u8| match n {
+            0 => "+".to_string(),
+            n => format!("l{n}"),
+        };
+        let mut table = RouteTable::new();
+        let mut held: Vec<(NodeId, String)> = Vec::new();
+        for (holder, levels, ends_with_hash) in &routes {
+            let mut filter: Vec<String> = levels.iter().map(|&n| level(n)).collect();
+            if *ends_with_hash {
+                filter.push("#".into());
+            }
+            let filter = filter.join("/");
+            table.insert(holder, &sub(&filter));
+            held.push((holder.clone(), filter));
+        }
+        for index in &removed {
+            if held.is_empty() {
+                break;
+            }
+            let (holder, filter) = held.swap_remove(index.index(held.len()));
+            table.remove(&holder, &sub(&filter));
+            // The same route may have been drawn twice.
+            held.retain(|(h, f)| !(h == &holder && f == &filter));
+        }
+        let mut out = Vec::new();
+        for levels in &topics {
+            let topic_text = levels.iter().map(|&n| format!("l{n}")).collect::<Vec<_>>().join("/");
+            table.matches(&topic(&topic_text), &mut out);
+            let want: BTreeSet<NodeId> = held
+                .iter()
+                .filter(|(_, filter)| reference_matches(filter, &topic_text))
                 .map(|(holder, _)| holder.clone())
                 .collect();
             prop_assert_eq!(&out, &want.into_iter().collect::<Vec<_>>(), "topic {:?}", topic_text);
@@ -635,7 +763,11 @@ fn routing_reference_matcher_agrees_with_topic_filter_matches() {
     // The two single-filter matchers back each other up on every small case.
     let filters: Vec<String> = ["a", "+", "#", "", "$x"]
         .iter()
-        .flat_map(|x| ["a", "+", "#", "", "$x"].iter().map(move |y| format!("{x}/{y}")))
+        .flat_map(|x| {
+            ["a", "+", "#", "", "$x"]
+                .iter()
+                .map(move |y| format!("{x}/{y}"))
+        })
         .chain(["a", "+", "#", "$x"].iter().map(|s| s.to_string()))
         .filter(|f| TopicFilter::new(f).is_ok())
         .collect();
@@ -643,7 +775,9 @@ fn routing_reference_matcher_agrees_with_topic_filter_matches() {
     for filter in &filters {
         for topic_text in topics {
             assert_eq!(
-                TopicFilter::new(filter).unwrap().matches(&topic(topic_text)),
+                TopicFilter::new(filter)
+                    .unwrap()
+                    .matches(&topic(topic_text)),
                 reference_matches(filter, topic_text),
                 "{filter:?} vs {topic_text:?}"
             );

@@ -71,7 +71,9 @@ pub enum TopicError {
         input: String,
     },
     /// A topic name contains `+` or `#`, which only filters may use.
-    #[error("topic name {input:?} contains the wildcard '{wildcard}', which only topic filters may use")]
+    #[error(
+        "topic name {input:?} contains the wildcard '{wildcard}', which only topic filters may use"
+    )]
     WildcardInName {
         /// The wildcard found.
         wildcard: char,

@@ -6,12 +6,11 @@
 
 use std::collections::BTreeSet;
 
-use super::children::Children;
 use super::interner::{Interner, FIRST_RESERVED_ID};
+use super::node::{TrieNode, NO_NODE};
 use super::topic::TopicFilter;
+use super::topic_levels::TopicLevels;
 
-/// Means "no node" wherever a node index is expected.
-pub(super) const NO_NODE: u32 = u32::MAX;
 /// The root is created with the trie and never removed.
 pub(super) const ROOT: u32 = 0;
 /// The label of a `+` edge; no interned level can have it.
@@ -20,90 +19,16 @@ pub(super) const PLUS_LABEL: u32 = FIRST_RESERVED_ID;
 pub(super) const HASH_LABEL: u32 = FIRST_RESERVED_ID + 1;
 /// The label of the root, and of a topic level no filter mentions.
 pub(super) const NO_LABEL: u32 = FIRST_RESERVED_ID + 2;
+/// Marks a vacant arena slot (cheaper than an `Option` around every node).
+const VACANT_LABEL: u32 = FIRST_RESERVED_ID + 3;
 
-/// Only this many vacant slots (about 224 KiB) are tolerated before the
-/// arena is renumbered, and only if they outnumber the live nodes.
+/// Only this many vacant slots (160 KiB) are tolerated before the arena is
+/// renumbered, and only if they outnumber the live nodes.
 const COMPACT_MIN_VACANT: usize = 4096;
-
-/// One filter prefix. Holders are kept here so that matching reads one node
-/// per level; `shared_groups` only counts, the groups themselves live in the
-/// route table, looked up by node index when the count is non-zero.
-pub(super) struct TrieNode {
-    pub(super) parent: u32,
-    /// The label of the edge from the parent.
-    pub(super) label: u32,
-    /// Wildcard children sit outside `exact` so matching finds them without
-    /// a search.
-    pub(super) plus: u32,
-    pub(super) hash: u32,
-    pub(super) shared_groups: u32,
-    pub(super) exact: Children,
-    /// Members holding the plain filter ending here, sorted, exactly sized.
-    pub(super) plain: Box<[u32]>,
-}
-
-impl TrieNode {
-    fn new(parent: u32, label: u32) -> Self {
-        TrieNode {
-            parent,
-            label,
-            plus: NO_NODE,
-            hash: NO_NODE,
-            shared_groups: 0,
-            exact: Children::default(),
-            plain: Box::default(),
-        }
-    }
-
-    fn is_unused(&self) -> bool {
-        self.plain.is_empty()
-            && self.shared_groups == 0
-            && self.plus == NO_NODE
-            && self.hash == NO_NODE
-            && self.exact.is_empty()
-    }
-
-    fn for_each_child(&self, mut visit: impl FnMut(u32)) {
-        if self.plus != NO_NODE {
-            visit(self.plus);
-        }
-        if self.hash != NO_NODE {
-            visit(self.hash);
-        }
-        self.exact.for_each_child(visit);
-    }
-
-    /// Adds `member` to the plain holders; false if it was there already.
-    pub(super) fn add_plain(&mut self, member: u32) -> bool {
-        match self.plain.binary_search(&member) {
-            Ok(_) => false,
-            Err(at) => {
-                let mut grown = Vec::with_capacity(self.plain.len() + 1);
-                grown.extend_from_slice(self.plain.get(..at).unwrap_or_default());
-                grown.push(member);
-                grown.extend_from_slice(self.plain.get(at..).unwrap_or_default());
-                self.plain = grown.into_boxed_slice();
-                true
-            }
-        }
-    }
-
-    /// Removes `member` from the plain holders; false if it was not there.
-    pub(super) fn remove_plain(&mut self, member: u32) -> bool {
-        let Ok(at) = self.plain.binary_search(&member) else {
-            return false;
-        };
-        let mut shrunk = Vec::with_capacity(self.plain.len().saturating_sub(1));
-        shrunk.extend_from_slice(self.plain.get(..at).unwrap_or_default());
-        shrunk.extend_from_slice(self.plain.get(at + 1..).unwrap_or_default());
-        self.plain = shrunk.into_boxed_slice();
-        true
-    }
-}
 
 /// The arena of trie nodes.
 pub(super) struct Trie {
-    slots: Vec<Option<TrieNode>>,
+    slots: Vec<TrieNode>,
     /// Reusing the lowest vacant slot first keeps live nodes packed at the
     /// start, so slots at the end empty out and can be returned.
     vacant: BTreeSet<u32>,
@@ -112,7 +37,7 @@ pub(super) struct Trie {
 impl Default for Trie {
     fn default() -> Self {
         Trie {
-            slots: vec![Some(TrieNode::new(NO_NODE, NO_LABEL))],
+            slots: vec![TrieNode::new(NO_NODE, NO_LABEL)],
             vacant: BTreeSet::new(),
         }
     }
@@ -121,16 +46,24 @@ impl Default for Trie {
 impl Trie {
     #[inline]
     pub(super) fn node(&self, index: u32) -> Option<&TrieNode> {
-        self.slots.get(usize::try_from(index).ok()?)?.as_ref()
+        let node = self.slots.get(usize::try_from(index).ok()?)?;
+        (node.label != VACANT_LABEL).then_some(node)
     }
 
     pub(super) fn node_mut(&mut self, index: u32) -> Option<&mut TrieNode> {
-        self.slots.get_mut(usize::try_from(index).ok()?)?.as_mut()
+        let node = self.slots.get_mut(usize::try_from(index).ok()?)?;
+        (node.label != VACANT_LABEL).then_some(node)
     }
 
     /// How many nodes exist, the root included.
     pub(super) fn live_nodes(&self) -> usize {
-        self.slots.len() - self.vacant.len()
+        self.slots.len().saturating_sub(self.vacant.len())
+    }
+
+    /// Arena slots, vacant ones included.
+    #[cfg(test)]
+    pub(super) fn slot_count(&self) -> usize {
+        self.slots.len()
     }
 
     /// The node for `filter`, if the trie has it.
@@ -140,7 +73,7 @@ impl Trie {
             let child = match level {
                 "+" => node.plus,
                 "#" => node.hash,
-                _ => node.exact.get(labels.lookup(level)?)?,
+                _ => node.exact_child(labels.lookup(level)?)?,
             };
             (child != NO_NODE).then_some(child)
         })
@@ -174,7 +107,7 @@ impl Trie {
             "#" => node.hash,
             _ => labels
                 .lookup(level)
-                .and_then(|label| node.exact.get(label))
+                .and_then(|label| node.exact_child(label))
                 .unwrap_or(NO_NODE),
         };
         if existing != NO_NODE {
@@ -195,7 +128,7 @@ impl Trie {
         match label {
             PLUS_LABEL => node.plus = child,
             HASH_LABEL => node.hash = child,
-            _ => node.exact.insert(label, child),
+            _ => node.add_exact_child(label, child),
         }
         Some(child)
     }
@@ -203,7 +136,7 @@ impl Trie {
     fn allocate(&mut self, node: TrieNode) -> Option<u32> {
         if let Some(index) = self.vacant.pop_first() {
             let slot = self.slots.get_mut(usize::try_from(index).ok()?)?;
-            *slot = Some(node);
+            *slot = node;
             return Some(index);
         }
         let index = u32::try_from(self.slots.len())
@@ -214,7 +147,7 @@ impl Trie {
             // tail to about 12% of the arena; the extra copies are few.
             self.slots.reserve_exact(self.slots.len() / 8 + 16);
         }
-        self.slots.push(Some(node));
+        self.slots.push(node);
         Some(index)
     }
 
@@ -234,7 +167,7 @@ impl Trie {
                     PLUS_LABEL => parent_node.plus = NO_NODE,
                     HASH_LABEL => parent_node.hash = NO_NODE,
                     _ => {
-                        parent_node.exact.remove(label);
+                        parent_node.remove_exact_child(label);
                         labels.release(label);
                     }
                 }
@@ -245,11 +178,15 @@ impl Trie {
     }
 
     fn free(&mut self, index: u32) {
-        if let Some(slot) = usize::try_from(index).ok().and_then(|i| self.slots.get_mut(i)) {
-            *slot = None;
+        if let Some(slot) = usize::try_from(index)
+            .ok()
+            .and_then(|i| self.slots.get_mut(i))
+        {
+            // Replacing the node drops its overflow, returning that memory.
+            *slot = TrieNode::new(NO_NODE, VACANT_LABEL);
             self.vacant.insert(index);
         }
-        while matches!(self.slots.last(), Some(None)) {
+        while self.slots.last().is_some_and(|n| n.label == VACANT_LABEL) {
             self.slots.pop();
             self.vacant.pop_last();
         }
@@ -276,20 +213,21 @@ impl Trie {
     }
 
     /// Calls `visit` for every node holding filters that match the topic
-    /// whose levels, as interned ids, are `levels` (`NO_LABEL` for a level no
-    /// filter mentions). `dollar` says the topic starts with `$`.
+    /// whose levels are `levels`; `dollar` says the topic starts with `$`.
     ///
     /// Each node is visited at most once: a node is one filter prefix, and a
     /// prefix matches a topic's first levels in one way only. The walk uses
-    /// `stack` instead of recursion, because a topic may have 65535 levels.
+    /// `stack` instead of recursion, because a topic may have tens of
+    /// thousands of levels.
     #[inline]
     pub(super) fn walk_matches(
         &self,
-        levels: &[u32],
+        levels: &mut impl TopicLevels,
         dollar: bool,
         stack: &mut Vec<(u32, usize)>,
         mut visit: impl FnMut(u32, &TrieNode),
     ) {
+        let level_count = levels.count();
         stack.clear();
         stack.push((ROOT, 0));
         while let Some((index, depth)) = stack.pop() {
@@ -304,15 +242,20 @@ impl Trie {
                     visit(node.hash, hash);
                 }
             }
-            match levels.get(depth) {
-                None => visit(index, node),
-                Some(&level) => {
-                    if wildcards_apply && node.plus != NO_NODE {
-                        stack.push((node.plus, depth + 1));
-                    }
-                    if let Some(child) = node.exact.get(level) {
-                        stack.push((child, depth + 1));
-                    }
+            if depth >= level_count {
+                visit(index, node);
+                continue;
+            }
+            if wildcards_apply && node.plus != NO_NODE {
+                stack.push((node.plus, depth + 1));
+            }
+            if let Some((label, child)) = node.only_exact_child() {
+                if levels.is(depth, label) {
+                    stack.push((child, depth + 1));
+                }
+            } else if node.has_exact_children() {
+                if let Some(child) = node.exact_child(levels.label(depth)) {
+                    stack.push((child, depth + 1));
                 }
             }
         }
@@ -325,10 +268,11 @@ impl Trie {
 
     /// Renumbers live nodes breadth-first from the root, dropping vacant
     /// slots, and returns `new_index[old_index]` (`NO_NODE` for vacant ones)
-    /// so the holder records can follow.
+    /// so the holder records can follow. Breadth-first order also puts the
+    /// levels near the root, which every lookup reads, close together.
     pub(super) fn compact(&mut self) -> Vec<u32> {
         let mut new_index = vec![NO_NODE; self.slots.len()];
-        let mut order = Vec::with_capacity(self.live_nodes());
+        let mut order: Vec<u32> = Vec::with_capacity(self.live_nodes());
         if let Some(root) = new_index.get_mut(0) {
             *root = ROOT;
             order.push(ROOT);
@@ -338,7 +282,9 @@ impl Trie {
             next += 1;
             if let Some(node) = self.node(old) {
                 node.for_each_child(|child| {
-                    let Some(slot) = usize::try_from(child).ok().and_then(|c| new_index.get_mut(c))
+                    let Some(slot) = usize::try_from(child)
+                        .ok()
+                        .and_then(|c| new_index.get_mut(c))
                     else {
                         return;
                     };
@@ -360,33 +306,18 @@ impl Trie {
         };
         let mut slots = Vec::with_capacity(order.len());
         for &old in &order {
-            let Some(mut node) = usize::try_from(old)
+            let Some(slot) = usize::try_from(old)
                 .ok()
                 .and_then(|old| self.slots.get_mut(old))
-                .and_then(Option::take)
             else {
                 continue;
             };
-            node.parent = follow(node.parent);
-            node.plus = follow(node.plus);
-            node.hash = follow(node.hash);
-            node.exact.renumber(follow);
-            slots.push(Some(node));
+            let mut node = std::mem::replace(slot, TrieNode::new(NO_NODE, VACANT_LABEL));
+            node.renumber(follow);
+            slots.push(node);
         }
         self.slots = slots;
         self.vacant.clear();
         new_index
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn routing_trie_nodes_stay_small() {
-        // Two of these per filter dominate the table's memory.
-        assert_eq!(std::mem::size_of::<Children>(), 16);
-        assert_eq!(std::mem::size_of::<Option<TrieNode>>(), 56);
     }
 }

@@ -75,16 +75,22 @@ impl ClusterRoutes {
         let have = self.versions.get(&update.node).copied();
         let verdict = match (&update.change, have) {
             (_, Some((incarnation, _))) if update.incarnation < incarnation => Applied::Stale,
-            (RouteChange::Snapshot { .. }, Some(version)) if (update.incarnation, update.seq) <= version => {
+            (RouteChange::Snapshot { .. }, Some(version))
+                if (update.incarnation, update.seq) <= version =>
+            {
                 Applied::Duplicate
             }
             (RouteChange::Snapshot { .. }, _) => Applied::Changed,
             (RouteChange::Delta { prev, .. }, None) => gap_unless(*prev == 0),
-            (RouteChange::Delta { prev, .. }, Some((incarnation, _))) if update.incarnation > incarnation => {
+            (RouteChange::Delta { prev, .. }, Some((incarnation, _)))
+                if update.incarnation > incarnation =>
+            {
                 gap_unless(*prev == 0)
             }
             (RouteChange::Delta { .. }, Some((_, seq))) if update.seq <= seq => Applied::Duplicate,
-            (RouteChange::Delta { prev, .. }, Some((_, seq))) => gap_unless(*prev == seq && update.seq > seq),
+            (RouteChange::Delta { prev, .. }, Some((_, seq))) => {
+                gap_unless(*prev == seq && update.seq > seq)
+            }
         };
         if verdict != Applied::Changed {
             return verdict;
@@ -167,7 +173,12 @@ impl ClusterRoutes {
             hasher.update(incarnation.0.to_be_bytes());
             hasher.update(seq.to_be_bytes());
         }
-        hasher.finalize().iter().take(8).map(|b| format!("{b:02x}")).collect()
+        hasher
+            .finalize()
+            .iter()
+            .take(8)
+            .map(|b| format!("{b:02x}"))
+            .collect()
     }
 
     /// Every node a message on `topic` must reach (see [`RouteTable::matches`]).
@@ -216,7 +227,14 @@ mod tests {
         Subscription::parse(s).unwrap()
     }
 
-    fn delta(node: &str, inc: u64, prev: u64, seq: u64, add: &[&str], remove: &[&str]) -> RouteUpdate {
+    fn delta(
+        node: &str,
+        inc: u64,
+        prev: u64,
+        seq: u64,
+        add: &[&str],
+        remove: &[&str],
+    ) -> RouteUpdate {
         RouteUpdate {
             node: id(node),
             incarnation: Incarnation(inc),
@@ -232,12 +250,27 @@ mod tests {
     #[test]
     fn deltas_apply_in_order_and_duplicates_and_gaps_are_told_apart() {
         let mut routes = ClusterRoutes::new();
-        assert_eq!(routes.apply(&delta("a", 1, 0, 1, &["x/#"], &[])), Applied::Changed);
-        assert_eq!(routes.apply(&delta("a", 1, 0, 1, &["x/#"], &[])), Applied::Duplicate);
-        assert_eq!(routes.apply(&delta("a", 1, 2, 3, &["y"], &[])), Applied::Gap);
-        assert_eq!(routes.apply(&delta("a", 1, 1, 2, &["y"], &["x/#"])), Applied::Changed);
+        assert_eq!(
+            routes.apply(&delta("a", 1, 0, 1, &["x/#"], &[])),
+            Applied::Changed
+        );
+        assert_eq!(
+            routes.apply(&delta("a", 1, 0, 1, &["x/#"], &[])),
+            Applied::Duplicate
+        );
+        assert_eq!(
+            routes.apply(&delta("a", 1, 2, 3, &["y"], &[])),
+            Applied::Gap
+        );
+        assert_eq!(
+            routes.apply(&delta("a", 1, 1, 2, &["y"], &["x/#"])),
+            Applied::Changed
+        );
         assert_eq!(routes.routes_of(&id("a")), vec![sub("y")]);
-        assert_eq!(routes.apply(&delta("a", 0, 0, 9, &["z"], &[])), Applied::Stale);
+        assert_eq!(
+            routes.apply(&delta("a", 0, 0, 9, &["z"], &[])),
+            Applied::Stale
+        );
     }
 
     #[test]
@@ -245,12 +278,17 @@ mod tests {
         let mut routes = ClusterRoutes::new();
         routes.apply(&delta("a", 1, 0, 1, &["x", "y"], &[]));
         let snap = RouteUpdate {
-            change: RouteChange::Snapshot { routes: vec![sub("z")] },
+            change: RouteChange::Snapshot {
+                routes: vec![sub("z")],
+            },
             ..delta("a", 1, 0, 5, &[], &[])
         };
         assert_eq!(routes.apply(&snap), Applied::Changed);
         assert_eq!(routes.routes_of(&id("a")), vec![sub("z")]);
-        assert_eq!(routes.apply(&delta("a", 2, 0, 1, &["w"], &[])), Applied::Changed);
+        assert_eq!(
+            routes.apply(&delta("a", 2, 0, 1, &["w"], &[])),
+            Applied::Changed
+        );
         assert_eq!(routes.routes_of(&id("a")), vec![sub("w")]);
     }
 

@@ -357,7 +357,8 @@ impl Serialize for Qos {
 impl<'de> Deserialize<'de> for Qos {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let level = u8::deserialize(d)?;
-        Qos::from_u8(level).ok_or_else(|| serde::de::Error::custom(format!("qos {level} is not 0, 1 or 2")))
+        Qos::from_u8(level)
+            .ok_or_else(|| serde::de::Error::custom(format!("qos {level} is not 0, 1 or 2")))
     }
 }
 
@@ -392,7 +393,11 @@ pub struct ForwardedMessage {
     #[serde(default)]
     pub retain: bool,
     /// MQTT 5 properties, carried opaquely (base64 on the wire).
-    #[serde(default, skip_serializing_if = "Option::is_none", with = "base64_opt_bytes")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "base64_opt_bytes"
+    )]
     pub properties: Option<Bytes>,
     /// The nodes it goes to from here.
     pub targets: Vec<Target>,
