@@ -7,8 +7,8 @@ use bytes::Bytes;
 use mqtt_cluster_core::auth::{Authenticator, Secret};
 use mqtt_cluster_core::routing::{Subscription, TopicName};
 use mqtt_cluster_core::wire::messages::{
-    ForwardRequest, ForwardedMessage, MemberRecord, MemberState, MessageBatch, Qos, RouteChange, RouteUpdate,
-    Stamp, StreamFrame, SyncRequest, Target,
+    ForwardRequest, ForwardedMessage, MemberRecord, MemberState, MessageBatch, Qos, RouteChange,
+    RouteUpdate, Stamp, StreamFrame, SyncRequest, Target,
 };
 use mqtt_cluster_core::wire::sse::SseDecoder;
 use mqtt_cluster_core::wire::{decode_json, encode_json, Endpoint};
@@ -27,8 +27,12 @@ fn topic() -> impl Strategy<Value = TopicName> {
 }
 
 fn subscription() -> impl Strategy<Value = Subscription> {
-    (prop::collection::vec("[a-z]{0,3}|\\+", 1..4), any::<bool>(), prop::option::of("[a-z]{1,5}")).prop_map(
-        |(levels, hash, group)| {
+    (
+        prop::collection::vec("[a-z]{0,3}|\\+", 1..4),
+        any::<bool>(),
+        prop::option::of("[a-z]{1,5}"),
+    )
+        .prop_map(|(levels, hash, group)| {
             let mut filter = levels.join("/");
             if filter.is_empty() {
                 filter.push('e');
@@ -41,8 +45,7 @@ fn subscription() -> impl Strategy<Value = Subscription> {
                 None => filter,
             };
             Subscription::parse(&text).unwrap()
-        },
-    )
+        })
 }
 
 fn message() -> impl Strategy<Value = ForwardedMessage> {
@@ -56,16 +59,21 @@ fn message() -> impl Strategy<Value = ForwardedMessage> {
         prop::option::of(prop::collection::vec(any::<u8>(), 0..20)),
         prop::collection::vec((node_id(), 1u64..u64::MAX), 0..4),
     )
-        .prop_map(|(origin, inc, topic, payload, qos, retain, props, targets)| ForwardedMessage {
-            origin,
-            incarnation: Incarnation(inc),
-            topic,
-            payload: Bytes::from(payload),
-            qos: Qos::from_u8(qos).unwrap(),
-            retain,
-            properties: props.map(Bytes::from),
-            targets: targets.into_iter().map(|(node, seq)| Target { node, seq }).collect(),
-        })
+        .prop_map(
+            |(origin, inc, topic, payload, qos, retain, props, targets)| ForwardedMessage {
+                origin,
+                incarnation: Incarnation(inc),
+                topic,
+                payload: Bytes::from(payload),
+                qos: Qos::from_u8(qos).unwrap(),
+                retain,
+                properties: props.map(Bytes::from),
+                targets: targets
+                    .into_iter()
+                    .map(|(node, seq)| Target { node, seq })
+                    .collect(),
+            },
+        )
 }
 
 fn record() -> impl Strategy<Value = MemberRecord> {
@@ -79,15 +87,22 @@ fn record() -> impl Strategy<Value = MemberRecord> {
         any::<u64>(),
         node_id(),
     )
-        .prop_map(|(id, core, inc, state, home, address, clock, by)| MemberRecord {
-            id,
-            role: if core { Role::Core } else { Role::Worker },
-            incarnation: Incarnation(inc),
-            state: [MemberState::Alive, MemberState::Suspect, MemberState::Dead, MemberState::Left][state as usize],
-            home,
-            address,
-            stamp: Stamp { clock, by },
-        })
+        .prop_map(
+            |(id, core, inc, state, home, address, clock, by)| MemberRecord {
+                id,
+                role: if core { Role::Core } else { Role::Worker },
+                incarnation: Incarnation(inc),
+                state: [
+                    MemberState::Alive,
+                    MemberState::Suspect,
+                    MemberState::Dead,
+                    MemberState::Left,
+                ][state as usize],
+                home,
+                address,
+                stamp: Stamp { clock, by },
+            },
+        )
 }
 
 fn route_update() -> impl Strategy<Value = RouteUpdate> {
@@ -100,16 +115,18 @@ fn route_update() -> impl Strategy<Value = RouteUpdate> {
         prop::collection::vec(subscription(), 0..4),
         prop::collection::vec(subscription(), 0..4),
     )
-        .prop_map(|(node, inc, seq, snapshot, prev, add, remove)| RouteUpdate {
-            node,
-            incarnation: Incarnation(inc),
-            seq,
-            change: if snapshot {
-                RouteChange::Snapshot { routes: add }
-            } else {
-                RouteChange::Delta { prev, add, remove }
+        .prop_map(
+            |(node, inc, seq, snapshot, prev, add, remove)| RouteUpdate {
+                node,
+                incarnation: Incarnation(inc),
+                seq,
+                change: if snapshot {
+                    RouteChange::Snapshot { routes: add }
+                } else {
+                    RouteChange::Delta { prev, add, remove }
+                },
             },
-        })
+        )
 }
 
 proptest! {
@@ -196,8 +213,10 @@ fn qos_outside_0_to_2_is_refused() {
 
 #[test]
 fn invalid_topics_and_filters_in_bodies_are_refused() {
-    let message = r#"{"origin":"w","incarnation":1,"topic":"a/+","payload":"","qos":0,"targets":[]}"#;
+    let message =
+        r#"{"origin":"w","incarnation":1,"topic":"a/+","payload":"","qos":0,"targets":[]}"#;
     assert!(decode_json::<ForwardedMessage>(message.as_bytes()).is_err());
-    let update = r#"{"node":"w","incarnation":1,"seq":1,"change":{"kind":"snapshot","routes":["a/#/b"]}}"#;
+    let update =
+        r#"{"node":"w","incarnation":1,"seq":1,"change":{"kind":"snapshot","routes":["a/#/b"]}}"#;
     assert!(decode_json::<RouteUpdate>(update.as_bytes()).is_err());
 }

@@ -18,6 +18,7 @@
 //! registered with a core, `watch` is the failure detector.
 
 mod forwarding;
+mod metrics;
 mod output;
 mod peers;
 mod routes;

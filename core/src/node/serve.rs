@@ -154,6 +154,14 @@ impl Node {
         if self.role != Role::Core {
             return Err(RequestError::NotACore);
         }
+        if endpoint == Endpoint::Metrics {
+            let text = self.metrics();
+            return Ok(wire::response_with(
+                StatusCode::OK,
+                "text/plain; version=0.0.4",
+                Bytes::from(text),
+            ));
+        }
         if self.phase != Phase::Running {
             return Err(RequestError::ShuttingDown);
         }
@@ -199,7 +207,11 @@ impl Node {
                 Ok(json_response(&Accepted { ok: true }))
             }
             Endpoint::Status => Ok(json_response(&self.status())),
-            Endpoint::Health => Ok(json_response(&serde_json::json!({ "status": "ok" }))),
+            Endpoint::Health | Endpoint::Metrics => {
+                Err(RequestError::Route(RouteError::NotFound {
+                    path: endpoint.path().to_owned(),
+                }))
+            }
         }
     }
 

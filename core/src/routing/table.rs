@@ -425,6 +425,19 @@ impl RouteTable {
         Some(Subscription::Shared { group, filter })
     }
 
+    /// The capacities of the lookup buffers, to check that warm lookups
+    /// do not allocate.
+    #[cfg(test)]
+    pub(super) fn scratch_capacities(&self) -> [usize; 4] {
+        let scratch = &self.scratch;
+        [
+            scratch.levels.capacity(),
+            scratch.stack.capacity(),
+            scratch.seen.capacity(),
+            scratch.hits.capacity(),
+        ]
+    }
+
     /// Trie arena slots, vacant ones included.
     #[cfg(test)]
     pub(super) fn trie_slots(&self) -> usize {

@@ -435,6 +435,30 @@ fn routing_shared_turns_follow_node_id_order_and_survive_joins() {
 }
 
 #[test]
+fn routing_warm_lookups_reuse_their_buffers() {
+    let mut table = RouteTable::new();
+    for i in 0..50 {
+        let holder = node(&format!("n{i}"));
+        table.insert(&holder, &sub(&format!("site/{i}/+/temp")));
+        table.insert(&holder, &sub("site/#"));
+        table.insert(&holder, &sub(&format!("$share/g/site/{}/#", i % 5)));
+    }
+    let topics: Vec<TopicName> = (0..60)
+        .map(|i| topic(&format!("site/{i}/dev/temp")))
+        .collect();
+    let mut out = Vec::new();
+    for t in &topics {
+        table.matches(t, &mut out);
+    }
+    let (warm, out_capacity) = (table.scratch_capacities(), out.capacity());
+    for t in &topics {
+        table.matches(t, &mut out);
+    }
+    assert_eq!(table.scratch_capacities(), warm);
+    assert_eq!(out.capacity(), out_capacity);
+}
+
+#[test]
 fn routing_deep_topics_do_not_overflow_the_stack() {
     let mut table = RouteTable::new();
     let deep_filter = "+/".repeat(30_000) + "#";

@@ -26,6 +26,9 @@ pub enum Endpoint {
     Ack,
     /// `GET /status`: the node's view, for operators.
     Status,
+    /// `GET /metrics`: counters in the Prometheus text format,
+    /// unauthenticated like `/health` since scrapers cannot sign.
+    Metrics,
 }
 
 /// A request for a path or method the API does not have.
@@ -69,7 +72,7 @@ impl RouteError {
 
 impl Endpoint {
     /// Every endpoint, for tests and documentation.
-    pub const ALL: [Endpoint; 10] = [
+    pub const ALL: [Endpoint; 11] = [
         Endpoint::Health,
         Endpoint::Register,
         Endpoint::Heartbeat,
@@ -80,6 +83,7 @@ impl Endpoint {
         Endpoint::Forward,
         Endpoint::Ack,
         Endpoint::Status,
+        Endpoint::Metrics,
     ];
 
     /// The path it is served at.
@@ -95,20 +99,23 @@ impl Endpoint {
             Endpoint::Forward => "/forward",
             Endpoint::Ack => "/ack",
             Endpoint::Status => "/status",
+            Endpoint::Metrics => "/metrics",
         }
     }
 
     /// The method it takes.
     pub fn method(self) -> Method {
         match self {
-            Endpoint::Health | Endpoint::Stream | Endpoint::Status => Method::GET,
+            Endpoint::Health | Endpoint::Stream | Endpoint::Status | Endpoint::Metrics => {
+                Method::GET
+            }
             _ => Method::POST,
         }
     }
 
     /// Whether a request to it must carry a valid signature.
     pub fn is_authenticated(self) -> bool {
-        self != Endpoint::Health
+        !matches!(self, Endpoint::Health | Endpoint::Metrics)
     }
 
     /// Finds the endpoint a request is for. The query string is ignored.

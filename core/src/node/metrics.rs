@@ -1,0 +1,210 @@
+//! The Prometheus text exposition of a node's status and counters, served
+//! at `GET /metrics`.
+
+use std::fmt::Write as _;
+
+use super::Node;
+use crate::wire::messages::MemberState;
+
+impl Node {
+    /// The node's counters and gauges in the Prometheus text format (0.0.4).
+    ///
+    /// ```
+    /// # use mqtt_cluster_core::{Config, Instant, Node, Now, WallTime};
+    /// # let config = Config::from_yaml_str("core: true\nnodeName: c1\nsecret: s3cret-s3cret\n").unwrap();
+    /// # let node = Node::new(config, Now::new(Instant::ZERO, WallTime::from_unix_millis(1)), 1).unwrap();
+    /// let text = node.metrics();
+    /// assert!(text.contains("mqtt_cluster_members{state=\"alive\"} 1"));
+    /// ```
+    pub fn metrics(&self) -> String {
+        let status = self.status();
+        let stats = self.stats();
+        let mut out = String::new();
+        let mut family = |name: &str, kind: &str, help: &str, samples: &[(String, String)]| {
+            let _ = writeln!(out, "# HELP {name} {help}");
+            let _ = writeln!(out, "# TYPE {name} {kind}");
+            for (labels, value) in samples {
+                let _ = writeln!(out, "{name}{labels} {value}");
+            }
+        };
+        let plain = |v: u64| vec![(String::new(), v.to_string())];
+        let states = [
+            (MemberState::Alive, "alive"),
+            (MemberState::Suspect, "suspect"),
+            (MemberState::Dead, "dead"),
+            (MemberState::Left, "left"),
+        ];
+        let members: Vec<(String, String)> = states
+            .iter()
+            .map(|(state, name)| {
+                let n = status.members.iter().filter(|m| m.state == *state).count();
+                (format!("{{state=\"{name}\"}}"), n.to_string())
+            })
+            .collect();
+        family(
+            "mqtt_cluster_members",
+            "gauge",
+            "Members by state.",
+            &members,
+        );
+        family(
+            "mqtt_cluster_routes",
+            "gauge",
+            "Routes in the routing table.",
+            &plain(status.routes as u64),
+        );
+        family(
+            "mqtt_cluster_local_subscriptions",
+            "gauge",
+            "Distinct subscriptions of local clients.",
+            &plain(status.local_subscriptions as u64),
+        );
+        family(
+            "mqtt_cluster_streams",
+            "gauge",
+            "Worker streams fed.",
+            &plain(status.streams as u64),
+        );
+        let queued: Vec<(String, String)> = status
+            .queues
+            .iter()
+            .map(|(peer, d)| {
+                (
+                    format!("{{peer=\"{}\"}}", escape(peer)),
+                    d.queued.to_string(),
+                )
+            })
+            .collect();
+        family(
+            "mqtt_cluster_queue_depth",
+            "gauge",
+            "Messages waiting per peer.",
+            &queued,
+        );
+        let in_flight: Vec<(String, String)> = status
+            .queues
+            .iter()
+            .map(|(peer, d)| {
+                (
+                    format!("{{peer=\"{}\"}}", escape(peer)),
+                    d.in_flight.to_string(),
+                )
+            })
+            .collect();
+        family(
+            "mqtt_cluster_in_flight",
+            "gauge",
+            "Unacknowledged messages per peer.",
+            &in_flight,
+        );
+        family(
+            "mqtt_cluster_published_total",
+            "counter",
+            "Messages published by local clients.",
+            &plain(stats.published),
+        );
+        family(
+            "mqtt_cluster_delivered_total",
+            "counter",
+            "Messages from other nodes delivered locally.",
+            &plain(stats.delivered),
+        );
+        family(
+            "mqtt_cluster_duplicates_total",
+            "counter",
+            "Duplicate copies not delivered again.",
+            &plain(stats.duplicates),
+        );
+        family(
+            "mqtt_cluster_unroutable_total",
+            "counter",
+            "Targets that could not be reached.",
+            &plain(stats.unroutable),
+        );
+        let dropped: Vec<(String, String)> = stats
+            .links
+            .iter()
+            .flat_map(|(peer, link)| {
+                link.dropped.iter().map(move |(reason, n)| {
+                    let reason = serde_json::to_value(reason)
+                        .ok()
+                        .and_then(|v| v.as_str().map(str::to_owned));
+                    (
+                        format!(
+                            "{{peer=\"{}\",reason=\"{}\"}}",
+                            escape(peer),
+                            reason.unwrap_or_default()
+                        ),
+                        n.to_string(),
+                    )
+                })
+            })
+            .collect();
+        family(
+            "mqtt_cluster_dropped_total",
+            "counter",
+            "Messages dropped, by peer and reason.",
+            &dropped,
+        );
+        let retries: Vec<(String, String)> = stats
+            .links
+            .iter()
+            .map(|(peer, link)| {
+                (
+                    format!("{{peer=\"{}\"}}", escape(peer)),
+                    link.retries.to_string(),
+                )
+            })
+            .collect();
+        family(
+            "mqtt_cluster_retries_total",
+            "counter",
+            "Messages sent again after a failure.",
+            &retries,
+        );
+        family(
+            "mqtt_cluster_requests_accepted_total",
+            "counter",
+            "Requests answered with 200.",
+            &plain(stats.requests_accepted),
+        );
+        let refused: Vec<(String, String)> = stats
+            .requests_refused
+            .iter()
+            .map(|(kind, n)| (format!("{{kind=\"{}\"}}", escape(kind)), n.to_string()))
+            .collect();
+        family(
+            "mqtt_cluster_requests_refused_total",
+            "counter",
+            "Requests refused, by error kind.",
+            &refused,
+        );
+        family(
+            "mqtt_cluster_requests_sent_total",
+            "counter",
+            "Requests sent to peers.",
+            &plain(stats.requests_sent),
+        );
+        family(
+            "mqtt_cluster_transport_errors_total",
+            "counter",
+            "Requests that got no response.",
+            &plain(stats.transport_errors),
+        );
+        family(
+            "mqtt_cluster_failovers_total",
+            "counter",
+            "Failovers to another core.",
+            &plain(stats.failovers),
+        );
+        out
+    }
+}
+
+/// Escapes a label value.
+fn escape(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}

@@ -1,0 +1,1 @@
+//! Tokio and hyper runtime for mqtt-cluster (being written).
