@@ -1,3 +1,5 @@
+#![allow(missing_docs)] // criterion_group! and criterion_main! generate undocumented items
+
 //! End to end in memory: worker -> core -> worker through the real HTTP
 //! mapping, signatures, JSON codec and SSE framing, 100-byte payloads.
 //!

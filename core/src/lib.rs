@@ -101,6 +101,8 @@ pub mod membership;
 pub mod node;
 pub mod queue;
 pub mod routing;
+#[cfg(feature = "sim")]
+pub mod sim;
 pub mod time;
 pub mod wire;
 

@@ -94,6 +94,8 @@ pub struct Routing {
 pub struct Delivery {
     /// The node it was published on.
     pub origin: NodeId,
+    /// The origin's incarnation when it published.
+    pub incarnation: crate::Incarnation,
     /// The topic.
     pub topic: TopicName,
     /// The payload.
@@ -140,6 +142,9 @@ pub(super) struct Forwarding {
     stream_settings: LinkSettings,
     /// Links of peers that went away, kept for their counters.
     closed: BTreeMap<NodeId, LinkStats>,
+    /// Only the simulator's own self-test turns deduplication off, to prove
+    /// its checker notices.
+    dedup_disabled: bool,
 }
 
 impl Forwarding {
@@ -167,6 +172,7 @@ impl Forwarding {
             http_settings,
             stream_settings,
             closed: BTreeMap::new(),
+            dedup_disabled: false,
         }
     }
 
@@ -336,17 +342,18 @@ impl Node {
 
     /// Hands a message to the host, once.
     fn deliver(&mut self, message: &ForwardedMessage, seq: u64) {
-        if !self
+        let first = self
             .forwarding
             .delivered
-            .first_time(&message.origin, message.incarnation, seq)
-        {
+            .first_time(&message.origin, message.incarnation, seq);
+        if !first && !self.forwarding.dedup_disabled {
             self.stats.duplicates += 1;
             return;
         }
         self.stats.delivered += 1;
         self.events.push_back(Event::Deliver(Delivery {
             origin: message.origin.clone(),
+            incarnation: message.incarnation,
             topic: message.topic.clone(),
             payload: message.payload.clone(),
             qos: message.qos,
@@ -502,6 +509,14 @@ impl Node {
                 Some(peer) => self.reregister_with(now, &peer),
             }
         }
+    }
+
+    /// Turns off deduplication of deliveries. Exists only so that the
+    /// simulator's checker can be shown to catch duplicates; never use it.
+    #[cfg(feature = "sim")]
+    #[doc(hidden)]
+    pub fn disable_dedup_for_checker_self_test(&mut self) {
+        self.forwarding.dedup_disabled = true;
     }
 
     /// A core takes a batch of messages.

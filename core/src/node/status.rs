@@ -78,6 +78,8 @@ pub struct Status {
     pub streams: usize,
     /// Routes in this node's copy of the cluster's routing table.
     pub routes: usize,
+    /// Digest of the route versions held; equal digests mean equal tables.
+    pub routes_digest: String,
     /// Distinct subscriptions of this node's own clients.
     pub local_subscriptions: usize,
     /// Outbound queues per peer.
@@ -158,6 +160,7 @@ impl Node {
                 .collect(),
             streams: self.core.stream_count(),
             routes: self.routes.len(),
+            routes_digest: self.routes.digest(),
             local_subscriptions: self.local_routes.len(),
             queues: self
                 .forwarding

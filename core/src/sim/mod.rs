@@ -1,0 +1,1075 @@
+//! A deterministic whole-cluster simulator (feature `sim`).
+//!
+//! Any number of nodes built from ordinary [`Config`]s run in one thread on a
+//! virtual clock that jumps from event to event: no sleeping, no ticking. A
+//! seeded network delays, drops, duplicates and reorders requests, splits
+//! stream bytes anywhere, and can partition nodes; nodes can crash (and come
+//! back empty with a new incarnation) and readers can be slow. Host actions
+//! (subscribe, publish, leave) are scheduled like any other event.
+//!
+//! Every step is checked against the guarantees of the design: exact
+//! routing, each QoS 1/2 message delivered once, per-origin order, bounded
+//! queues, and no panic; [`Simulation::check_converged`] checks agreement and
+//! [`Simulation::check_no_loss`] that nothing went missing once faults stop.
+//! A broken guarantee stops the run with a [`Violation`] that names the
+//! seed, the step and one command that replays it. The same seed gives the
+//! same run, byte for byte: [`Simulation::transcript_hash`].
+//!
+//! ```
+//! use std::time::Duration;
+//! use mqtt_cluster_core::sim::{Action, NetworkModel, Simulation};
+//! use mqtt_cluster_core::wire::messages::Qos;
+//! use mqtt_cluster_core::Config;
+//!
+//! let yaml = |extra: &str| format!(
+//!     "secret: s3cret-s3cret\nclusters: [http://core1:8884, http://core2:8884]\n\
+//!      heartbeatInterval: 100ms\nsuspectTimeout: 300ms\ndeadTimeout: 1s\nrequestTimeout: 300ms\n{extra}");
+//! let mut sim = Simulation::new(42, NetworkModel::lossy(0.01, 0.01));
+//! for core in ["core1", "core2"] {
+//!     sim.add_node(Config::from_yaml_str(&yaml(&format!("core: true\nnodeName: {core}\n")))?);
+//! }
+//! let a = sim.add_node(Config::from_yaml_str(&yaml("nodeName: a\n"))?);
+//! let b = sim.add_node(Config::from_yaml_str(&yaml("nodeName: b\n"))?);
+//! sim.run_for(Duration::from_secs(2))?;
+//!
+//! sim.act(Action::Subscribe { node: b.clone(), filter: "alerts/#".into() })?;
+//! sim.run_for(Duration::from_secs(1))?;
+//! // Cut b off for a while; a publishes through the partition.
+//! sim.act(Action::Partition { side_a: vec![b.clone()], side_b: sim.node_ids() })?;
+//! sim.act(Action::Publish { node: a.clone(), topic: "alerts/fire".into(), payload: "!".into(), qos: Qos::AtLeastOnce })?;
+//! sim.run_for(Duration::from_millis(500))?;
+//! sim.act(Action::Heal)?;
+//! sim.run_for(Duration::from_secs(10))?;
+//!
+//! sim.check_converged()?;
+//! sim.check_no_loss()?;
+//! assert_eq!(sim.deliveries_to(&b).len(), 1);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+mod checker;
+mod network;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::time::Duration;
+
+use bytes::Bytes;
+use sha2::{Digest, Sha256};
+
+use crate::config::Config;
+use crate::id::{NodeId, RequestId, StreamId};
+use crate::node::{Delivery, Event, Message, Node, Phase, StreamOutput, Transmit, TransportError};
+use crate::routing::{Subscription, TopicName};
+use crate::time::{Instant, Now, WallTime};
+use crate::wire::messages::{MemberState, Qos};
+
+pub use checker::Violation;
+pub use network::NetworkModel;
+
+use checker::{reference_targets, Checker, Published};
+use network::{Dice, Partitions};
+
+/// Wall-clock time at the simulation's instant zero.
+const EPOCH_WALL_MS: u64 = 1_700_000_000_000;
+/// How often queue bounds are checked, in steps.
+const QUEUE_CHECK_EVERY: u64 = 64;
+
+/// Something that happens to the cluster: a host action or a fault.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// A local client of `node` subscribes.
+    Subscribe {
+        /// The node.
+        node: NodeId,
+        /// Topic filter, or `$share/{group}/{filter}`.
+        filter: String,
+    },
+    /// A local client of `node` unsubscribes.
+    Unsubscribe {
+        /// The node.
+        node: NodeId,
+        /// The filter.
+        filter: String,
+    },
+    /// A local client of `node` publishes.
+    Publish {
+        /// The node.
+        node: NodeId,
+        /// The topic.
+        topic: String,
+        /// The payload.
+        payload: String,
+        /// Quality of service.
+        qos: Qos,
+    },
+    /// `node` leaves the cluster gracefully.
+    Leave {
+        /// The node.
+        node: NodeId,
+    },
+    /// Nodes of `side_a` and `side_b` can no longer reach each other.
+    Partition {
+        /// One side.
+        side_a: Vec<NodeId>,
+        /// The other side.
+        side_b: Vec<NodeId>,
+    },
+    /// Every link works again.
+    Heal,
+    /// `node` crashes: its process and everything it held are gone.
+    Crash {
+        /// The node.
+        node: NodeId,
+    },
+    /// A crashed `node` starts again, empty, with a new incarnation.
+    Restart {
+        /// The node.
+        node: NodeId,
+    },
+    /// Bytes of `node`'s stream reach it `delay` late (a slow reader).
+    SlowReader {
+        /// The reading worker.
+        node: NodeId,
+        /// Extra delay per chunk.
+        delay: Duration,
+    },
+}
+
+/// What a run did, for reports.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Report {
+    /// The seed.
+    pub seed: u64,
+    /// Events processed.
+    pub steps: u64,
+    /// Simulated time, in milliseconds.
+    pub simulated_ms: u64,
+    /// Messages published.
+    pub published: u64,
+    /// Messages delivered to hosts.
+    pub delivered: u64,
+    /// Messages reported dropped by the nodes (all reasons).
+    pub dropped: u64,
+    /// Dropped messages by reason, summed over nodes.
+    pub dropped_by_reason: BTreeMap<String, u64>,
+    /// Publishes compared with the reference matcher.
+    pub routing_checks: u64,
+    /// The transcript's hash.
+    pub transcript_hash: String,
+}
+
+#[derive(Debug)]
+enum SimEvent {
+    Timer { node: NodeId, life: u64, token: u64 },
+    Request { from: NodeId, life: u64, to_url: String, transmit: Transmit, answer: bool },
+    Response { node: NodeId, life: u64, id: RequestId, result: Result<http::Response<Bytes>, TransportError> },
+    StreamData { node: NodeId, life: u64, request: RequestId, bytes: Bytes },
+    StreamEnd { node: NodeId, life: u64, request: RequestId },
+    StreamClosed { node: NodeId, life: u64, stream: StreamId },
+    Act(Action),
+}
+
+struct SimNode {
+    node: Option<Node>,
+    config: Config,
+    url: Option<String>,
+    /// Bumped at every restart: events for an earlier life are void.
+    life: u64,
+    timer_token: u64,
+    timer_at: Option<Instant>,
+    subscriptions: BTreeMap<Subscription, usize>,
+    slow: Duration,
+}
+
+/// One open `GET /stream`, as the network sees it.
+#[derive(Clone, Debug)]
+struct SimStream {
+    core: NodeId,
+    core_life: u64,
+    stream: StreamId,
+    worker: NodeId,
+    worker_life: u64,
+    request: RequestId,
+    /// Arrival time of the last chunk: TCP keeps a stream's bytes in order.
+    last_arrival: Instant,
+}
+
+/// A whole cluster on a virtual clock. See the module docs.
+pub struct Simulation {
+    seed: u64,
+    replay_hint: String,
+    model: NetworkModel,
+    dice: Dice,
+    now: Instant,
+    step: u64,
+    max_steps: u64,
+    order: u64,
+    agenda: BTreeMap<(Instant, u64), SimEvent>,
+    nodes: BTreeMap<NodeId, SimNode>,
+    streams: Vec<SimStream>,
+    partitions: Partitions,
+    checker: Checker,
+    hasher: Sha256,
+    transcript: Option<Vec<String>>,
+    /// The last fault or route change: routing is compared with the
+    /// reference only once the cluster had time to settle after it.
+    last_disturbance: Instant,
+    /// The last crash: messages routed before it may have died with it.
+    last_crash: Option<Instant>,
+    published: u64,
+    deliveries: BTreeMap<NodeId, Vec<Delivery>>,
+    dropped_by_reason: BTreeMap<String, u64>,
+    /// Per (origin, its life, target): the last sequence number the origin
+    /// gave. A node numbers per destination from 1 for as long as its
+    /// process lives (a new incarnation without a restart keeps counting).
+    seqs: BTreeMap<(NodeId, u64, NodeId), u64>,
+}
+
+impl Simulation {
+    /// An empty cluster on a network of `model`, all randomness from `seed`.
+    pub fn new(seed: u64, model: NetworkModel) -> Self {
+        Simulation {
+            seed,
+            replay_hint: String::from("(rerun with this seed)"),
+            model,
+            dice: Dice::new(seed),
+            now: Instant::ZERO,
+            step: 0,
+            max_steps: 50_000_000,
+            order: 0,
+            agenda: BTreeMap::new(),
+            nodes: BTreeMap::new(),
+            streams: Vec::new(),
+            partitions: Partitions::default(),
+            checker: Checker::default(),
+            hasher: Sha256::new(),
+            transcript: None,
+            last_disturbance: Instant::ZERO,
+            last_crash: None,
+            published: 0,
+            deliveries: BTreeMap::new(),
+            dropped_by_reason: BTreeMap::new(),
+            seqs: BTreeMap::new(),
+        }
+    }
+
+    /// The command a violation prints to replay the run, with the seed put
+    /// in front as `MQTT_CLUSTER_SEED=…`.
+    pub fn with_replay_hint(mut self, command: impl Into<String>) -> Self {
+        self.replay_hint = command.into();
+        self
+    }
+
+    /// Keeps the transcript's lines (for debugging; the hash is always kept).
+    pub fn record_transcript(mut self) -> Self {
+        self.transcript = Some(Vec::new());
+        self
+    }
+
+    /// Stops a run that takes more than `steps` events (a livelock).
+    pub fn with_step_limit(mut self, steps: u64) -> Self {
+        self.max_steps = steps;
+        self
+    }
+
+    /// Adds a node from its configuration, started now. A core is reached at
+    /// `http://{nodeName}:{port}`, so name cores after the hosts in
+    /// `clusters`.
+    pub fn add_node(&mut self, config: Config) -> NodeId {
+        let seed = self.dice.seed();
+        let now = self.now();
+        let id = config.node_name.clone().unwrap_or_else(|| NodeId::from_seed(seed));
+        let url = config.core.then(|| format!("http://{}:{}", id, config.port));
+        let node = Node::new(config.clone(), now, seed).ok();
+        self.nodes.insert(
+            id.clone(),
+            SimNode {
+                node,
+                config,
+                url,
+                life: 0,
+                timer_token: 0,
+                timer_at: None,
+                subscriptions: BTreeMap::new(),
+                slow: Duration::ZERO,
+            },
+        );
+        // A node that just started has delivered nothing, so draining it
+        // cannot break a guarantee.
+        let _ = self.after_input(&id);
+        id
+    }
+
+    /// A running node, for host actions the [`Action`]s do not cover. What
+    /// its host does through it is not seen by the checker.
+    pub fn node_mut(&mut self, id: &NodeId) -> Option<&mut Node> {
+        self.nodes.get_mut(id).and_then(|n| n.node.as_mut())
+    }
+
+    /// Every node's id.
+    pub fn node_ids(&self) -> Vec<NodeId> {
+        self.nodes.keys().cloned().collect()
+    }
+
+    /// A running node.
+    pub fn node(&self, id: &NodeId) -> Option<&Node> {
+        self.nodes.get(id).and_then(|n| n.node.as_ref())
+    }
+
+    /// The current simulated time.
+    pub fn now(&self) -> Now {
+        Now::new(self.now, WallTime::from_unix_millis(EPOCH_WALL_MS + self.now.as_millis()))
+    }
+
+    /// Messages delivered to `node`'s host so far.
+    pub fn deliveries_to(&self, node: &NodeId) -> &[Delivery] {
+        self.deliveries.get(node).map_or(&[], Vec::as_slice)
+    }
+
+    /// The hash of everything that happened, in order.
+    pub fn transcript_hash(&self) -> String {
+        let digest = self.hasher.clone().finalize();
+        digest.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// The transcript's lines, if [`Simulation::record_transcript`] was set.
+    pub fn transcript(&self) -> Option<&[String]> {
+        self.transcript.as_deref()
+    }
+
+    /// What the run did so far.
+    pub fn report(&self) -> Report {
+        Report {
+            seed: self.seed,
+            steps: self.step,
+            simulated_ms: self.now.as_millis(),
+            published: self.published,
+            delivered: self.checker.deliveries,
+            dropped: self.checker.dropped,
+            dropped_by_reason: self.dropped_by_reason.clone(),
+            routing_checks: self.checker.routing_checks,
+            transcript_hash: self.transcript_hash(),
+        }
+    }
+
+    /// Schedules `action` `after` from now.
+    pub fn schedule(&mut self, after: Duration, action: Action) {
+        let at = self.now + after;
+        self.push(at, SimEvent::Act(action));
+    }
+
+    /// Performs `action` now.
+    pub fn act(&mut self, action: Action) -> Result<(), Violation> {
+        self.guarded(|sim| sim.perform(action))
+    }
+
+    /// Runs every event due within `duration`, then moves the clock to its
+    /// end.
+    pub fn run_for(&mut self, duration: Duration) -> Result<(), Violation> {
+        let until = self.now + duration;
+        while let Some((&(at, order), _)) = self.agenda.iter().next() {
+            if at > until {
+                break;
+            }
+            let Some(event) = self.agenda.remove(&(at, order)) else { break };
+            self.now = self.now.max(at);
+            self.step += 1;
+            if self.step > self.max_steps {
+                return Err(self.violation("bounded run", format!("more than {} steps: livelock", self.max_steps)));
+            }
+            self.guarded(|sim| sim.handle(event))?;
+            if self.step % QUEUE_CHECK_EVERY == 0 {
+                self.check_queues()?;
+            }
+        }
+        self.now = self.now.max(until);
+        Ok(())
+    }
+
+    fn guarded(&mut self, f: impl FnOnce(&mut Self) -> Result<(), Violation>) -> Result<(), Violation> {
+        match catch_unwind(AssertUnwindSafe(|| f(self))) {
+            Ok(result) => result,
+            Err(panic) => {
+                let message = panic
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+                    .unwrap_or_default();
+                Err(self.violation("no panic", message))
+            }
+        }
+    }
+
+    fn violation(&self, invariant: &'static str, detail: String) -> Violation {
+        Violation {
+            invariant,
+            detail,
+            seed: self.seed,
+            step: self.step,
+            at: self.now,
+            replay: format!("MQTT_CLUSTER_SEED={} {}", self.seed, self.replay_hint),
+        }
+    }
+
+    fn push(&mut self, at: Instant, event: SimEvent) {
+        self.order += 1;
+        self.agenda.insert((at, self.order), event);
+    }
+
+    fn log(&mut self, line: std::fmt::Arguments<'_>) {
+        let line = format!("{} {}", self.now.as_millis(), line);
+        self.hasher.update(line.as_bytes());
+        self.hasher.update(b"\n");
+        if let Some(lines) = &mut self.transcript {
+            lines.push(line);
+        }
+    }
+
+    fn life_of(&self, id: &NodeId) -> Option<u64> {
+        self.nodes.get(id).filter(|n| n.node.is_some()).map(|n| n.life)
+    }
+
+    fn handle(&mut self, event: SimEvent) -> Result<(), Violation> {
+        match event {
+            SimEvent::Timer { node, life, token } => {
+                let due = self
+                    .nodes
+                    .get(&node)
+                    .is_some_and(|n| n.life == life && n.timer_token == token && n.node.is_some());
+                if due {
+                    let now = self.now();
+                    if let Some(n) = self.nodes.get_mut(&node) {
+                        n.timer_at = None;
+                        if let Some(inner) = n.node.as_mut() {
+                            inner.handle_timeout(now);
+                        }
+                    }
+                    self.log(format_args!("timer {node}"));
+                    self.after_input(&node)?;
+                }
+            }
+            SimEvent::Request {
+                from,
+                life,
+                to_url,
+                transmit,
+                answer,
+            } => self.deliver_request(from, life, to_url, transmit, answer)?,
+            SimEvent::Response { node, life, id, result } => {
+                if self.life_of(&node) != Some(life) {
+                    return Ok(());
+                }
+                let status = result.as_ref().map_or(0, |r| r.status().as_u16());
+                self.log(format_args!("response {node} #{} {status}", id.0));
+                let now = self.now();
+                if let Some(inner) = self.nodes.get_mut(&node).and_then(|n| n.node.as_mut()) {
+                    inner.handle_response(now, id, result);
+                }
+                self.after_input(&node)?;
+            }
+            SimEvent::StreamData { node, life, request, bytes } => {
+                if self.life_of(&node) != Some(life) {
+                    return Ok(());
+                }
+                self.log(format_args!("stream-data {node} #{} {}b", request.0, bytes.len()));
+                let now = self.now();
+                if let Some(inner) = self.nodes.get_mut(&node).and_then(|n| n.node.as_mut()) {
+                    inner.handle_stream_data(now, request, &bytes);
+                }
+                self.after_input(&node)?;
+            }
+            SimEvent::StreamEnd { node, life, request } => {
+                if self.life_of(&node) != Some(life) {
+                    return Ok(());
+                }
+                self.log(format_args!("stream-end {node} #{}", request.0));
+                let now = self.now();
+                if let Some(inner) = self.nodes.get_mut(&node).and_then(|n| n.node.as_mut()) {
+                    inner.handle_stream_end(now, request);
+                }
+                self.after_input(&node)?;
+            }
+            SimEvent::StreamClosed { node, life, stream } => {
+                if self.life_of(&node) != Some(life) {
+                    return Ok(());
+                }
+                self.log(format_args!("stream-closed {node} {}", stream.0));
+                let now = self.now();
+                if let Some(inner) = self.nodes.get_mut(&node).and_then(|n| n.node.as_mut()) {
+                    inner.handle_stream_closed(now, stream);
+                }
+                self.after_input(&node)?;
+            }
+            SimEvent::Act(action) => self.perform(action)?,
+        }
+        Ok(())
+    }
+
+    fn target_of(&self, url: &str) -> Option<NodeId> {
+        let url = url.trim_end_matches('/');
+        self.nodes
+            .iter()
+            .find(|(_, n)| n.url.as_deref() == Some(url))
+            .map(|(id, _)| id.clone())
+    }
+
+    fn request_timeout(&self, node: &NodeId) -> Duration {
+        self.nodes.get(node).map_or(Duration::from_secs(5), |n| n.config.request_timeout)
+    }
+
+    /// Puts a node's request on the wire.
+    fn send(&mut self, from: &NodeId, transmit: Transmit) {
+        let Some(life) = self.life_of(from) else { return };
+        let timeout = self.request_timeout(from);
+        let id = transmit.id;
+        if self.dice.chance(self.model.drop) {
+            // Lost on the way: the sender waits out its timeout.
+            self.log(format_args!("lost {from} #{} {}", id.0, transmit.request.uri().path()));
+            let at = self.now + timeout;
+            self.push(
+                at,
+                SimEvent::Response {
+                    node: from.clone(),
+                    life,
+                    id,
+                    result: Err(TransportError::Timeout),
+                },
+            );
+            return;
+        }
+        let duplicate = !transmit.streaming && self.dice.chance(self.model.duplicate);
+        let at = self.now + self.dice.latency(&self.model);
+        let to_url = transmit.to.clone();
+        if duplicate {
+            let copy = Transmit {
+                request: transmit.request.clone(),
+                ..transmit.clone()
+            };
+            let later = at + self.dice.latency(&self.model);
+            self.push(
+                later,
+                SimEvent::Request {
+                    from: from.clone(),
+                    life,
+                    to_url: to_url.clone(),
+                    transmit: copy,
+                    answer: false,
+                },
+            );
+        }
+        self.push(
+            at,
+            SimEvent::Request {
+                from: from.clone(),
+                life,
+                to_url,
+                transmit,
+                answer: true,
+            },
+        );
+    }
+
+    fn deliver_request(&mut self, from: NodeId, life: u64, to_url: String, transmit: Transmit, answer: bool) -> Result<(), Violation> {
+        let path = transmit.request.uri().path().to_owned();
+        let id = transmit.id;
+        let target = self.target_of(&to_url);
+        let reachable = target.as_ref().is_some_and(|t| self.partitions.allows(&from, t));
+        let up = target.as_ref().and_then(|t| self.life_of(t));
+        let result = match (&target, up, reachable) {
+            (Some(_), Some(_), false) => {
+                // A partition swallows the request; the sender times out.
+                if answer {
+                    let at = self.now + self.request_timeout(&from);
+                    self.push(
+                        at,
+                        SimEvent::Response {
+                            node: from.clone(),
+                            life,
+                            id,
+                            result: Err(TransportError::Timeout),
+                        },
+                    );
+                }
+                self.log(format_args!("partitioned {from} -> {to_url}{path}"));
+                return Ok(());
+            }
+            (Some(t), Some(target_life), true) => {
+                let now = self.now();
+                let response = match self.nodes.get_mut(t).and_then(|n| n.node.as_mut()) {
+                    Some(node) => node.handle_request(now, transmit.request),
+                    None => return Ok(()),
+                };
+                if let Some(stream) = response.extensions().get::<StreamId>().copied() {
+                    if answer {
+                        self.streams.push(SimStream {
+                            core: t.clone(),
+                            core_life: target_life,
+                            stream,
+                            worker: from.clone(),
+                            worker_life: life,
+                            request: id,
+                            last_arrival: self.now,
+                        });
+                    }
+                }
+                Ok(response)
+            }
+            _ => Err(TransportError::Connect(format!("{to_url} is down"))),
+        };
+        let status = result.as_ref().map_or(0, |r| r.status().as_u16());
+        self.log(format_args!("request {from} -> {to_url}{path} {status}{}", if answer { "" } else { " (duplicate)" }));
+        if answer {
+            let lost = result.is_ok() && self.dice.chance(self.model.drop);
+            let (at, result) = if lost {
+                (self.now + self.request_timeout(&from), Err(TransportError::Timeout))
+            } else {
+                (self.now + self.dice.latency(&self.model), result)
+            };
+            // The head of a stream travels on the stream's connection: its
+            // bytes may not overtake it.
+            if let Some(s) = self.streams.iter_mut().rev().find(|s| s.worker == from && s.request == id) {
+                s.last_arrival = s.last_arrival.max(at);
+            }
+            self.push(
+                at,
+                SimEvent::Response {
+                    node: from.clone(),
+                    life,
+                    id,
+                    result,
+                },
+            );
+        }
+        if let Some(t) = target.filter(|_| up.is_some() && reachable) {
+            self.after_input(&t)?;
+        }
+        Ok(())
+    }
+
+    /// Drains a node after an input: its requests go on the wire, its stream
+    /// bytes to their readers, its events to the checker; its timer is set.
+    fn after_input(&mut self, id: &NodeId) -> Result<(), Violation> {
+        let mut transmits = Vec::new();
+        let mut outputs = Vec::new();
+        let mut events = Vec::new();
+        let deadline = {
+            let Some(node) = self.nodes.get_mut(id).and_then(|n| n.node.as_mut()) else {
+                return Ok(());
+            };
+            while let Some(t) = node.poll_transmit() {
+                transmits.push(t);
+            }
+            while let Some(o) = node.poll_stream() {
+                outputs.push(o);
+            }
+            while let Some(e) = node.poll_event() {
+                events.push(e);
+            }
+            node.poll_timeout()
+        };
+        for transmit in transmits {
+            self.send(id, transmit);
+        }
+        for output in outputs {
+            self.carry_stream_output(id, output);
+        }
+        for event in events {
+            self.observe(id, event)?;
+        }
+        self.set_timer(id, deadline);
+        Ok(())
+    }
+
+    fn set_timer(&mut self, id: &NodeId, deadline: Option<Instant>) {
+        let Some(n) = self.nodes.get_mut(id) else { return };
+        if n.timer_at == deadline {
+            return;
+        }
+        n.timer_at = deadline;
+        n.timer_token += 1;
+        let (life, token) = (n.life, n.timer_token);
+        if let Some(at) = deadline {
+            let at = at.max(self.now);
+            self.push(
+                at,
+                SimEvent::Timer {
+                    node: id.clone(),
+                    life,
+                    token,
+                },
+            );
+        }
+    }
+
+    fn carry_stream_output(&mut self, core: &NodeId, output: StreamOutput) {
+        let (stream, bytes) = match output {
+            StreamOutput::Data { stream, bytes } => (stream, Some(bytes)),
+            StreamOutput::Close { stream } => (stream, None),
+        };
+        let Some(index) = self.streams.iter().position(|s| s.core == *core && s.stream == stream) else {
+            return;
+        };
+        let slow = self.nodes.get(&self.streams[index].worker).map_or(Duration::ZERO, |n| n.slow);
+        let at = (self.now + self.dice.latency(&self.model) + slow).max(self.streams[index].last_arrival);
+        self.streams[index].last_arrival = at;
+        let s = self.streams[index].clone();
+        match bytes {
+            Some(bytes) => {
+                // TCP may hand the reader any split of the bytes.
+                let mut rest = bytes;
+                while !rest.is_empty() {
+                    let cut = if self.model.split_streams && rest.len() > 1 && self.dice.chance(0.5) {
+                        1 + self.dice.below(rest.len() as u64 - 1) as usize
+                    } else {
+                        rest.len()
+                    };
+                    let chunk = rest.split_to(cut);
+                    self.push(
+                        at,
+                        SimEvent::StreamData {
+                            node: s.worker.clone(),
+                            life: s.worker_life,
+                            request: s.request,
+                            bytes: chunk,
+                        },
+                    );
+                }
+            }
+            None => {
+                self.streams.remove(index);
+                self.push(
+                    at,
+                    SimEvent::StreamEnd {
+                        node: s.worker,
+                        life: s.worker_life,
+                        request: s.request,
+                    },
+                );
+            }
+        }
+    }
+
+    /// Breaks the streams that `pred` selects: both ends learn of it.
+    fn break_streams(&mut self, pred: impl Fn(&SimStream) -> bool) {
+        let (broken, kept): (Vec<SimStream>, Vec<SimStream>) = self.streams.drain(..).partition(|s| pred(s));
+        self.streams = kept;
+        for s in broken {
+            let at = (self.now + self.dice.latency(&self.model)).max(s.last_arrival);
+            self.push(
+                at,
+                SimEvent::StreamEnd {
+                    node: s.worker.clone(),
+                    life: s.worker_life,
+                    request: s.request,
+                },
+            );
+            self.push(
+                at,
+                SimEvent::StreamClosed {
+                    node: s.core.clone(),
+                    life: s.core_life,
+                    stream: s.stream,
+                },
+            );
+        }
+    }
+
+    fn observe(&mut self, node: &NodeId, event: Event) -> Result<(), Violation> {
+        match event {
+            Event::Deliver(delivery) => {
+                self.log(format_args!(
+                    "deliver {node} {} #{} from {} qos{}",
+                    delivery.topic.as_str(),
+                    delivery.seq,
+                    delivery.origin,
+                    delivery.qos.as_u8()
+                ));
+                if let Err((invariant, detail)) = self.checker.delivered(node, delivery.incarnation, &delivery) {
+                    return Err(self.violation(invariant, detail));
+                }
+                self.deliveries.entry(node.clone()).or_default().push(delivery);
+            }
+            Event::Dropped { peer, count, reason } => {
+                self.checker.dropped += count;
+                let reason = serde_json::to_value(reason)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_default();
+                self.log(format_args!("dropped {node} -> {peer} {count} {reason}"));
+                *self.dropped_by_reason.entry(reason).or_default() += count;
+            }
+            other => {
+                let text = serde_json::to_string(&other).unwrap_or_default();
+                self.log(format_args!("event {node} {text}"));
+            }
+        }
+        Ok(())
+    }
+
+    fn perform(&mut self, action: Action) -> Result<(), Violation> {
+        let now = self.now();
+        self.log(format_args!("act {action:?}"));
+        match action {
+            Action::Subscribe { node, filter } => {
+                let sub = Subscription::parse(&filter).map_err(|e| self.violation("valid scenario", e.to_string()))?;
+                let Some(n) = self.nodes.get_mut(&node).filter(|n| n.node.is_some()) else { return Ok(()) };
+                if let Some(inner) = n.node.as_mut() {
+                    let _ = inner.subscribe(now, &filter);
+                }
+                *n.subscriptions.entry(sub).or_insert(0) += 1;
+                self.last_disturbance = self.now;
+                self.after_input(&node)?;
+            }
+            Action::Unsubscribe { node, filter } => {
+                let sub = Subscription::parse(&filter).map_err(|e| self.violation("valid scenario", e.to_string()))?;
+                let Some(n) = self.nodes.get_mut(&node).filter(|n| n.node.is_some()) else { return Ok(()) };
+                if let Some(inner) = n.node.as_mut() {
+                    let _ = inner.unsubscribe(now, &filter);
+                }
+                if let Some(count) = n.subscriptions.get_mut(&sub) {
+                    *count -= 1;
+                    if *count == 0 {
+                        n.subscriptions.remove(&sub);
+                    }
+                }
+                self.last_disturbance = self.now;
+                self.after_input(&node)?;
+            }
+            Action::Publish { node, topic, payload, qos } => self.publish(&node, &topic, payload, qos)?,
+            Action::Leave { node } => {
+                if let Some(inner) = self.nodes.get_mut(&node).and_then(|n| n.node.as_mut()) {
+                    inner.leave(now);
+                }
+                self.last_disturbance = self.now;
+                self.after_input(&node)?;
+            }
+            Action::Partition { side_a, side_b } => {
+                self.partitions.cut(&side_a, &side_b);
+                let parts = self.partitions.clone();
+                self.break_streams(|s| !parts.allows(&s.core, &s.worker));
+                self.last_disturbance = self.now;
+            }
+            Action::Heal => {
+                self.partitions.heal();
+                self.last_disturbance = self.now;
+            }
+            Action::Crash { node } => {
+                if let Some(n) = self.nodes.get_mut(&node) {
+                    n.node = None;
+                    n.subscriptions.clear();
+                    n.timer_at = None;
+                }
+                self.break_streams(|s| s.core == node || s.worker == node);
+                self.last_disturbance = self.now;
+                self.last_crash = Some(self.now);
+            }
+            Action::Restart { node } => {
+                let seed = self.dice.seed();
+                if let Some(n) = self.nodes.get_mut(&node).filter(|n| n.node.is_none()) {
+                    n.life += 1;
+                    n.node = Node::new(n.config.clone(), now, seed).ok();
+                    n.timer_at = None;
+                }
+                self.last_disturbance = self.now;
+                self.after_input(&node)?;
+            }
+            Action::SlowReader { node, delay } => {
+                if let Some(n) = self.nodes.get_mut(&node) {
+                    n.slow = delay;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// How long after a disturbance routing must match the reference.
+    fn settle_time(&self) -> Duration {
+        let slowest = self
+            .nodes
+            .values()
+            .map(|n| n.config.dead_timeout + n.config.heartbeat_interval * 3)
+            .max()
+            .unwrap_or_default();
+        slowest + self.model.latency_max * 20
+    }
+
+    fn publish(&mut self, node: &NodeId, topic: &str, payload: String, qos: Qos) -> Result<(), Violation> {
+        let now = self.now();
+        let topic_name = TopicName::new(topic).map_err(|e| self.violation("valid scenario", e.to_string()))?;
+        let message = Message {
+            topic: topic_name.clone(),
+            payload: Bytes::from(payload),
+            qos,
+            retain: false,
+            properties: None,
+        };
+        let Some(inner) = self.nodes.get_mut(node).and_then(|n| n.node.as_mut()) else {
+            return Ok(());
+        };
+        if inner.status().phase != Phase::Running {
+            return Ok(());
+        }
+        let incarnation = inner.incarnation();
+        let Ok(routing) = inner.publish(now, message) else {
+            return Ok(());
+        };
+        let life = self.life_of(node).unwrap_or_default();
+        self.published += 1;
+        let targets: Vec<(NodeId, u64)> = routing
+            .remote
+            .iter()
+            .map(|t| (t.clone(), self.next_seq(node, life, t)))
+            .collect();
+        self.checker.routed(node, incarnation, &targets, Published { at: self.now, qos });
+        self.log(format_args!("publish {node} {topic} qos{} -> {:?}", qos.as_u8(), routing.remote));
+
+        let settled = self.partitions.is_empty() && self.now.saturating_since(self.last_disturbance) > self.settle_time();
+        if settled {
+            self.checker.routing_checks += 1;
+            let truth: BTreeMap<NodeId, BTreeMap<Subscription, usize>> = self
+                .nodes
+                .iter()
+                .filter(|(_, n)| n.node.as_ref().is_some_and(|x| x.status().phase == Phase::Running))
+                .map(|(id, n)| (id.clone(), n.subscriptions.clone()))
+                .collect();
+            let (plain, groups) = reference_targets(&topic_name, &truth);
+            let mut chosen: BTreeSet<NodeId> = routing.remote.iter().cloned().collect();
+            if routing.local {
+                chosen.insert(node.clone());
+            }
+            for holders in groups.values() {
+                let picked: Vec<&NodeId> = holders.iter().filter(|h| chosen.contains(*h) && !plain.contains(*h)).collect();
+                if picked.len() > 1 {
+                    return Err(self.violation(
+                        "exact routing",
+                        format!("{topic}: shared group sent to {picked:?}, must be one of {holders:?}"),
+                    ));
+                }
+            }
+            let allowed: BTreeSet<NodeId> = plain.iter().chain(groups.values().flatten()).cloned().collect();
+            let missing: Vec<&NodeId> = plain.iter().filter(|n| !chosen.contains(*n)).collect();
+            let extra: Vec<&NodeId> = chosen.iter().filter(|n| !allowed.contains(*n)).collect();
+            let groups_unserved = groups
+                .values()
+                .filter(|holders| !holders.iter().any(|h| chosen.contains(h)))
+                .count();
+            if !missing.is_empty() || !extra.is_empty() || groups_unserved > 0 {
+                return Err(self.violation(
+                    "exact routing",
+                    format!(
+                        "{node} published {topic}: missing {missing:?}, extra {extra:?}, {groups_unserved} shared group(s) unserved"
+                    ),
+                ));
+            }
+        }
+        self.after_input(node)
+    }
+
+    /// The sequence number `origin` gave its latest message to `target`.
+    fn next_seq(&mut self, origin: &NodeId, life: u64, target: &NodeId) -> u64 {
+        let seq = self.seqs.entry((origin.clone(), life, target.clone())).or_insert(0);
+        *seq += 1;
+        *seq
+    }
+
+    fn check_queues(&self) -> Result<(), Violation> {
+        for (id, n) in &self.nodes {
+            let Some(node) = n.node.as_ref() else { continue };
+            for (peer, depth) in node.status().queues {
+                if depth.queued > n.config.queue_length || depth.in_flight > n.config.max_in_flight {
+                    return Err(self.violation(
+                        "bounded queues",
+                        format!(
+                            "{id} -> {peer}: {} queued (bound {}), {} in flight (bound {})",
+                            depth.queued, n.config.queue_length, depth.in_flight, n.config.max_in_flight
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// All running members agree on membership and routes, see each other
+    /// alive, and hold only the routes of running members. Call after a
+    /// quiet period of a few dead timeouts.
+    pub fn check_converged(&self) -> Result<(), Violation> {
+        let running: BTreeMap<&NodeId, crate::node::Status> = self
+            .nodes
+            .iter()
+            .filter_map(|(id, n)| n.node.as_ref().map(|node| (id, node.status())))
+            .filter(|(_, s)| s.phase == Phase::Running)
+            .collect();
+        let digests: BTreeSet<(&String, &String)> =
+            running.values().map(|s| (&s.members_digest, &s.routes_digest)).collect();
+        if digests.len() > 1 {
+            let views: Vec<String> = running
+                .iter()
+                .map(|(id, s)| format!("{id}: members {} routes {}", s.members_digest, s.routes_digest))
+                .collect();
+            return Err(self.violation("convergence", format!("views differ: {views:?}")));
+        }
+        let expected_routes: usize = running
+            .keys()
+            .map(|id| self.nodes.get(*id).map_or(0, |n| n.subscriptions.len()))
+            .sum();
+        for (id, status) in &running {
+            for other in running.keys() {
+                let alive = status
+                    .members
+                    .iter()
+                    .any(|m| m.id == **other && m.state == MemberState::Alive);
+                if !alive {
+                    return Err(self.violation("convergence", format!("{id} does not see {other} alive")));
+                }
+            }
+            for member in status.members.iter().filter(|m| m.state == MemberState::Alive) {
+                if !running.contains_key(&member.id) {
+                    return Err(self.violation(
+                        "convergence",
+                        format!("{id} sees {} alive, which is not running", member.id),
+                    ));
+                }
+            }
+            if status.routes != expected_routes {
+                return Err(self.violation(
+                    "convergence",
+                    format!("{id} holds {} routes; the running hosts subscribed {expected_routes}", status.routes),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Every QoS 1/2 copy routed since the last crash to a running node
+    /// from a running origin arrived, unless the nodes reported drops (each
+    /// counted drop may account for one missing copy). Call after faults
+    /// stopped and a quiet period longer than the retry backoff.
+    pub fn check_no_loss(&self) -> Result<(), Violation> {
+        let running: BTreeSet<NodeId> = self
+            .nodes
+            .iter()
+            .filter(|(_, n)| n.node.as_ref().is_some_and(|x| x.status().phase == Phase::Running))
+            .map(|(id, _)| id.clone())
+            .collect();
+        let since = self.last_crash.unwrap_or(Instant::ZERO);
+        let missing = self.checker.missing(since, self.now, &running, &running);
+        if missing.len() as u64 > self.checker.dropped {
+            let shown: Vec<String> = missing
+                .iter()
+                .take(5)
+                .map(|(o, i, d, s)| format!("{o}@{i} -> {d} #{s}"))
+                .collect();
+            return Err(self.violation(
+                "QoS 1 never lost",
+                format!(
+                    "{} copies missing, {} drops reported; e.g. {shown:?}",
+                    missing.len(),
+                    self.checker.dropped
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
