@@ -1,1 +1,116 @@
-//! Tokio and hyper runtime for mqtt-cluster (being written).
+//! # mqtt-cluster-tokio
+//!
+//! Runs a [`mqtt_cluster_core::Node`] on tokio and hyper: a broker embeds a
+//! cluster node with [`Cluster::start`] and drives it through the
+//! [`ClusterHandle`] it gets back. The runtime only moves bytes and time in
+//! and out of the node: every decision (retries, failover, authentication,
+//! routing) is the core's.
+//!
+//! ```
+//! use mqtt_cluster_core::node::Message;
+//! use mqtt_cluster_core::Config;
+//! use mqtt_cluster_tokio::Cluster;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! // A core on an ephemeral port: bind first, then tell the config.
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+//! let port = listener.local_addr()?.port();
+//! let config = Config::from_yaml_str(&format!(
+//!     "core: true\nhost: 127.0.0.1\nport: {port}\nnodeName: core1\n\
+//!      clusters: [http://127.0.0.1:{port}]\nsecret: change-me-to-a-long-random-string\n"
+//! ))?;
+//! let node = Cluster::start_with_listener(config, listener).await?;
+//!
+//! // The broker reports its clients' subscriptions and publishes...
+//! node.subscribe("sensors/#").await?;
+//! let routing = node.publish(Message::new("sensors/1/temp", "21.5")?).await?;
+//! assert!(routing.local); // ...and delivers locally where the node says so.
+//!
+//! // Deliveries from other nodes and membership news arrive as events:
+//! // `while let Some(event) = node.next_event().await { ... }`
+//! node.shutdown().await; // leaves the cluster gracefully
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! ## What runs
+//!
+//! - **One driver task per node** owns the [`Node`](mqtt_cluster_core::Node).
+//!   Per wake it takes an input, drains every output until `None`, takes more
+//!   ready inputs up to a cap, and re-arms its single timer only when the
+//!   node's deadline moved. Time is tokio's clock in milliseconds since the
+//!   driver started, paired with the system clock as wall time.
+//! - **A core serves HTTP/1.1** (hyper) on `host:port` or on a listener given
+//!   with [`Options::listener`]. Each request body is read up to the node's
+//!   `maxBodySize` and no further (the core then answers `413`), and handed to
+//!   the driver, which answers it with `handle_request`. `GET /stream` answers
+//!   with a body the driver feeds from `poll_stream`; when the reader goes
+//!   away the node is told with `handle_stream_closed`.
+//! - **Requests the node sends** go out on a pooled keep-alive client, one
+//!   task each, bounded by `requestTimeout` (also the connect timeout), and
+//!   are reported exactly once with `handle_response`. A push stream reports
+//!   its head as soon as it arrives, then its body chunk by chunk, then its
+//!   end.
+//!
+//! ## Backpressure
+//!
+//! Every channel is bounded ([`Options`] sets the sizes). Host calls wait
+//! while the command channel is full. Events wait in a channel of
+//! [`Options::event_capacity`]; when the host does not read them the node
+//! pushes back instead of dropping anything (a dropped delivery would be a
+//! lost QoS 1 message):
+//!
+//! 1. with the event channel full, the driver stops taking network input
+//!    (requests served, responses received), so peers' requests wait and,
+//!    after `requestTimeout`, fail and are retried by their senders; host
+//!    calls and timers still run, so a host that publishes from the same task
+//!    that reads events does not deadlock;
+//! 2. once another channel's worth of events waits, the node stops
+//!    altogether until the host reads.
+//!
+//! A host that never reads events therefore looks dead to the cluster after
+//! `suspectTimeout`. A push stream whose reader falls
+//! [`Options::stream_buffer`] frames behind is closed instead, so one slow
+//! worker cannot stall its core; the worker reconnects and receives again
+//! whatever it had not acknowledged.
+//!
+//! ## Stopping
+//!
+//! [`ClusterHandle::shutdown`] leaves gracefully. Dropping the last handle,
+//! or [`ClusterHandle::abort`], stops at once without leaving, like a crash.
+//! An [`Event::RegistrationRejected`](mqtt_cluster_core::Event) means the
+//! cluster refused this node's credentials: the node does nothing more, and
+//! the host should shut it down.
+//!
+//! ## Logging
+//!
+//! The crate logs with `tracing` and installs no subscriber. Every request
+//! sent is logged at `debug` under the target `mqtt_cluster_tokio::traffic`
+//! as `METHOD path from -> to status`.
+#![deny(missing_docs)]
+#![forbid(unsafe_code)]
+
+mod body;
+mod client;
+mod clock;
+mod driver;
+mod error;
+mod handle;
+mod options;
+mod server;
+mod stats;
+#[cfg(feature = "tls")]
+mod tls;
+mod traffic;
+
+pub use error::{ClusterError, StartError};
+pub use handle::{Cluster, ClusterHandle, Events};
+pub use options::Options;
+pub use stats::RuntimeStats;
+#[cfg(feature = "tls")]
+pub use tls::{TlsError, TlsOptions};
+pub use traffic::{Observer, Traffic};
+
+/// The core crate, re-exported so a host needs only this one dependency.
+pub use mqtt_cluster_core as core;

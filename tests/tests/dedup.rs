@@ -9,7 +9,9 @@ use http::{Method, Request, StatusCode};
 use mqtt_cluster_core::auth::{Authenticator, Secret};
 use mqtt_cluster_core::routing::TopicName;
 use mqtt_cluster_core::wire::encode_json;
-use mqtt_cluster_core::wire::messages::{ForwardRequest, ForwardedMessage, Qos, RegisterRequest, Target};
+use mqtt_cluster_core::wire::messages::{
+    ForwardRequest, ForwardedMessage, Qos, RegisterRequest, Target,
+};
 use mqtt_cluster_core::{Config, Event, Incarnation, NodeId, Role};
 use mqtt_cluster_tests::pump::PumpedCluster;
 use proptest::prelude::*;
@@ -25,9 +27,18 @@ struct Sender {
 impl Sender {
     fn request(&mut self, cluster: &PumpedCluster, path: &str, body: Bytes) -> Request<Bytes> {
         self.counter += 1;
-        let mut request = Request::builder().method(Method::POST).uri(path).body(body).unwrap();
-        self.auth
-            .sign(&mut request, &self.id, Incarnation(1), self.counter, cluster.now().wall);
+        let mut request = Request::builder()
+            .method(Method::POST)
+            .uri(path)
+            .body(body)
+            .unwrap();
+        self.auth.sign(
+            &mut request,
+            &self.id,
+            Incarnation(1),
+            self.counter,
+            cluster.now().wall,
+        );
         request
     }
 }

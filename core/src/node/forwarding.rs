@@ -534,9 +534,6 @@ impl Node {
                 self.stats.unroutable += 1;
                 continue;
             }
-            if message.origin == self.id {
-                continue;
-            }
             self.relay(now, message, from_role == Role::Worker);
         }
         ForwardResponse { accepted }
@@ -607,17 +604,31 @@ impl Node {
         self.forwarding.ack_through = None;
     }
 
-    /// Links of members that died or left are closed; what they held is
-    /// counted as dropped. Sequence numbers towards them keep counting: a
-    /// member that refutes its death keeps its deduplication log.
-    pub(super) fn close_links_of_gone(&mut self, records: &[crate::wire::messages::MemberRecord]) {
-        for record in records.iter().filter(|r| r.state.is_gone()) {
-            if let Some(mut link) = self.forwarding.links.remove(&record.id) {
-                let dropped = link.close();
-                self.forwarding
-                    .closed
-                    .insert(record.id.clone(), link.stats());
-                self.report_drops(Some(&record.id), dropped);
+    /// Links of members that died or left, and stream links of workers that
+    /// moved to another core, are closed. What they held is routed again
+    /// from here: a worker that failed over is reached through its new
+    /// core, and only targets that are really gone count as dropped.
+    /// Sequence numbers towards them keep counting: a member that refutes
+    /// its death keeps its deduplication log.
+    pub(super) fn close_stale_links(
+        &mut self,
+        now: Now,
+        records: &[crate::wire::messages::MemberRecord],
+    ) {
+        for record in records {
+            let moved_away = record.role == Role::Worker && record.home != self.id;
+            if !(record.state.is_gone() || moved_away) {
+                continue;
+            }
+            let Some(mut link) = self.forwarding.links.remove(&record.id) else {
+                continue;
+            };
+            let held = link.close();
+            self.forwarding
+                .closed
+                .insert(record.id.clone(), link.stats());
+            for item in held {
+                self.relay(now, item.item, true);
             }
         }
     }

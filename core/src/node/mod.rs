@@ -54,6 +54,8 @@ use session::WorkerDuty;
 
 /// How many requests the replay guard remembers senders for.
 const MAX_TRACKED_SENDERS: usize = 4096;
+/// How many heartbeats a node keeps in flight to one peer.
+const MAX_HEARTBEATS_IN_FLIGHT: usize = 3;
 /// How many tombstones a node keeps at most.
 const MAX_TOMBSTONES: usize = 4096;
 
@@ -248,6 +250,11 @@ impl Node {
         self.config.max_body_size
     }
 
+    /// This node's copy of the cluster's routing table.
+    pub fn routes(&self) -> &ClusterRoutes {
+        &self.routes
+    }
+
     /// The record this node holds for `id`.
     pub fn member(&self, id: &NodeId) -> Option<&MemberRecord> {
         self.membership.get(id)
@@ -397,9 +404,11 @@ impl Node {
         if self.phase.is_finished() {
             return None;
         }
+        // A link deadline already passed is one `handle_timeout` could not
+        // act on (no stream, not registered): the next tick retries it.
         Some(match self.forwarding.next_deadline() {
-            Some(link) => link.min(self.next_tick),
-            None => self.next_tick,
+            Some(link) if link > self.latest.instant => link.min(self.next_tick),
+            _ => self.next_tick,
         })
     }
 
@@ -448,6 +457,10 @@ impl Node {
         self.pending.values().any(wanted)
     }
 
+    fn count_pending(&self, wanted: impl Fn(&Pending) -> bool) -> usize {
+        self.pending.values().filter(|p| wanted(p)).count()
+    }
+
     /// Applies member changes: events for the host, frames for the streams
     /// this core feeds, and a refutation if the cluster gave up on this node.
     fn apply_changes(&mut self, now: Now, changes: Vec<Change>) {
@@ -476,7 +489,7 @@ impl Node {
         }
         let records: Vec<MemberRecord> = changes.iter().map(|c| c.record().clone()).collect();
         self.forget_routes_of_gone(&records);
-        self.close_links_of_gone(&records);
+        self.close_stale_links(now, &records);
         if self.role == Role::Core {
             self.core_fan_out_to_streams(&records);
         }

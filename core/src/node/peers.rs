@@ -21,7 +21,7 @@ use crate::membership::Change;
 use crate::time::{Instant, Now};
 use crate::wire::messages::{
     HeartbeatRequest, HeartbeatResponse, LeaveRequest, MemberRecord, MemberState, RegisterRequest,
-    RegisterResponse, StreamFrame, SyncResponse,
+    RegisterResponse, Stamp, StreamFrame, SyncResponse,
 };
 use crate::wire::{decode_response, encode_json, status_error, Endpoint, ErrorBody};
 
@@ -152,8 +152,11 @@ impl Node {
         let routes_digest = self.routes.digest();
         let peers: Vec<NodeId> = self.membership.peer_cores().map(|r| r.id.clone()).collect();
         for peer in peers {
-            let busy =
-                self.is_pending(|p| matches!(p, Pending::CoreHeartbeat { peer: p } if *p == peer));
+            // A few heartbeats may be in flight at once, so one lost or slow
+            // answer does not silence a peer for a whole request timeout.
+            let busy = self
+                .count_pending(|p| matches!(p, Pending::CoreHeartbeat { peer: p } if *p == peer))
+                >= super::MAX_HEARTBEATS_IN_FLIGHT;
             if busy {
                 continue;
             }
@@ -474,18 +477,31 @@ impl Node {
         let Some(me) = self.membership.me().cloned() else {
             return;
         };
-        let change = self.membership.decide(
-            MemberRecord {
-                incarnation,
-                state: MemberState::Alive,
-                ..me
-            },
-            now.instant,
-        );
+        let record = MemberRecord {
+            incarnation,
+            state: MemberState::Alive,
+            ..me
+        };
         self.events.push_back(Event::Reincarnated { incarnation });
-        self.routes_after_reincarnation();
-        if self.role == super::Role::Core {
-            self.publish_decisions(now, vec![change]);
+        match self.role {
+            super::Role::Core => {
+                let change = self.membership.decide(record, now.instant);
+                self.routes_after_reincarnation();
+                self.publish_decisions(now, vec![change]);
+            }
+            super::Role::Worker => {
+                // A worker's record is its core's to stamp: the lowest stamp
+                // lets the core's record of this incarnation win here too.
+                let record = MemberRecord {
+                    stamp: Stamp {
+                        clock: 0,
+                        by: self.id.clone(),
+                    },
+                    ..record
+                };
+                self.membership.merge(record, now.instant);
+                self.routes_after_reincarnation();
+            }
         }
     }
 

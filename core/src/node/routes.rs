@@ -113,7 +113,7 @@ impl Node {
         let snapshot = self.own_snapshot();
         self.routes.apply(&snapshot);
         match self.role {
-            Role::Core => self.outgoing_routes.push(snapshot),
+            Role::Core => self.pass_on_routes(vec![snapshot], None),
             Role::Worker => self.local_routes.needs_snapshot = true,
         }
     }

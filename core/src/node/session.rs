@@ -98,7 +98,11 @@ impl Node {
                     self.worker_register(now);
                     return;
                 }
-                if !self.is_pending(|p| *p == Pending::WorkerHeartbeat) {
+                // A few may be in flight at once, so one lost answer does not
+                // stall liveness for a whole request timeout.
+                if self.count_pending(|p| *p == Pending::WorkerHeartbeat)
+                    < super::MAX_HEARTBEATS_IN_FLIGHT
+                {
                     let body = encode_json(&HeartbeatRequest {
                         members_digest: self.membership.digest(),
                         routes_digest: String::new(),
@@ -108,6 +112,8 @@ impl Node {
                 if self.worker.stream.is_none() {
                     self.open_stream(now);
                 }
+                // A route update whose answer was lost goes out again.
+                self.send_own_routes(now);
             }
         }
     }

@@ -155,18 +155,49 @@ pub struct Report {
     pub dropped_by_reason: BTreeMap<String, u64>,
     /// Publishes compared with the reference matcher.
     pub routing_checks: u64,
+    /// Deliveries out of per-origin order shortly after a fault changed
+    /// their path (order is guaranteed along a stable path).
+    pub reordered: u64,
     /// The transcript's hash.
     pub transcript_hash: String,
 }
 
 #[derive(Debug)]
 enum SimEvent {
-    Timer { node: NodeId, life: u64, token: u64 },
-    Request { from: NodeId, life: u64, to_url: String, transmit: Transmit, answer: bool },
-    Response { node: NodeId, life: u64, id: RequestId, result: Result<http::Response<Bytes>, TransportError> },
-    StreamData { node: NodeId, life: u64, request: RequestId, bytes: Bytes },
-    StreamEnd { node: NodeId, life: u64, request: RequestId },
-    StreamClosed { node: NodeId, life: u64, stream: StreamId },
+    Timer {
+        node: NodeId,
+        life: u64,
+        token: u64,
+    },
+    Request {
+        from: NodeId,
+        life: u64,
+        to_url: String,
+        transmit: Transmit,
+        answer: bool,
+    },
+    Response {
+        node: NodeId,
+        life: u64,
+        id: RequestId,
+        result: Result<http::Response<Bytes>, TransportError>,
+    },
+    StreamData {
+        node: NodeId,
+        life: u64,
+        request: RequestId,
+        bytes: Bytes,
+    },
+    StreamEnd {
+        node: NodeId,
+        life: u64,
+        request: RequestId,
+    },
+    StreamClosed {
+        node: NodeId,
+        life: u64,
+        stream: StreamId,
+    },
     Act(Action),
 }
 
@@ -279,8 +310,13 @@ impl Simulation {
     pub fn add_node(&mut self, config: Config) -> NodeId {
         let seed = self.dice.seed();
         let now = self.now();
-        let id = config.node_name.clone().unwrap_or_else(|| NodeId::from_seed(seed));
-        let url = config.core.then(|| format!("http://{}:{}", id, config.port));
+        let id = config
+            .node_name
+            .clone()
+            .unwrap_or_else(|| NodeId::from_seed(seed));
+        let url = config
+            .core
+            .then(|| format!("http://{}:{}", id, config.port));
         let node = Node::new(config.clone(), now, seed).ok();
         self.nodes.insert(
             id.clone(),
@@ -319,7 +355,10 @@ impl Simulation {
 
     /// The current simulated time.
     pub fn now(&self) -> Now {
-        Now::new(self.now, WallTime::from_unix_millis(EPOCH_WALL_MS + self.now.as_millis()))
+        Now::new(
+            self.now,
+            WallTime::from_unix_millis(EPOCH_WALL_MS + self.now.as_millis()),
+        )
     }
 
     /// Messages delivered to `node`'s host so far.
@@ -349,8 +388,16 @@ impl Simulation {
             dropped: self.checker.dropped,
             dropped_by_reason: self.dropped_by_reason.clone(),
             routing_checks: self.checker.routing_checks,
+            reordered: self.checker.reordered,
             transcript_hash: self.transcript_hash(),
         }
+    }
+
+    /// Changes how the network behaves from now on (for instance, back to
+    /// reliable once a scenario's faults should stop).
+    pub fn set_network(&mut self, model: NetworkModel) {
+        self.model = model;
+        self.last_disturbance = self.now;
     }
 
     /// Schedules `action` `after` from now.
@@ -372,11 +419,16 @@ impl Simulation {
             if at > until {
                 break;
             }
-            let Some(event) = self.agenda.remove(&(at, order)) else { break };
+            let Some(event) = self.agenda.remove(&(at, order)) else {
+                break;
+            };
             self.now = self.now.max(at);
             self.step += 1;
             if self.step > self.max_steps {
-                return Err(self.violation("bounded run", format!("more than {} steps: livelock", self.max_steps)));
+                return Err(self.violation(
+                    "bounded run",
+                    format!("more than {} steps: livelock", self.max_steps),
+                ));
             }
             self.guarded(|sim| sim.handle(event))?;
             if self.step % QUEUE_CHECK_EVERY == 0 {
@@ -387,7 +439,10 @@ impl Simulation {
         Ok(())
     }
 
-    fn guarded(&mut self, f: impl FnOnce(&mut Self) -> Result<(), Violation>) -> Result<(), Violation> {
+    fn guarded(
+        &mut self,
+        f: impl FnOnce(&mut Self) -> Result<(), Violation>,
+    ) -> Result<(), Violation> {
         match catch_unwind(AssertUnwindSafe(|| f(self))) {
             Ok(result) => result,
             Err(panic) => {
@@ -427,7 +482,10 @@ impl Simulation {
     }
 
     fn life_of(&self, id: &NodeId) -> Option<u64> {
-        self.nodes.get(id).filter(|n| n.node.is_some()).map(|n| n.life)
+        self.nodes
+            .get(id)
+            .filter(|n| n.node.is_some())
+            .map(|n| n.life)
     }
 
     fn handle(&mut self, event: SimEvent) -> Result<(), Violation> {
@@ -456,7 +514,12 @@ impl Simulation {
                 transmit,
                 answer,
             } => self.deliver_request(from, life, to_url, transmit, answer)?,
-            SimEvent::Response { node, life, id, result } => {
+            SimEvent::Response {
+                node,
+                life,
+                id,
+                result,
+            } => {
                 if self.life_of(&node) != Some(life) {
                     return Ok(());
                 }
@@ -468,18 +531,31 @@ impl Simulation {
                 }
                 self.after_input(&node)?;
             }
-            SimEvent::StreamData { node, life, request, bytes } => {
+            SimEvent::StreamData {
+                node,
+                life,
+                request,
+                bytes,
+            } => {
                 if self.life_of(&node) != Some(life) {
                     return Ok(());
                 }
-                self.log(format_args!("stream-data {node} #{} {}b", request.0, bytes.len()));
+                self.log(format_args!(
+                    "stream-data {node} #{} {}b",
+                    request.0,
+                    bytes.len()
+                ));
                 let now = self.now();
                 if let Some(inner) = self.nodes.get_mut(&node).and_then(|n| n.node.as_mut()) {
                     inner.handle_stream_data(now, request, &bytes);
                 }
                 self.after_input(&node)?;
             }
-            SimEvent::StreamEnd { node, life, request } => {
+            SimEvent::StreamEnd {
+                node,
+                life,
+                request,
+            } => {
                 if self.life_of(&node) != Some(life) {
                     return Ok(());
                 }
@@ -515,17 +591,25 @@ impl Simulation {
     }
 
     fn request_timeout(&self, node: &NodeId) -> Duration {
-        self.nodes.get(node).map_or(Duration::from_secs(5), |n| n.config.request_timeout)
+        self.nodes
+            .get(node)
+            .map_or(Duration::from_secs(5), |n| n.config.request_timeout)
     }
 
     /// Puts a node's request on the wire.
     fn send(&mut self, from: &NodeId, transmit: Transmit) {
-        let Some(life) = self.life_of(from) else { return };
+        let Some(life) = self.life_of(from) else {
+            return;
+        };
         let timeout = self.request_timeout(from);
         let id = transmit.id;
         if self.dice.chance(self.model.drop) {
             // Lost on the way: the sender waits out its timeout.
-            self.log(format_args!("lost {from} #{} {}", id.0, transmit.request.uri().path()));
+            self.log(format_args!(
+                "lost {from} #{} {}",
+                id.0,
+                transmit.request.uri().path()
+            ));
             let at = self.now + timeout;
             self.push(
                 at,
@@ -570,11 +654,20 @@ impl Simulation {
         );
     }
 
-    fn deliver_request(&mut self, from: NodeId, life: u64, to_url: String, transmit: Transmit, answer: bool) -> Result<(), Violation> {
+    fn deliver_request(
+        &mut self,
+        from: NodeId,
+        life: u64,
+        to_url: String,
+        transmit: Transmit,
+        answer: bool,
+    ) -> Result<(), Violation> {
         let path = transmit.request.uri().path().to_owned();
         let id = transmit.id;
         let target = self.target_of(&to_url);
-        let reachable = target.as_ref().is_some_and(|t| self.partitions.allows(&from, t));
+        let reachable = target
+            .as_ref()
+            .is_some_and(|t| self.partitions.allows(&from, t));
         let up = target.as_ref().and_then(|t| self.life_of(t));
         let result = match (&target, up, reachable) {
             (Some(_), Some(_), false) => {
@@ -618,17 +711,28 @@ impl Simulation {
             _ => Err(TransportError::Connect(format!("{to_url} is down"))),
         };
         let status = result.as_ref().map_or(0, |r| r.status().as_u16());
-        self.log(format_args!("request {from} -> {to_url}{path} {status}{}", if answer { "" } else { " (duplicate)" }));
+        self.log(format_args!(
+            "request {from} -> {to_url}{path} {status}{}",
+            if answer { "" } else { " (duplicate)" }
+        ));
         if answer {
             let lost = result.is_ok() && self.dice.chance(self.model.drop);
             let (at, result) = if lost {
-                (self.now + self.request_timeout(&from), Err(TransportError::Timeout))
+                (
+                    self.now + self.request_timeout(&from),
+                    Err(TransportError::Timeout),
+                )
             } else {
                 (self.now + self.dice.latency(&self.model), result)
             };
             // The head of a stream travels on the stream's connection: its
             // bytes may not overtake it.
-            if let Some(s) = self.streams.iter_mut().rev().find(|s| s.worker == from && s.request == id) {
+            if let Some(s) = self
+                .streams
+                .iter_mut()
+                .rev()
+                .find(|s| s.worker == from && s.request == id)
+            {
                 s.last_arrival = s.last_arrival.max(at);
             }
             self.push(
@@ -682,7 +786,9 @@ impl Simulation {
     }
 
     fn set_timer(&mut self, id: &NodeId, deadline: Option<Instant>) {
-        let Some(n) = self.nodes.get_mut(id) else { return };
+        let Some(n) = self.nodes.get_mut(id) else {
+            return;
+        };
         if n.timer_at == deadline {
             return;
         }
@@ -707,11 +813,19 @@ impl Simulation {
             StreamOutput::Data { stream, bytes } => (stream, Some(bytes)),
             StreamOutput::Close { stream } => (stream, None),
         };
-        let Some(index) = self.streams.iter().position(|s| s.core == *core && s.stream == stream) else {
+        let Some(index) = self
+            .streams
+            .iter()
+            .position(|s| s.core == *core && s.stream == stream)
+        else {
             return;
         };
-        let slow = self.nodes.get(&self.streams[index].worker).map_or(Duration::ZERO, |n| n.slow);
-        let at = (self.now + self.dice.latency(&self.model) + slow).max(self.streams[index].last_arrival);
+        let slow = self
+            .nodes
+            .get(&self.streams[index].worker)
+            .map_or(Duration::ZERO, |n| n.slow);
+        let at = (self.now + self.dice.latency(&self.model) + slow)
+            .max(self.streams[index].last_arrival);
         self.streams[index].last_arrival = at;
         let s = self.streams[index].clone();
         match bytes {
@@ -719,7 +833,8 @@ impl Simulation {
                 // TCP may hand the reader any split of the bytes.
                 let mut rest = bytes;
                 while !rest.is_empty() {
-                    let cut = if self.model.split_streams && rest.len() > 1 && self.dice.chance(0.5) {
+                    let cut = if self.model.split_streams && rest.len() > 1 && self.dice.chance(0.5)
+                    {
                         1 + self.dice.below(rest.len() as u64 - 1) as usize
                     } else {
                         rest.len()
@@ -752,7 +867,8 @@ impl Simulation {
 
     /// Breaks the streams that `pred` selects: both ends learn of it.
     fn break_streams(&mut self, pred: impl Fn(&SimStream) -> bool) {
-        let (broken, kept): (Vec<SimStream>, Vec<SimStream>) = self.streams.drain(..).partition(|s| pred(s));
+        let (broken, kept): (Vec<SimStream>, Vec<SimStream>) =
+            self.streams.drain(..).partition(|s| pred(s));
         self.streams = kept;
         for s in broken {
             let at = (self.now + self.dice.latency(&self.model)).max(s.last_arrival);
@@ -785,12 +901,24 @@ impl Simulation {
                     delivery.origin,
                     delivery.qos.as_u8()
                 ));
-                if let Err((invariant, detail)) = self.checker.delivered(node, delivery.incarnation, &delivery) {
+                let path_changed =
+                    self.now.saturating_since(self.last_disturbance) <= self.settle_time();
+                if let Err((invariant, detail)) =
+                    self.checker
+                        .delivered(node, delivery.incarnation, &delivery, path_changed)
+                {
                     return Err(self.violation(invariant, detail));
                 }
-                self.deliveries.entry(node.clone()).or_default().push(delivery);
+                self.deliveries
+                    .entry(node.clone())
+                    .or_default()
+                    .push(delivery);
             }
-            Event::Dropped { peer, count, reason } => {
+            Event::Dropped {
+                peer,
+                count,
+                reason,
+            } => {
                 self.checker.dropped += count;
                 let reason = serde_json::to_value(reason)
                     .ok()
@@ -812,8 +940,11 @@ impl Simulation {
         self.log(format_args!("act {action:?}"));
         match action {
             Action::Subscribe { node, filter } => {
-                let sub = Subscription::parse(&filter).map_err(|e| self.violation("valid scenario", e.to_string()))?;
-                let Some(n) = self.nodes.get_mut(&node).filter(|n| n.node.is_some()) else { return Ok(()) };
+                let sub = Subscription::parse(&filter)
+                    .map_err(|e| self.violation("valid scenario", e.to_string()))?;
+                let Some(n) = self.nodes.get_mut(&node).filter(|n| n.node.is_some()) else {
+                    return Ok(());
+                };
                 if let Some(inner) = n.node.as_mut() {
                     let _ = inner.subscribe(now, &filter);
                 }
@@ -822,8 +953,11 @@ impl Simulation {
                 self.after_input(&node)?;
             }
             Action::Unsubscribe { node, filter } => {
-                let sub = Subscription::parse(&filter).map_err(|e| self.violation("valid scenario", e.to_string()))?;
-                let Some(n) = self.nodes.get_mut(&node).filter(|n| n.node.is_some()) else { return Ok(()) };
+                let sub = Subscription::parse(&filter)
+                    .map_err(|e| self.violation("valid scenario", e.to_string()))?;
+                let Some(n) = self.nodes.get_mut(&node).filter(|n| n.node.is_some()) else {
+                    return Ok(());
+                };
                 if let Some(inner) = n.node.as_mut() {
                     let _ = inner.unsubscribe(now, &filter);
                 }
@@ -836,7 +970,12 @@ impl Simulation {
                 self.last_disturbance = self.now;
                 self.after_input(&node)?;
             }
-            Action::Publish { node, topic, payload, qos } => self.publish(&node, &topic, payload, qos)?,
+            Action::Publish {
+                node,
+                topic,
+                payload,
+                qos,
+            } => self.publish(&node, &topic, payload, qos)?,
             Action::Leave { node } => {
                 if let Some(inner) = self.nodes.get_mut(&node).and_then(|n| n.node.as_mut()) {
                     inner.leave(now);
@@ -894,9 +1033,16 @@ impl Simulation {
         slowest + self.model.latency_max * 20
     }
 
-    fn publish(&mut self, node: &NodeId, topic: &str, payload: String, qos: Qos) -> Result<(), Violation> {
+    fn publish(
+        &mut self,
+        node: &NodeId,
+        topic: &str,
+        payload: String,
+        qos: Qos,
+    ) -> Result<(), Violation> {
         let now = self.now();
-        let topic_name = TopicName::new(topic).map_err(|e| self.violation("valid scenario", e.to_string()))?;
+        let topic_name =
+            TopicName::new(topic).map_err(|e| self.violation("valid scenario", e.to_string()))?;
         let message = Message {
             topic: topic_name.clone(),
             payload: Bytes::from(payload),
@@ -921,16 +1067,26 @@ impl Simulation {
             .iter()
             .map(|t| (t.clone(), self.next_seq(node, life, t)))
             .collect();
-        self.checker.routed(node, incarnation, &targets, Published { at: self.now, qos });
-        self.log(format_args!("publish {node} {topic} qos{} -> {:?}", qos.as_u8(), routing.remote));
+        self.checker
+            .routed(node, incarnation, &targets, Published { at: self.now, qos });
+        self.log(format_args!(
+            "publish {node} {topic} qos{} -> {:?}",
+            qos.as_u8(),
+            routing.remote
+        ));
 
-        let settled = self.partitions.is_empty() && self.now.saturating_since(self.last_disturbance) > self.settle_time();
+        let settled = self.partitions.is_empty()
+            && self.now.saturating_since(self.last_disturbance) > self.settle_time();
         if settled {
             self.checker.routing_checks += 1;
             let truth: BTreeMap<NodeId, BTreeMap<Subscription, usize>> = self
                 .nodes
                 .iter()
-                .filter(|(_, n)| n.node.as_ref().is_some_and(|x| x.status().phase == Phase::Running))
+                .filter(|(_, n)| {
+                    n.node
+                        .as_ref()
+                        .is_some_and(|x| x.status().phase == Phase::Running)
+                })
                 .map(|(id, n)| (id.clone(), n.subscriptions.clone()))
                 .collect();
             let (plain, groups) = reference_targets(&topic_name, &truth);
@@ -938,16 +1094,26 @@ impl Simulation {
             if routing.local {
                 chosen.insert(node.clone());
             }
-            for holders in groups.values() {
-                let picked: Vec<&NodeId> = holders.iter().filter(|h| chosen.contains(*h) && !plain.contains(*h)).collect();
-                if picked.len() > 1 {
-                    return Err(self.violation(
-                        "exact routing",
-                        format!("{topic}: shared group sent to {picked:?}, must be one of {holders:?}"),
-                    ));
-                }
+            // Each shared group sends to one of its holders; one node may
+            // serve several groups, so a node beyond the plain matches must
+            // be a holder of some group, and there can be no more of them
+            // than groups.
+            let beyond_plain: Vec<&NodeId> =
+                chosen.iter().filter(|n| !plain.contains(*n)).collect();
+            if beyond_plain.len() > groups.len() {
+                return Err(self.violation(
+                    "exact routing",
+                    format!(
+                        "{topic}: {beyond_plain:?} chosen for {} shared group(s)",
+                        groups.len()
+                    ),
+                ));
             }
-            let allowed: BTreeSet<NodeId> = plain.iter().chain(groups.values().flatten()).cloned().collect();
+            let allowed: BTreeSet<NodeId> = plain
+                .iter()
+                .chain(groups.values().flatten())
+                .cloned()
+                .collect();
             let missing: Vec<&NodeId> = plain.iter().filter(|n| !chosen.contains(*n)).collect();
             let extra: Vec<&NodeId> = chosen.iter().filter(|n| !allowed.contains(*n)).collect();
             let groups_unserved = groups
@@ -968,21 +1134,30 @@ impl Simulation {
 
     /// The sequence number `origin` gave its latest message to `target`.
     fn next_seq(&mut self, origin: &NodeId, life: u64, target: &NodeId) -> u64 {
-        let seq = self.seqs.entry((origin.clone(), life, target.clone())).or_insert(0);
+        let seq = self
+            .seqs
+            .entry((origin.clone(), life, target.clone()))
+            .or_insert(0);
         *seq += 1;
         *seq
     }
 
     fn check_queues(&self) -> Result<(), Violation> {
         for (id, n) in &self.nodes {
-            let Some(node) = n.node.as_ref() else { continue };
+            let Some(node) = n.node.as_ref() else {
+                continue;
+            };
             for (peer, depth) in node.status().queues {
-                if depth.queued > n.config.queue_length || depth.in_flight > n.config.max_in_flight {
+                if depth.queued > n.config.queue_length || depth.in_flight > n.config.max_in_flight
+                {
                     return Err(self.violation(
                         "bounded queues",
                         format!(
                             "{id} -> {peer}: {} queued (bound {}), {} in flight (bound {})",
-                            depth.queued, n.config.queue_length, depth.in_flight, n.config.max_in_flight
+                            depth.queued,
+                            n.config.queue_length,
+                            depth.in_flight,
+                            n.config.max_in_flight
                         ),
                     ));
                 }
@@ -1001,12 +1176,19 @@ impl Simulation {
             .filter_map(|(id, n)| n.node.as_ref().map(|node| (id, node.status())))
             .filter(|(_, s)| s.phase == Phase::Running)
             .collect();
-        let digests: BTreeSet<(&String, &String)> =
-            running.values().map(|s| (&s.members_digest, &s.routes_digest)).collect();
+        let digests: BTreeSet<(&String, &String)> = running
+            .values()
+            .map(|s| (&s.members_digest, &s.routes_digest))
+            .collect();
         if digests.len() > 1 {
             let views: Vec<String> = running
                 .iter()
-                .map(|(id, s)| format!("{id}: members {} routes {}", s.members_digest, s.routes_digest))
+                .map(|(id, s)| {
+                    format!(
+                        "{id}: members {} routes {}",
+                        s.members_digest, s.routes_digest
+                    )
+                })
                 .collect();
             return Err(self.violation("convergence", format!("views differ: {views:?}")));
         }
@@ -1021,10 +1203,16 @@ impl Simulation {
                     .iter()
                     .any(|m| m.id == **other && m.state == MemberState::Alive);
                 if !alive {
-                    return Err(self.violation("convergence", format!("{id} does not see {other} alive")));
+                    return Err(
+                        self.violation("convergence", format!("{id} does not see {other} alive"))
+                    );
                 }
             }
-            for member in status.members.iter().filter(|m| m.state == MemberState::Alive) {
+            for member in status
+                .members
+                .iter()
+                .filter(|m| m.state == MemberState::Alive)
+            {
                 if !running.contains_key(&member.id) {
                     return Err(self.violation(
                         "convergence",
@@ -1035,7 +1223,10 @@ impl Simulation {
             if status.routes != expected_routes {
                 return Err(self.violation(
                     "convergence",
-                    format!("{id} holds {} routes; the running hosts subscribed {expected_routes}", status.routes),
+                    format!(
+                        "{id} holds {} routes; the running hosts subscribed {expected_routes}",
+                        status.routes
+                    ),
                 ));
             }
         }
@@ -1050,7 +1241,11 @@ impl Simulation {
         let running: BTreeSet<NodeId> = self
             .nodes
             .iter()
-            .filter(|(_, n)| n.node.as_ref().is_some_and(|x| x.status().phase == Phase::Running))
+            .filter(|(_, n)| {
+                n.node
+                    .as_ref()
+                    .is_some_and(|x| x.status().phase == Phase::Running)
+            })
             .map(|(id, _)| id.clone())
             .collect();
         let since = self.last_crash.unwrap_or(Instant::ZERO);
