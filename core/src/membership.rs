@@ -94,6 +94,9 @@ pub struct Membership {
     me: NodeId,
     clock: u64,
     entries: BTreeMap<NodeId, Entry>,
+    /// The digest, computed when first asked for after a change: heartbeats
+    /// ask for it far more often than records change.
+    digest: std::cell::OnceCell<String>,
 }
 
 impl Membership {
@@ -103,6 +106,7 @@ impl Membership {
             me: me.id.clone(),
             clock: me.stamp.clock,
             entries: BTreeMap::new(),
+            digest: std::cell::OnceCell::new(),
         };
         list.entries.insert(
             me.id.clone(),
@@ -187,6 +191,10 @@ impl Membership {
     /// same live members in the same states. Tombstones are left out so that
     /// one node forgetting an old tombstone does not cause endless resyncs.
     pub fn digest(&self) -> String {
+        self.digest.get_or_init(|| self.compute_digest()).clone()
+    }
+
+    fn compute_digest(&self) -> String {
         let mut hasher = Sha256::new();
         for record in self.live() {
             hasher.update(record.id.as_str().as_bytes());
@@ -252,6 +260,7 @@ impl Membership {
                 since,
             },
         );
+        self.digest = std::cell::OnceCell::new();
         change
     }
 
@@ -264,6 +273,7 @@ impl Membership {
         max_tombstones: usize,
     ) -> usize {
         let before = self.entries.len();
+        self.digest = std::cell::OnceCell::new();
         let me = self.me.clone();
         self.entries
             .retain(|id, e| *id == me || e.gone_at.is_none_or(|t| now.saturating_since(t) <= keep));

@@ -18,16 +18,37 @@ use crate::driver::Input;
 use crate::traffic::{Observer, Traffic};
 
 #[cfg(not(feature = "tls"))]
-type Connector = hyper_util::client::legacy::connect::HttpConnector;
+pub(crate) type Connector = hyper_util::client::legacy::connect::HttpConnector;
 #[cfg(feature = "tls")]
-type Connector = crate::tls::Connector;
+pub(crate) type Connector = crate::tls::Connector;
 
-/// How long an idle pooled connection is kept.
-const POOL_IDLE: Duration = Duration::from_secs(60);
+/// How long an idle pooled connection is kept: less than the server's idle
+/// timeout, so the client retires a connection before a server closes it
+/// under a request.
+const POOL_IDLE: Duration = Duration::from_secs(20);
 /// TCP keepalive on every connection: a push stream can sit idle for long,
 /// and without probes a peer that vanished (power loss, a dropped route) would
 /// hold its reader open forever.
 const TCP_KEEPALIVE: Duration = Duration::from_secs(15);
+
+/// The pooled keep-alive client every request of a node goes out on.
+pub(crate) fn build_client(
+    timeout: Duration,
+    #[cfg(feature = "tls")] tls: Option<tokio_rustls::TlsConnector>,
+) -> Client<Connector, Full<Bytes>> {
+    let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
+    http.set_connect_timeout(Some(timeout));
+    http.set_nodelay(true);
+    http.set_keepalive(Some(TCP_KEEPALIVE));
+    #[cfg(not(feature = "tls"))]
+    let connector = http;
+    #[cfg(feature = "tls")]
+    let connector = crate::tls::Connector::new(http, tls);
+    Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(POOL_IDLE)
+        .pool_timer(TokioTimer::new())
+        .build(connector)
+}
 
 /// Everything a request task needs; shared by all of a node's tasks.
 pub(crate) struct Carrier {
@@ -48,18 +69,11 @@ impl Carrier {
         observer: Option<Observer>,
         #[cfg(feature = "tls")] tls: Option<tokio_rustls::TlsConnector>,
     ) -> Self {
-        let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
-        http.set_connect_timeout(Some(timeout));
-        http.set_nodelay(true);
-        http.set_keepalive(Some(TCP_KEEPALIVE));
-        #[cfg(not(feature = "tls"))]
-        let connector = http;
-        #[cfg(feature = "tls")]
-        let connector = crate::tls::Connector::new(http, tls);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(POOL_IDLE)
-            .pool_timer(TokioTimer::new())
-            .build(connector);
+        let client = build_client(
+            timeout,
+            #[cfg(feature = "tls")]
+            tls,
+        );
         Carrier {
             client,
             timeout,

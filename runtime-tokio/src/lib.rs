@@ -97,6 +97,7 @@ mod clock;
 mod driver;
 mod error;
 mod handle;
+mod operator;
 mod options;
 mod server;
 mod stats;
@@ -106,6 +107,7 @@ mod traffic;
 
 pub use error::{ClusterError, StartError};
 pub use handle::{Cluster, ClusterHandle, Events};
+pub use operator::{Operator, OperatorError};
 pub use options::Options;
 pub use stats::RuntimeStats;
 #[cfg(feature = "tls")]

@@ -25,7 +25,7 @@ use crate::stats::Counters;
 /// How long a connection may sit between requests (and a request take to
 /// send its head). Longer than the client pool's idle time, so that a pooled
 /// connection is retired by the client before the server closes it under it.
-pub(crate) const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 /// What is read and thrown away of a refused body, so that the peer sees the
 /// answer rather than a reset.
 const DRAIN_BYTES: usize = 1 << 20;

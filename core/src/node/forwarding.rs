@@ -94,7 +94,8 @@ pub struct Routing {
 pub struct Delivery {
     /// The node it was published on.
     pub origin: NodeId,
-    /// The origin's incarnation when it published.
+    /// The incarnation the origin's process started with (see
+    /// [`ForwardedMessage::incarnation`]).
     pub incarnation: crate::Incarnation,
     /// The topic.
     pub topic: TopicName,
@@ -253,7 +254,7 @@ impl Node {
                 .collect();
             let forwarded = ForwardedMessage {
                 origin: self.id.clone(),
-                incarnation: self.incarnation(),
+                incarnation: self.first_incarnation,
                 topic: message.topic,
                 payload: message.payload,
                 qos: message.qos,

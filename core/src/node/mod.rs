@@ -87,6 +87,10 @@ pub struct Node {
     config: Config,
     id: NodeId,
     role: Role,
+    /// The incarnation this process started with. Forwarded messages carry
+    /// it: their per-destination sequence numbers run for the life of the
+    /// process, across any later refutation, and restart with a new one.
+    first_incarnation: Incarnation,
     auth: Authenticator,
     /// Counter of signed requests: the replay guard's key on the other side.
     signed: u64,
@@ -193,6 +197,7 @@ impl Node {
         let mut node = Node {
             id,
             role,
+            first_incarnation: incarnation,
             auth,
             signed: 0,
             next_request: 0,
@@ -237,6 +242,12 @@ impl Node {
     /// The current incarnation.
     pub fn incarnation(&self) -> Incarnation {
         self.membership.my_incarnation()
+    }
+
+    /// The incarnation this process started with; the messages it publishes
+    /// carry it, since their sequence numbers run for the process's life.
+    pub fn first_incarnation(&self) -> Incarnation {
+        self.first_incarnation
     }
 
     /// The configuration the node runs with.

@@ -162,13 +162,23 @@ impl Node {
             routes: self.routes.len(),
             routes_digest: self.routes.digest(),
             local_subscriptions: self.local_routes.len(),
-            queues: self
-                .forwarding
-                .depths(self.worker.registered_core())
-                .into_iter()
-                .map(|(peer, (queued, in_flight))| (peer, QueueDepth { queued, in_flight }))
-                .collect(),
+            queues: self.queue_depths(),
         }
+    }
+
+    /// Where the node is in its life.
+    pub fn phase(&self) -> Phase {
+        self.phase
+    }
+
+    /// Queue depth and in-flight messages per peer, without building the
+    /// rest of [`Node::status`].
+    pub fn queue_depths(&self) -> BTreeMap<String, QueueDepth> {
+        self.forwarding
+            .depths(self.worker.registered_core())
+            .into_iter()
+            .map(|(peer, (queued, in_flight))| (peer, QueueDepth { queued, in_flight }))
+            .collect()
     }
 
     /// Counters since start.

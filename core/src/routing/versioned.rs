@@ -53,6 +53,8 @@ pub enum Applied {
 pub struct ClusterRoutes {
     table: RouteTable,
     versions: BTreeMap<NodeId, (Incarnation, u64)>,
+    /// The digest, computed when first asked for after a change.
+    digest: std::cell::OnceCell<String>,
 }
 
 impl std::fmt::Debug for ClusterRoutes {
@@ -117,12 +119,14 @@ impl ClusterRoutes {
         }
         self.versions
             .insert(update.node.clone(), (update.incarnation, update.seq));
+        self.digest = std::cell::OnceCell::new();
         Applied::Changed
     }
 
     /// Forgets every route of a member that died or left. Returns how many.
     pub fn remove_member(&mut self, node: &NodeId) -> usize {
         self.versions.remove(node);
+        self.digest = std::cell::OnceCell::new();
         self.table.remove_node(node)
     }
 
@@ -166,6 +170,10 @@ impl ClusterRoutes {
 
     /// A digest of [`ClusterRoutes::versions`]: equal digests, equal tables.
     pub fn digest(&self) -> String {
+        self.digest.get_or_init(|| self.compute_digest()).clone()
+    }
+
+    fn compute_digest(&self) -> String {
         let mut hasher = Sha256::new();
         for (node, (incarnation, seq)) in &self.versions {
             hasher.update(node.as_str().as_bytes());

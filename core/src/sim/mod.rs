@@ -246,6 +246,8 @@ pub struct Simulation {
     /// The last fault or route change: routing is compared with the
     /// reference only once the cluster had time to settle after it.
     last_disturbance: Instant,
+    /// The last failover or membership change a node reported.
+    last_path_change: Instant,
     /// The last crash: messages routed before it may have died with it.
     last_crash: Option<Instant>,
     published: u64,
@@ -277,6 +279,7 @@ impl Simulation {
             hasher: Sha256::new(),
             transcript: None,
             last_disturbance: Instant::ZERO,
+            last_path_change: Instant::ZERO,
             last_crash: None,
             published: 0,
             deliveries: BTreeMap::new(),
@@ -901,8 +904,8 @@ impl Simulation {
                     delivery.origin,
                     delivery.qos.as_u8()
                 ));
-                let path_changed =
-                    self.now.saturating_since(self.last_disturbance) <= self.settle_time();
+                let recent = self.last_disturbance.max(self.last_path_change);
+                let path_changed = self.now.saturating_since(recent) <= self.settle_time();
                 if let Err((invariant, detail)) =
                     self.checker
                         .delivered(node, delivery.incarnation, &delivery, path_changed)
@@ -928,6 +931,19 @@ impl Simulation {
                 *self.dropped_by_reason.entry(reason).or_default() += count;
             }
             other => {
+                // Failovers and membership changes move messages to other
+                // paths: order is guaranteed along one path only.
+                if matches!(
+                    other,
+                    Event::CoreUnreachable { .. }
+                        | Event::Registered { .. }
+                        | Event::Reincarnated { .. }
+                        | Event::MemberDead { .. }
+                        | Event::MemberLeft { .. }
+                        | Event::MemberJoined { .. }
+                ) {
+                    self.last_path_change = self.now;
+                }
                 let text = serde_json::to_string(&other).unwrap_or_default();
                 self.log(format_args!("event {node} {text}"));
             }
@@ -1053,10 +1069,10 @@ impl Simulation {
         let Some(inner) = self.nodes.get_mut(node).and_then(|n| n.node.as_mut()) else {
             return Ok(());
         };
-        if inner.status().phase != Phase::Running {
+        if inner.phase() != Phase::Running {
             return Ok(());
         }
-        let incarnation = inner.incarnation();
+        let incarnation = inner.first_incarnation();
         let Ok(routing) = inner.publish(now, message) else {
             return Ok(());
         };
@@ -1147,7 +1163,7 @@ impl Simulation {
             let Some(node) = n.node.as_ref() else {
                 continue;
             };
-            for (peer, depth) in node.status().queues {
+            for (peer, depth) in node.queue_depths() {
                 if depth.queued > n.config.queue_length || depth.in_flight > n.config.max_in_flight
                 {
                     return Err(self.violation(

@@ -380,7 +380,8 @@ pub struct Target {
 pub struct ForwardedMessage {
     /// The node it was published on.
     pub origin: NodeId,
-    /// The origin's incarnation when it published.
+    /// The incarnation the origin's process started with: the sequence
+    /// numbers of its targets run for the life of that process.
     pub incarnation: Incarnation,
     /// The topic.
     pub topic: TopicName,

@@ -1,0 +1,117 @@
+//! `mqtt-cluster status URL`: a core's view of the cluster, as a table.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use mqtt_cluster_core::auth::Secret;
+use mqtt_cluster_core::config::ClusterUrl;
+use mqtt_cluster_core::{Config, NodeId};
+use mqtt_cluster_tokio::Operator;
+use serde_json::Value;
+
+use crate::table::Table;
+use crate::Failure;
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    /// The core to ask, e.g. http://core1:8884.
+    url: ClusterUrl,
+    /// The cluster secret to sign the request with.
+    #[arg(long, conflicts_with = "config")]
+    secret: Option<String>,
+    /// A plugin.yaml to take the cluster secret from.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// The name to sign as; the core records it like a member's.
+    #[arg(long, default_value = "operator")]
+    name: NodeId,
+    /// Print the core's JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+    /// CA certificates (PEM) to check an https:// core against.
+    #[cfg(feature = "tls")]
+    #[arg(long)]
+    ca: Option<PathBuf>,
+}
+
+pub(crate) async fn run(args: Args) -> Result<ExitCode, Failure> {
+    let secret = match (&args.secret, &args.config) {
+        (Some(secret), _) => Some(Secret::new(secret.clone())),
+        (None, Some(path)) => {
+            let text = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+            let config =
+                Config::from_yaml_slice(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+            if config.secret.is_none() && !config.open_cluster {
+                return Err(format!("{} has no secret", path.display()).into());
+            }
+            config.secret
+        }
+        (None, None) => return Err("give the cluster secret with --secret or --config".into()),
+    };
+    let operator = Operator::new(args.name.clone(), secret);
+    #[cfg(feature = "tls")]
+    let operator = match &args.ca {
+        Some(ca) => operator.with_tls(&mqtt_cluster_tokio::TlsOptions {
+            ca: Some(ca.clone()),
+            ..Default::default()
+        })?,
+        None => operator,
+    };
+    let body = operator.status(&args.url).await?;
+    if args.json {
+        println!("{}", String::from_utf8_lossy(&body));
+        return Ok(ExitCode::SUCCESS);
+    }
+    let status: Value = serde_json::from_slice(&body)
+        .map_err(|e| format!("{} answered something that is not a status: {e}", args.url))?;
+    print!("{}", render(&status));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A status (the JSON of `GET /status`) as a summary line and a table of
+/// members.
+pub(crate) fn render(status: &Value) -> String {
+    let text = |v: &Value| match v {
+        Value::String(s) => s.clone(),
+        Value::Null => "-".to_owned(),
+        other => other.to_string(),
+    };
+    let mut out = format!(
+        "{} ({}, {}, incarnation {}){}: {} routes, {} push streams\n",
+        text(&status["node"]),
+        text(&status["role"]),
+        text(&status["phase"]),
+        text(&status["incarnation"]),
+        match &status["core"] {
+            Value::String(core) => format!(", registered with {core}"),
+            _ => String::new(),
+        },
+        text(&status["routes"]),
+        text(&status["streams"]),
+    );
+    let mut table = Table::new(&[
+        "id",
+        "role",
+        "state",
+        "incarnation",
+        "home",
+        "address",
+        "last heard at (node clock)",
+    ]);
+    for member in status["members"].as_array().into_iter().flatten() {
+        let heard = member["lastHeard"]
+            .as_u64()
+            .map_or_else(|| "-".to_owned(), |ms| format!("{:.3}s", ms as f64 / 1000.0));
+        table.row(vec![
+            text(&member["id"]),
+            text(&member["role"]),
+            text(&member["state"]),
+            text(&member["incarnation"]),
+            text(&member["home"]),
+            text(&member["address"]),
+            heard,
+        ]);
+    }
+    out.push_str(&table.render());
+    out
+}
