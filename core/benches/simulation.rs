@@ -15,7 +15,9 @@ use mqtt_cluster_core::wire::messages::Qos;
 use mqtt_cluster_core::{Config, NodeId};
 
 fn config(name: &str, core: bool, cores: usize, rotate: usize) -> Config {
-    let mut urls: Vec<String> = (1..=cores).map(|i| format!("http://core{i}:8884")).collect();
+    let mut urls: Vec<String> = (1..=cores)
+        .map(|i| format!("http://core{i}:8884"))
+        .collect();
     urls.rotate_left(rotate % cores);
     let yaml = format!(
         "core: {core}\nnodeName: {name}\nsecret: bench-secret-bench\nclusters: [{}]\n",
@@ -54,7 +56,11 @@ fn run(seed: u64, cores: usize, workers: usize, minutes: u64) -> (Report, Durati
                     node: from,
                     topic: format!("room/{}/t", (s + k) % 12),
                     payload: "x".repeat(100),
-                    qos: if k % 2 == 0 { Qos::AtMostOnce } else { Qos::AtLeastOnce },
+                    qos: if k % 2 == 0 {
+                        Qos::AtMostOnce
+                    } else {
+                        Qos::AtLeastOnce
+                    },
                 },
             );
         }
@@ -86,7 +92,10 @@ fn run(seed: u64, cores: usize, workers: usize, minutes: u64) -> (Report, Durati
 
 fn main() {
     // `cargo bench` passes `--bench`; a plain run does the same work.
-    for (label, cores, workers, minutes) in [("baseline 2 cores + 8 workers", 2, 8, 10), ("3 cores + 97 workers", 3, 97, 10)] {
+    for (label, cores, workers, minutes) in [
+        ("baseline 2 cores + 8 workers", 2, 8, 10),
+        ("3 cores + 97 workers", 3, 97, 10),
+    ] {
         let (report, wall) = run(1, cores, workers, minutes);
         let rate = report.steps as f64 / wall.as_secs_f64();
         println!(

@@ -59,7 +59,9 @@ async fn setup(batch: u64) -> Bench {
         .unwrap()
     };
     let options = || Options::new().event_capacity(65_536);
-    let core = Cluster::start_with(core, options().listener(listener)).await.unwrap();
+    let core = Cluster::start_with(core, options().listener(listener))
+        .await
+        .unwrap();
     let publisher = Cluster::start_with(worker("pub"), options()).await.unwrap();
     let subscriber = Cluster::start_with(worker("sub"), options()).await.unwrap();
     subscriber.subscribe("bench/#").await.unwrap();
@@ -108,7 +110,8 @@ async fn receive(
     let mut batch = Vec::with_capacity(1024);
     while got < total {
         batch.clear();
-        let next = tokio::time::timeout(Duration::from_secs(1), events.next_batch(&mut batch, 1024));
+        let next =
+            tokio::time::timeout(Duration::from_secs(1), events.next_batch(&mut batch, 1024));
         if next.await.is_err() {
             break;
         }
@@ -164,7 +167,13 @@ async fn throughput(bench: &Bench, qos: Qos, total: u64) {
 async fn latency(bench: &Bench, qos: Qos, seconds: u64) {
     let total = seconds * 1000;
     let counter = Arc::new(AtomicU64::new(0));
-    let receiver = tokio::spawn(receive(bench.events.clone(), bench.epoch, total, true, counter));
+    let receiver = tokio::spawn(receive(
+        bench.events.clone(),
+        bench.epoch,
+        total,
+        true,
+        counter,
+    ));
     let mut tick = tokio::time::interval(Duration::from_millis(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
     for _ in 0..total {
@@ -197,7 +206,10 @@ fn main() {
     let benching = std::env::args().any(|a| a == "--bench");
     let batch = env_or("LOOPBACK_BATCH", 256);
     let (messages, seconds) = if benching {
-        (env_or("LOOPBACK_MESSAGES", 300_000), env_or("LOOPBACK_SECONDS", 3))
+        (
+            env_or("LOOPBACK_MESSAGES", 300_000),
+            env_or("LOOPBACK_SECONDS", 3),
+        )
     } else {
         (2_000, 1)
     };

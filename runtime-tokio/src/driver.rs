@@ -132,6 +132,8 @@ pub(crate) struct Driver {
     events: mpsc::Sender<Event>,
     /// Events produced while the event channel was full, oldest first.
     backlog: VecDeque<Event>,
+    /// How much of the backlog came in one go from the network.
+    burst: usize,
     event_capacity: usize,
     /// The push streams this core feeds.
     served: BTreeMap<StreamId, mpsc::Sender<Bytes>>,
@@ -166,6 +168,7 @@ impl Driver {
             inputs: parts.inputs,
             events: parts.events,
             backlog: VecDeque::new(),
+            burst: 0,
             event_capacity: parts.event_capacity,
             served: BTreeMap::new(),
             stream_buffer: parts.stream_buffer,
@@ -192,15 +195,9 @@ impl Driver {
         self.drain();
         loop {
             self.arm_timer();
-            let leaving = self.leaving.is_some();
-            // Backpressure from a host that does not read its events: first
-            // stop taking network input (what brings deliveries in), then,
-            // past a second channel's worth, everything but the host's reads.
-            // While leaving, the network stays open so the leave can finish.
-            let take_network = self.backlog.is_empty() || leaving;
-            let stalled = self.backlog.len() >= self.event_capacity;
             let has_backlog = !self.backlog.is_empty();
-            let timer_on = self.armed.is_some() && (!stalled || leaving);
+            let stalled = self.stalled();
+            let timer_on = self.armed.is_some() && !stalled;
             tokio::select! {
                 command = self.commands.recv(), if !stalled => match command {
                     Some(command) => self.on_command(command),
@@ -208,7 +205,7 @@ impl Driver {
                     // as if the process had died.
                     None => return self.stop(),
                 },
-                Some(input) = self.inputs.recv(), if take_network => self.on_input(input),
+                Some(input) = self.inputs.recv(), if self.takes_network() => self.on_input(input),
                 // An owned permit, so the handler may use `self` freely.
                 permit = self.events.clone().reserve_owned(), if has_backlog => match permit {
                     Ok(permit) => {
@@ -222,20 +219,22 @@ impl Driver {
                 () = &mut self.timer, if timer_on => self.on_timer(),
                 () = self.closed.notify.notified() => {}
             }
-            if !stalled {
-                for _ in 0..MAX_INPUTS_PER_WAKE {
-                    match self.commands.try_recv() {
-                        Ok(command) => self.on_command(command),
-                        Err(_) => break,
-                    }
+            for _ in 0..MAX_INPUTS_PER_WAKE {
+                if self.stalled() {
+                    break;
+                }
+                match self.commands.try_recv() {
+                    Ok(command) => self.on_command(command),
+                    Err(_) => break,
                 }
             }
-            if self.backlog.is_empty() || leaving {
-                for _ in 0..MAX_INPUTS_PER_WAKE {
-                    match self.inputs.try_recv() {
-                        Ok(input) => self.on_input(input),
-                        Err(_) => break,
-                    }
+            for _ in 0..MAX_INPUTS_PER_WAKE {
+                if !self.takes_network() {
+                    break;
+                }
+                match self.inputs.try_recv() {
+                    Ok(input) => self.on_input(input),
+                    Err(_) => break,
                 }
             }
             for stream in self.closed.take() {
@@ -248,6 +247,22 @@ impl Driver {
                 return self.stop();
             }
         }
+    }
+
+    /// Whether to take network input: not while events wait for the host
+    /// (that is what pushes back on peers), except while leaving, so the
+    /// leave can finish.
+    fn takes_network(&self) -> bool {
+        self.backlog.is_empty() || self.leaving.is_some()
+    }
+
+    /// Whether the host's own calls and the timer must wait too: once they
+    /// alone (not a burst from the network, which stops once the backlog
+    /// starts) have added a channel's worth of events the host has not read.
+    /// A host that reads its events in the same task that publishes never
+    /// gets here, so it cannot deadlock on its own publish.
+    fn stalled(&self) -> bool {
+        self.leaving.is_none() && self.backlog.len() >= self.burst + self.event_capacity
     }
 
     fn on_command(&mut self, command: Command) {
@@ -337,6 +352,7 @@ impl Driver {
             }
         }
         self.drain();
+        self.burst = self.backlog.len();
     }
 
     fn on_timer(&mut self) {
@@ -444,7 +460,7 @@ impl Driver {
     fn emit(&mut self, event: Event) {
         if self.backlog.is_empty() {
             match self.events.try_send(event) {
-                Ok(()) | Err(TrySendError::Closed(_)) => return,
+                Ok(()) | Err(TrySendError::Closed(_)) => {}
                 Err(TrySendError::Full(event)) => self.backlog.push_back(event),
             }
         } else {
@@ -453,7 +469,9 @@ impl Driver {
     }
 
     fn flush_backlog(&mut self) {
+        self.burst = self.burst.min(self.backlog.len());
         while let Some(event) = self.backlog.pop_front() {
+            self.burst = self.burst.min(self.backlog.len());
             match self.events.try_send(event) {
                 Ok(()) => {}
                 Err(TrySendError::Full(event)) => {

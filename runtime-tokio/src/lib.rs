@@ -62,12 +62,13 @@
 //! lost QoS 1 message):
 //!
 //! 1. with the event channel full, the driver stops taking network input
-//!    (requests served, responses received), so peers' requests wait and,
-//!    after `requestTimeout`, fail and are retried by their senders; host
-//!    calls and timers still run, so a host that publishes from the same task
-//!    that reads events does not deadlock;
-//! 2. once another channel's worth of events waits, the node stops
-//!    altogether until the host reads.
+//!    (requests served, responses and stream bytes received), so peers'
+//!    requests wait and, after `requestTimeout`, fail and are retried by
+//!    their senders; host calls and timers still run, so a host that
+//!    publishes from the same task that reads events does not deadlock;
+//! 2. if the host keeps calling without reading until its calls and the
+//!    timers alone have added another channel's worth of events, host calls
+//!    wait too, until it reads.
 //!
 //! A host that never reads events therefore looks dead to the cluster after
 //! `suspectTimeout`. A push stream whose reader falls

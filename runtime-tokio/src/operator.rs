@@ -136,7 +136,10 @@ impl Operator {
     }
 
     /// Signs `request` (which must have an absolute URI) and sends it.
-    pub async fn send(&self, mut request: Request<Bytes>) -> Result<Response<Bytes>, TransportError> {
+    pub async fn send(
+        &self,
+        mut request: Request<Bytes>,
+    ) -> Result<Response<Bytes>, TransportError> {
         let wall = wall_now();
         let micros = SystemTime::now()
             .duration_since(UNIX_EPOCH)

@@ -13,7 +13,9 @@ use mqtt_cluster_core::{Config, Event};
 use mqtt_cluster_tokio::{Cluster, Options, StartError, TlsOptions};
 
 fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
 }
 
 fn client_tls() -> TlsOptions {
@@ -62,13 +64,21 @@ async fn workers_join_and_forward_over_https() {
         w1.handle.status().await.unwrap().routes == 1
     })
     .await;
-    let message = Message::new("secure/1", "sealed").unwrap().with_qos(Qos::AtLeastOnce);
+    let message = Message::new("secure/1", "sealed")
+        .unwrap()
+        .with_qos(Qos::AtLeastOnce);
     w1.handle.publish(message).await.unwrap();
-    eventually("the message arrives", || async { w2.deliveries().len() == 1 }).await;
+    eventually("the message arrives", || async {
+        w2.deliveries().len() == 1
+    })
+    .await;
 
     assert!(stranger.handle.status().await.unwrap().core.is_none());
     assert!(stranger.handle.stats().await.unwrap().transport_errors > 0);
-    assert!(!stranger.events().iter().any(|e| matches!(e, Event::Registered { .. })));
+    assert!(!stranger
+        .events()
+        .iter()
+        .any(|e| matches!(e, Event::Registered { .. })));
 }
 
 #[tokio::test]

@@ -1098,11 +1098,7 @@ impl Simulation {
             let truth: BTreeMap<NodeId, BTreeMap<Subscription, usize>> = self
                 .nodes
                 .iter()
-                .filter(|(_, n)| {
-                    n.node
-                        .as_ref()
-                        .is_some_and(|x| x.status().phase == Phase::Running)
-                })
+                .filter(|(_, n)| n.node.as_ref().is_some_and(|x| x.phase() == Phase::Running))
                 .map(|(id, n)| (id.clone(), n.subscriptions.clone()))
                 .collect();
             let (plain, groups) = reference_targets(&topic_name, &truth);
@@ -1257,11 +1253,7 @@ impl Simulation {
         let running: BTreeSet<NodeId> = self
             .nodes
             .iter()
-            .filter(|(_, n)| {
-                n.node
-                    .as_ref()
-                    .is_some_and(|x| x.status().phase == Phase::Running)
-            })
+            .filter(|(_, n)| n.node.as_ref().is_some_and(|x| x.phase() == Phase::Running))
             .map(|(id, _)| id.clone())
             .collect();
         let since = self.last_crash.unwrap_or(Instant::ZERO);

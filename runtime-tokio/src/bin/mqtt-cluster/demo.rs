@@ -57,7 +57,9 @@ impl Transcript {
                     Ok(status) => status.as_u16().to_string(),
                     Err(error) => error.to_string(),
                 };
-                format!("{method} {path:<9} {from:>5} -> {to:<5}  {outcome}  ({request_bytes} B body)")
+                format!(
+                    "{method} {path:<9} {from:>5} -> {to:<5}  {outcome}  ({request_bytes} B body)"
+                )
             }
             Traffic::StreamChunk {
                 node,
@@ -99,7 +101,10 @@ pub(crate) async fn run(args: Args) -> Result<ExitCode, Failure> {
     let l1 = TcpListener::bind("127.0.0.1:0").await?;
     let l2 = TcpListener::bind("127.0.0.1:0").await?;
     let (p1, p2) = (l1.local_addr()?.port(), l2.local_addr()?.port());
-    let (u1, u2) = (format!("http://127.0.0.1:{p1}"), format!("http://127.0.0.1:{p2}"));
+    let (u1, u2) = (
+        format!("http://127.0.0.1:{p1}"),
+        format!("http://127.0.0.1:{p2}"),
+    );
     let core = |name: &str, port: u16| {
         Config::from_yaml_str(&format!(
             "core: true\nhost: 127.0.0.1\nport: {port}\nnodeName: {name}\n\
@@ -129,7 +134,10 @@ pub(crate) async fn run(args: Args) -> Result<ExitCode, Failure> {
         stop(&nodes).await;
         return Ok(ExitCode::FAILURE);
     }
-    println!("\nmembership agreed after {} ms", started.elapsed().as_millis());
+    println!(
+        "\nmembership agreed after {} ms",
+        started.elapsed().as_millis()
+    );
 
     w2.subscribe("demo/#").await?;
     let started = Instant::now();
@@ -284,7 +292,9 @@ async fn agree(nodes: &[&ClusterHandle], count: usize) -> bool {
             .iter()
             .filter(|m| m.state == MemberState::Alive)
             .count();
-        if alive != count || *digest.get_or_insert(status.members_digest.clone()) != status.members_digest {
+        if alive != count
+            || *digest.get_or_insert(status.members_digest.clone()) != status.members_digest
+        {
             return false;
         }
     }

@@ -48,8 +48,12 @@ pub(crate) async fn run(args: Args) -> Result<ExitCode, Failure> {
     }
     let node = Cluster::start_with(config, options).await?;
     match node.local_addr() {
-        Some(addr) => tracing::info!(node = %node.node_id(), role = %node.role(), %addr, "running; Ctrl-C leaves the cluster"),
-        None => tracing::info!(node = %node.node_id(), role = %node.role(), "running; Ctrl-C leaves the cluster"),
+        Some(addr) => {
+            tracing::info!(node = %node.node_id(), role = %node.role(), %addr, "running; Ctrl-C leaves the cluster")
+        }
+        None => {
+            tracing::info!(node = %node.node_id(), role = %node.role(), "running; Ctrl-C leaves the cluster")
+        }
     }
     let events = node.events();
     let code = loop {

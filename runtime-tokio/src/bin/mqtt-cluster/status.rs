@@ -99,9 +99,10 @@ pub(crate) fn render(status: &Value) -> String {
         "last heard at (node clock)",
     ]);
     for member in status["members"].as_array().into_iter().flatten() {
-        let heard = member["lastHeard"]
-            .as_u64()
-            .map_or_else(|| "-".to_owned(), |ms| format!("{:.3}s", ms as f64 / 1000.0));
+        let heard = member["lastHeard"].as_u64().map_or_else(
+            || "-".to_owned(),
+            |ms| format!("{:.3}s", ms as f64 / 1000.0),
+        );
         table.row(vec![
             text(&member["id"]),
             text(&member["role"]),
