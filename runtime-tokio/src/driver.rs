@@ -128,6 +128,8 @@ pub(crate) struct Driver {
     node: Node,
     clock: Clock,
     commands: mpsc::Receiver<Command>,
+    /// A command taken while stalled, run once the host has read events.
+    deferred: Option<Command>,
     inputs: mpsc::Receiver<Input>,
     events: mpsc::Sender<Event>,
     /// Events produced while the event channel was full, oldest first.
@@ -165,6 +167,7 @@ impl Driver {
             node: parts.node,
             clock: parts.clock,
             commands: parts.commands,
+            deferred: None,
             inputs: parts.inputs,
             events: parts.events,
             backlog: VecDeque::new(),
@@ -194,12 +197,20 @@ impl Driver {
         // `Node::new` already queued its first requests.
         self.drain();
         loop {
+            if !self.stalled() {
+                if let Some(command) = self.deferred.take() {
+                    self.on_command(command);
+                }
+            }
             self.arm_timer();
             let has_backlog = !self.backlog.is_empty();
-            let stalled = self.stalled();
-            let timer_on = self.armed.is_some() && !stalled;
+            let timer_on = self.armed.is_some() && !self.stalled();
+            let takes_command = self.deferred.is_none();
             tokio::select! {
-                command = self.commands.recv(), if !stalled => match command {
+                command = self.commands.recv(), if takes_command => match command {
+                    // Held back, not refused: the caller waits for its answer,
+                    // and the channel stays watched for the last handle going.
+                    Some(command) if self.stalled() => self.deferred = Some(command),
                     Some(command) => self.on_command(command),
                     // Every handle is gone: stop at once, without leaving,
                     // as if the process had died.
@@ -220,7 +231,7 @@ impl Driver {
                 () = self.closed.notify.notified() => {}
             }
             for _ in 0..MAX_INPUTS_PER_WAKE {
-                if self.stalled() {
+                if self.stalled() || self.deferred.is_some() {
                     break;
                 }
                 match self.commands.try_recv() {
@@ -281,9 +292,7 @@ impl Driver {
                 let mut routings = Vec::with_capacity(messages.len());
                 for message in messages {
                     routings.push(self.node.publish(now, message));
-                    // Drained after each, as after every input: a batch
-                    // larger than a link's queue would otherwise overflow
-                    // it before the first request could go out.
+                    // Each publish is an input of its own.
                     self.drain();
                 }
                 let _ = reply.send(routings);

@@ -124,8 +124,16 @@ async fn answer(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok());
     let body = if announced.is_some_and(|n| n > limit as u64) {
-        // The core refuses it from the header alone: read none of it.
-        drain_in_background(body, DRAIN_BYTES, DRAIN_TIME);
+        // The core refuses it from the header alone: read none of it. A
+        // client waiting for `100 Continue` is spared sending it at all;
+        // reading would be what tells hyper to invite it.
+        let waits = parts
+            .headers
+            .get(header::EXPECT)
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+        if !waits {
+            drain_in_background(body, DRAIN_BYTES, DRAIN_TIME);
+        }
         Bytes::new()
     } else {
         match tokio::time::timeout(context.timeout, read_limited(body, limit)).await {

@@ -159,15 +159,15 @@ impl Checker {
     }
 }
 
-/// The routes a node must hold according to what its host subscribed, and
-/// what a message on a topic must reach.
+/// Nodes that must receive a message: every holder of a matching plain
+/// filter, and, per matching (group, filter), the holders one of which must.
+pub(super) type ReferenceTargets = (BTreeSet<NodeId>, BTreeMap<(String, String), BTreeSet<NodeId>>);
+
+/// What a message on `topic` must reach, from what each host subscribed.
 pub(super) fn reference_targets(
     topic: &TopicName,
     truth: &BTreeMap<NodeId, BTreeMap<Subscription, usize>>,
-) -> (
-    BTreeSet<NodeId>,
-    BTreeMap<(String, String), BTreeSet<NodeId>>,
-) {
+) -> ReferenceTargets {
     let mut plain = BTreeSet::new();
     let mut groups: BTreeMap<(String, String), BTreeSet<NodeId>> = BTreeMap::new();
     for (node, subs) in truth {
