@@ -384,3 +384,29 @@ async fn https_peers_without_the_tls_feature_are_refused_at_start() {
         "{error}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_with_the_wrong_secret_is_rejected_and_shuts_down_at_once() {
+    let bound = bind().await;
+    let url = bound.url.clone();
+    let core = core_config("core1", bound.port, &[url.as_str()], "");
+    let core = start(core, Options::new().listener(bound.listener)).await;
+    let mut config = worker_config("intruder", &[&url], "");
+    config.secret = Some(mqtt_cluster_core::auth::Secret::new(
+        "not-the-cluster-secret",
+    ));
+    let intruder = start(config, Options::new()).await;
+    eventually("the intruder is told it is rejected", || async {
+        intruder
+            .events()
+            .iter()
+            .any(|e| matches!(e, Event::RegistrationRejected { .. }))
+    })
+    .await;
+    let status = intruder.handle.status().await.unwrap();
+    assert_eq!(status.phase, mqtt_cluster_core::Phase::Rejected);
+    assert_eq!(core.handle.status().await.unwrap().members.len(), 1);
+    tokio::time::timeout(Duration::from_secs(2), intruder.handle.shutdown())
+        .await
+        .expect("a rejected node stops without waiting for anyone");
+}

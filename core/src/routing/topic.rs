@@ -177,7 +177,7 @@ fn check_filter_levels(filter: &str, whole: &str) -> Result<(), TopicError> {
 /// assert!(TopicName::new("site/+/temp").is_err());
 /// ```
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct TopicName(Box<str>);
+pub struct TopicName(std::sync::Arc<str>);
 
 impl TopicName {
     /// Checks `name` and makes it a topic name.

@@ -22,8 +22,8 @@ pub(crate) struct Signature {
     pub(crate) incarnation: Num,
     /// The request counter.
     pub(crate) counter: Counter,
-    /// Wall-clock skew of the signer, in milliseconds.
-    pub(crate) skew_ms: i32,
+    /// Wall-clock skew of the signer, in units of 4 milliseconds.
+    pub(crate) skew: Option<i16>,
     /// Headers added after signing (they may replace the protocol's).
     pub(crate) extra: Vec<(HeaderChoice, Vec<u8>)>,
 }
@@ -121,7 +121,8 @@ pub(crate) fn sign(
 ) {
     let node = NodeId::new(&signature.node.text())
         .unwrap_or_else(|_| NodeId::new("w3").unwrap_or_else(|_| signer.id.clone()));
-    let wall_ms = now_ms.saturating_add_signed(i64::from(signature.skew_ms) / 16);
+    let skew = signature.skew.map_or(0, |s| i64::from(s) * 4);
+    let wall_ms = now_ms.saturating_add_signed(skew);
     signer.sign_as(
         request,
         &node,
@@ -167,8 +168,8 @@ struct Step {
 
 /// Runs the target on one input.
 pub fn run(data: &[u8]) {
-    let mut u = Unstructured::new(data);
-    let Ok(steps) = Vec::<Step>::arbitrary(&mut u) else {
+    let u = Unstructured::new(data);
+    let Ok(steps) = Vec::<Step>::arbitrary_take_rest(u) else {
         return;
     };
     let mut now_ms = 0;
