@@ -185,6 +185,13 @@ impl ReplayGuard {
         self.senders.get(node).map(|t| t.incarnation)
     }
 
+    /// Forgets `node` altogether.
+    pub fn forget(&mut self, node: &NodeId) {
+        if let Some(t) = self.senders.remove(node) {
+            self.recency.remove(&(t.last_used, node.clone()));
+        }
+    }
+
     /// Whether a request from `node` in `incarnation` with `counter` would be
     /// accepted. Changes nothing.
     pub fn check(

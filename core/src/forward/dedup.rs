@@ -13,17 +13,8 @@
 //! A number more than [`WINDOW`] below the highest delivered one cannot be
 //! told apart from a duplicate and is reported as not new.
 
-use std::collections::{BTreeMap, BTreeSet};
-
-use crate::auth::replay::{ReplayWindow, WINDOW};
+use crate::auth::replay::{ReplayGuard, WINDOW};
 use crate::id::{Incarnation, NodeId};
-
-#[derive(Clone, Debug)]
-struct Origin {
-    incarnation: Incarnation,
-    window: ReplayWindow,
-    last_used: u64,
-}
 
 /// Which messages from each origin were already delivered here.
 ///
@@ -48,12 +39,9 @@ struct Origin {
 /// ```
 #[derive(Clone, Debug)]
 pub struct DeliveryLog {
-    origins: BTreeMap<NodeId, Origin>,
-    /// `(last_used, origin)` per remembered origin; the first is evicted
-    /// next. The origin breaks ties should the tick ever saturate.
-    recency: BTreeSet<(u64, NodeId)>,
-    tick: u64,
-    max_origins: usize,
+    /// The same bookkeeping as the request replay guard: a window of seen
+    /// numbers per sender, least recently used evicted first.
+    seen: ReplayGuard,
 }
 
 impl DeliveryLog {
@@ -61,10 +49,7 @@ impl DeliveryLog {
     /// remembering none would deliver every duplicate).
     pub fn new(max_origins: usize) -> Self {
         DeliveryLog {
-            origins: BTreeMap::new(),
-            recency: BTreeSet::new(),
-            tick: 0,
-            max_origins: max_origins.max(1),
+            seen: ReplayGuard::new(max_origins),
         }
     }
 
@@ -74,71 +59,29 @@ impl DeliveryLog {
     /// afresh, forgetting the old incarnation's numbers. Sequence number 0
     /// is never new: numbering starts at 1.
     pub fn first_time(&mut self, origin: &NodeId, incarnation: Incarnation, seq: u64) -> bool {
-        if !self.is_new(origin, incarnation, seq) {
-            return false;
-        }
-        self.tick = self.tick.saturating_add(1);
-        let tick = self.tick;
-        if let Some(known) = self.origins.get_mut(origin) {
-            self.recency.remove(&(known.last_used, origin.clone()));
-            if incarnation > known.incarnation {
-                known.incarnation = incarnation;
-                known.window = ReplayWindow::new();
-            }
-            known.window.record(seq);
-            known.last_used = tick;
-        } else {
-            while self.origins.len() >= self.max_origins {
-                let Some((_, oldest)) = self.recency.pop_first() else {
-                    break;
-                };
-                self.origins.remove(&oldest);
-            }
-            let mut window = ReplayWindow::new();
-            window.record(seq);
-            self.origins.insert(
-                origin.clone(),
-                Origin {
-                    incarnation,
-                    window,
-                    last_used: tick,
-                },
-            );
-        }
-        self.recency.insert((tick, origin.clone()));
-        true
+        self.seen.record(origin, incarnation, seq).is_ok()
     }
 
     /// Whether [`first_time`](Self::first_time) would report this message
     /// as new. Records nothing.
     pub fn is_new(&self, origin: &NodeId, incarnation: Incarnation, seq: u64) -> bool {
-        if seq == 0 {
-            return false;
-        }
-        match self.origins.get(origin) {
-            None => true,
-            Some(known) if incarnation < known.incarnation => false,
-            Some(known) if incarnation > known.incarnation => true,
-            Some(known) => known.window.check(seq),
-        }
+        self.seen.check(origin, incarnation, seq).is_ok()
     }
 
     /// Forgets an origin that died or left. Whatever it sends afterwards,
     /// in any incarnation, is new again.
     pub fn forget(&mut self, origin: &NodeId) {
-        if let Some(known) = self.origins.remove(origin) {
-            self.recency.remove(&(known.last_used, origin.clone()));
-        }
+        self.seen.forget(origin);
     }
 
     /// How many origins are remembered.
     pub fn origins(&self) -> usize {
-        self.origins.len()
+        self.seen.len()
     }
 
     /// The incarnation remembered for `origin`, if it is remembered.
     pub fn incarnation(&self, origin: &NodeId) -> Option<Incarnation> {
-        self.origins.get(origin).map(|known| known.incarnation)
+        self.seen.incarnation(origin)
     }
 
     /// How far below the highest delivered sequence number of an origin a
@@ -151,6 +94,7 @@ impl DeliveryLog {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::{BTreeMap, BTreeSet};
     use proptest::prelude::*;
 
     fn node(name: &str) -> NodeId {
@@ -227,7 +171,7 @@ mod tests {
         log.forget(&a);
         assert_eq!(log.origins(), 0);
         assert!(log.first_time(&a, Incarnation(1), 1));
-        assert_eq!(log.recency.len(), 1);
+        assert_eq!(log.origins(), 1);
     }
 
     #[test]
@@ -244,7 +188,7 @@ mod tests {
         assert_eq!(log.incarnation(&b), None);
         assert!(log.incarnation(&a).is_some());
         assert!(!log.is_new(&a, Incarnation(1), 2));
-        assert_eq!(log.recency.len(), 2);
+        assert_eq!(log.origins(), 2);
     }
 
     #[test]

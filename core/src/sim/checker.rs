@@ -161,7 +161,10 @@ impl Checker {
 
 /// Nodes that must receive a message: every holder of a matching plain
 /// filter, and, per matching (group, filter), the holders one of which must.
-pub(super) type ReferenceTargets = (BTreeSet<NodeId>, BTreeMap<(String, String), BTreeSet<NodeId>>);
+pub(super) type ReferenceTargets = (
+    BTreeSet<NodeId>,
+    BTreeMap<(String, String), BTreeSet<NodeId>>,
+);
 
 /// What a message on `topic` must reach, from what each host subscribed.
 pub(super) fn reference_targets(

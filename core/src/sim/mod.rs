@@ -523,16 +523,11 @@ impl Simulation {
                 id,
                 result,
             } => {
-                if self.life_of(&node) != Some(life) {
-                    return Ok(());
-                }
                 let status = result.as_ref().map_or(0, |r| r.status().as_u16());
-                self.log(format_args!("response {node} #{} {status}", id.0));
-                let now = self.now();
-                if let Some(inner) = self.nodes.get_mut(&node).and_then(|n| n.node.as_mut()) {
-                    inner.handle_response(now, id, result);
-                }
-                self.after_input(&node)?;
+                let line = format!("response {node} #{} {status}", id.0);
+                self.input_to(&node, life, line, |n, now| {
+                    n.handle_response(now, id, result)
+                })?;
             }
             SimEvent::StreamData {
                 node,
@@ -540,49 +535,50 @@ impl Simulation {
                 request,
                 bytes,
             } => {
-                if self.life_of(&node) != Some(life) {
-                    return Ok(());
-                }
-                self.log(format_args!(
-                    "stream-data {node} #{} {}b",
-                    request.0,
-                    bytes.len()
-                ));
-                let now = self.now();
-                if let Some(inner) = self.nodes.get_mut(&node).and_then(|n| n.node.as_mut()) {
-                    inner.handle_stream_data(now, request, &bytes);
-                }
-                self.after_input(&node)?;
+                let line = format!("stream-data {node} #{} {}b", request.0, bytes.len());
+                self.input_to(&node, life, line, |n, now| {
+                    n.handle_stream_data(now, request, &bytes)
+                })?;
             }
             SimEvent::StreamEnd {
                 node,
                 life,
                 request,
             } => {
-                if self.life_of(&node) != Some(life) {
-                    return Ok(());
-                }
-                self.log(format_args!("stream-end {node} #{}", request.0));
-                let now = self.now();
-                if let Some(inner) = self.nodes.get_mut(&node).and_then(|n| n.node.as_mut()) {
-                    inner.handle_stream_end(now, request);
-                }
-                self.after_input(&node)?;
+                let line = format!("stream-end {node} #{}", request.0);
+                self.input_to(&node, life, line, |n, now| {
+                    n.handle_stream_end(now, request)
+                })?;
             }
             SimEvent::StreamClosed { node, life, stream } => {
-                if self.life_of(&node) != Some(life) {
-                    return Ok(());
-                }
-                self.log(format_args!("stream-closed {node} {}", stream.0));
-                let now = self.now();
-                if let Some(inner) = self.nodes.get_mut(&node).and_then(|n| n.node.as_mut()) {
-                    inner.handle_stream_closed(now, stream);
-                }
-                self.after_input(&node)?;
+                let line = format!("stream-closed {node} {}", stream.0);
+                self.input_to(&node, life, line, |n, now| {
+                    n.handle_stream_closed(now, stream)
+                })?;
             }
             SimEvent::Act(action) => self.perform(action)?,
         }
         Ok(())
+    }
+
+    /// Hands one input to a node of the given life (a restarted node does
+    /// not get what was meant for its former life), then drains it.
+    fn input_to(
+        &mut self,
+        node: &NodeId,
+        life: u64,
+        line: String,
+        input: impl FnOnce(&mut Node, Now),
+    ) -> Result<(), Violation> {
+        if self.life_of(node) != Some(life) {
+            return Ok(());
+        }
+        self.log(format_args!("{line}"));
+        let now = self.now();
+        if let Some(inner) = self.nodes.get_mut(node).and_then(|n| n.node.as_mut()) {
+            input(inner, now);
+        }
+        self.after_input(node)
     }
 
     fn target_of(&self, url: &str) -> Option<NodeId> {

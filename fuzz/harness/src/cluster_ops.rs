@@ -44,16 +44,41 @@ const QUIET: Duration = Duration::from_secs(8);
 
 #[derive(Arbitrary, Debug)]
 enum Op {
-    Subscribe { node: u8, filter: u8 },
-    Unsubscribe { node: u8, filter: u8 },
-    Publish { node: u8, topic: u8, qos: u8, payload: u8 },
-    Partition { mask: u8 },
+    Subscribe {
+        node: u8,
+        filter: u8,
+    },
+    Unsubscribe {
+        node: u8,
+        filter: u8,
+    },
+    Publish {
+        node: u8,
+        topic: u8,
+        qos: u8,
+        payload: u8,
+    },
+    Partition {
+        mask: u8,
+    },
     Heal,
-    Crash { node: u8 },
-    Restart { node: u8 },
-    Leave { node: u8 },
-    SlowReader { node: u8, ms: u8 },
-    Network { drop: u8, duplicate: u8 },
+    Crash {
+        node: u8,
+    },
+    Restart {
+        node: u8,
+    },
+    Leave {
+        node: u8,
+    },
+    SlowReader {
+        node: u8,
+        ms: u8,
+    },
+    Network {
+        drop: u8,
+        duplicate: u8,
+    },
     Reliable,
     Advance(u16),
 }

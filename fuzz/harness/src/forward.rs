@@ -166,8 +166,8 @@ pub fn run(data: &[u8]) {
             } => {
                 let now = pair.now();
                 let topic = crate::shapes::TOPICS[usize::from(*topic) % 5];
-                let qos = mqtt_cluster_core::wire::messages::Qos::from_u8(qos % 3)
-                    .unwrap_or_default();
+                let qos =
+                    mqtt_cluster_core::wire::messages::Qos::from_u8(qos % 3).unwrap_or_default();
                 let node = if *from_core {
                     &mut pair.core
                 } else {

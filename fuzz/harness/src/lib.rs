@@ -65,7 +65,12 @@ mod tests {
 
     #[test]
     fn every_target_runs_on_small_inputs() {
-        let inputs: [&[u8]; 4] = [b"", b"\0", &[0xff; 64], &[0x01, 0x02, 0x03, 0x04, 0x05, 0x06]];
+        let inputs: [&[u8]; 4] = [
+            b"",
+            b"\0",
+            &[0xff; 64],
+            &[0x01, 0x02, 0x03, 0x04, 0x05, 0x06],
+        ];
         for target in TARGETS {
             for input in inputs {
                 assert!(run_target(target, input));

@@ -72,10 +72,7 @@ impl HeaderChoice {
 }
 
 /// Appends arbitrary headers, skipping those `http` cannot hold.
-pub(crate) fn add_headers(
-    request: &mut http::Request<Bytes>,
-    headers: &[(HeaderChoice, Vec<u8>)],
-) {
+pub(crate) fn add_headers(request: &mut http::Request<Bytes>, headers: &[(HeaderChoice, Vec<u8>)]) {
     for (name, value) in headers.iter().take(8) {
         if let (Some(name), Ok(value)) = (name.name(), HeaderValue::from_bytes(value)) {
             request.headers_mut().append(name, value);
@@ -197,11 +194,7 @@ pub fn run(data: &[u8]) {
                 signature,
                 body: spec,
             } => {
-                let node = spec
-                    .node
-                    .as_ref()
-                    .unwrap_or(&signature.node)
-                    .text();
+                let node = spec.node.as_ref().unwrap_or(&signature.node).text();
                 let incarnation = match &spec.incarnation {
                     Some(loose) => loose.json(|n| json!(n.value())),
                     None => json!(signature.incarnation.value()),

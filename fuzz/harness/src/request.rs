@@ -137,8 +137,9 @@ pub fn run(data: &[u8]) {
                     Method::POST
                 }
             }
-            MethodChoice::Known(i) => Method::from_bytes(METHODS[usize::from(*i) % 6].as_bytes())
-                .unwrap_or(Method::GET),
+            MethodChoice::Known(i) => {
+                Method::from_bytes(METHODS[usize::from(*i) % 6].as_bytes()).unwrap_or(Method::GET)
+            }
             MethodChoice::Any(s) => Method::from_bytes(s.as_bytes()).unwrap_or(Method::PATCH),
         };
         let (me, my_incarnation) = match &req.auth {
@@ -176,7 +177,8 @@ pub fn run(data: &[u8]) {
                 snapshot,
                 routes,
             } => {
-                let mut v = json!({"members": records_json(members), "routes": updates_json(routes)});
+                let mut v =
+                    json!({"members": records_json(members), "routes": updates_json(routes)});
                 if let Some(s) = snapshot {
                     v["snapshot"] = json!(s);
                 }

@@ -292,7 +292,9 @@ impl RouteUpdateSpec {
             ChangeSpec::Delta { prev, add, remove } => json!({
                 "kind": "delta", "prev": prev.value(), "add": filters(add), "remove": filters(remove),
             }),
-            ChangeSpec::Snapshot(routes) => json!({ "kind": "snapshot", "routes": filters(routes) }),
+            ChangeSpec::Snapshot(routes) => {
+                json!({ "kind": "snapshot", "routes": filters(routes) })
+            }
         };
         json!({
             "node": self.node.text(),
