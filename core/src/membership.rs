@@ -224,6 +224,33 @@ impl Membership {
         Some(self.install(incoming, now))
     }
 
+    /// Takes a record as it is, whatever its stamp: a worker mirrors its
+    /// core, which is the authority on every record it sends. (A core that
+    /// restarted stamps with a fresh clock; its worker must not prefer what
+    /// the core's former life said.) Returns the change, if anything changed.
+    pub fn adopt(&mut self, record: MemberRecord, now: Instant) -> Option<Change> {
+        self.clock = self.clock.max(record.stamp.clock);
+        if self
+            .entries
+            .get(&record.id)
+            .is_some_and(|e| e.record == record)
+        {
+            return None;
+        }
+        Some(self.install(record, now))
+    }
+
+    /// Forgets every member but `keep` and this node: after adopting a
+    /// core's full list, what the core does not know is gone.
+    pub fn retain_only(&mut self, keep: &std::collections::BTreeSet<NodeId>) {
+        let me = self.me.clone();
+        let before = self.entries.len();
+        self.entries.retain(|id, _| *id == me || keep.contains(id));
+        if self.entries.len() != before {
+            self.digest = std::cell::OnceCell::new();
+        }
+    }
+
     /// Records a decision this node made about a member (or itself): the
     /// record gets a fresh stamp that supersedes everything seen so far.
     pub fn decide(&mut self, mut record: MemberRecord, now: Instant) -> Change {

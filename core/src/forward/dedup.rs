@@ -94,8 +94,8 @@ impl DeliveryLog {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::{BTreeMap, BTreeSet};
     use proptest::prelude::*;
+    use std::collections::{BTreeMap, BTreeSet};
 
     fn node(name: &str) -> NodeId {
         NodeId::new(name).unwrap()

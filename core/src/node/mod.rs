@@ -182,8 +182,11 @@ impl Node {
             state: MemberState::Alive,
             home: id.clone(),
             address: config.advertise.as_ref().map(|u| u.to_string()),
+            // A core's Lamport clock starts at its incarnation, so that after
+            // a restart its decisions outrank those of its former life. A
+            // worker stamps nothing: its core's records of it always win.
             stamp: Stamp {
-                clock: 0,
+                clock: if role == Role::Core { incarnation.0 } else { 0 },
                 by: id.clone(),
             },
         };

@@ -307,17 +307,21 @@ impl Node {
         }
     }
 
-    /// The routes of members that died or left disappear at once.
+    /// The routes of members that died or left disappear at once, and so
+    /// do those of an older incarnation once a member comes back with a new
+    /// one (a restarted node starts with no routes; one that only refuted
+    /// its death announces its routes again under the new incarnation).
     pub(super) fn forget_routes_of_gone(
         &mut self,
         records: &[crate::wire::messages::MemberRecord],
     ) {
-        for record in records
-            .iter()
-            .filter(|r| r.state.is_gone() && r.id != self.id)
-        {
-            let held = self.routes.version_of(&record.id);
-            if held.is_some_and(|(incarnation, _)| incarnation <= record.incarnation) {
+        for record in records.iter().filter(|r| r.id != self.id) {
+            let Some((held, _)) = self.routes.version_of(&record.id) else {
+                continue;
+            };
+            let outdated = held < record.incarnation;
+            let gone = record.state.is_gone() && held <= record.incarnation;
+            if outdated || gone {
                 self.routes.remove_member(&record.id);
             }
         }

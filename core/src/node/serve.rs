@@ -466,6 +466,25 @@ impl Node {
 
     /// Merges records from a peer, refusing none: each is a plain value whose
     /// fields serde has already checked.
+    /// A worker takes its core's records as they are; `complete` says they
+    /// are the core's whole list, so members missing from it are gone.
+    pub(super) fn adopt_records(
+        &mut self,
+        now: Now,
+        records: Vec<MemberRecord>,
+        complete: bool,
+    ) -> Vec<Change> {
+        if complete {
+            let keep: std::collections::BTreeSet<NodeId> =
+                records.iter().map(|r| r.id.clone()).collect();
+            self.membership.retain_only(&keep);
+        }
+        records
+            .into_iter()
+            .filter_map(|r| self.membership.adopt(r, now.instant))
+            .collect()
+    }
+
     pub(super) fn merge_records(&mut self, now: Now, records: Vec<MemberRecord>) -> Vec<Change> {
         records
             .into_iter()

@@ -232,7 +232,7 @@ impl Node {
             core: answer.core,
             incarnation: self.incarnation(),
         });
-        let changes = self.merge_records(now, answer.members);
+        let changes = self.adopt_records(now, answer.members, true);
         self.apply_changes(now, changes);
         if self.phase == Phase::Running && self.worker.registered_core().is_some() {
             self.open_stream(now);
@@ -338,12 +338,12 @@ impl Node {
             self.stats.stream_frames_received += 1;
             match StreamFrame::parse(&frame.event, &frame.data) {
                 Ok(StreamFrame::Hello(hello)) => {
-                    let changes = self.merge_records(now, hello.members);
+                    let changes = self.adopt_records(now, hello.members, true);
                     self.apply_changes(now, changes);
                     broken |= !self.replace_routes(hello.routes);
                 }
                 Ok(StreamFrame::Members(members)) => {
-                    let changes = self.merge_records(now, members);
+                    let changes = self.adopt_records(now, members, false);
                     self.apply_changes(now, changes);
                 }
                 Ok(StreamFrame::Routes(updates)) => {

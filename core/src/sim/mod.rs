@@ -1036,10 +1036,17 @@ impl Simulation {
 
     /// How long after a disturbance routing must match the reference.
     fn settle_time(&self) -> Duration {
+        // Detection, a few heartbeats to spread the news, and a worker that
+        // may be waiting out its longest backoff before registering again.
         let slowest = self
             .nodes
             .values()
-            .map(|n| n.config.dead_timeout + n.config.heartbeat_interval * 3)
+            .map(|n| {
+                n.config.dead_timeout
+                    + n.config.heartbeat_interval * 3
+                    + n.config.retry_backoff_max
+                    + n.config.request_timeout
+            })
             .max()
             .unwrap_or_default();
         slowest + self.model.latency_max * 20

@@ -3,6 +3,7 @@
 
 mod demo;
 mod node;
+mod simulate;
 mod status;
 mod table;
 
@@ -29,6 +30,8 @@ enum Command {
     Demo(demo::Args),
     /// Prints a core's view of the cluster.
     Status(status::Args),
+    /// Runs a whole cluster with faults on the deterministic simulator.
+    Simulate(simulate::Args),
 }
 
 /// Logs go to stderr; `MQTT_CLUSTER_LOG` (or `RUST_LOG`) picks levels per
@@ -60,6 +63,16 @@ fn main() -> ExitCode {
         _ => LevelFilter::INFO,
     };
     init_logging(default);
+    if let Command::Simulate(args) = cli.command {
+        // Pure computation on one thread: no async runtime needed.
+        return match simulate::run(args) {
+            Ok(code) => code,
+            Err(error) => {
+                eprintln!("error: {error}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -75,6 +88,8 @@ fn main() -> ExitCode {
             Command::Node(args) => node::run(args).await,
             Command::Demo(args) => demo::run(args).await,
             Command::Status(args) => status::run(args).await,
+            // Handled above, without an async runtime.
+            Command::Simulate(_) => Ok(ExitCode::SUCCESS),
         }
     });
     match outcome {

@@ -1,0 +1,222 @@
+//! `mqtt-cluster simulate`: a whole cluster on the deterministic simulator,
+//! with faults, every step checked against the cluster's guarantees.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use indicatif::{ProgressBar, ProgressStyle};
+use mqtt_cluster_core::config::parse_duration;
+use mqtt_cluster_core::sim::{Action, NetworkModel, Simulation, Violation};
+use mqtt_cluster_core::wire::messages::Qos;
+use mqtt_cluster_core::{Config, NodeId};
+
+use crate::Failure;
+
+/// A fault the run injects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum Fault {
+    /// Requests are lost (2%) and duplicated (2%) throughout the faulty part.
+    Loss,
+    /// A fifth of the workers is cut off from the cores for a while.
+    Partition,
+    /// One core crashes, then restarts empty.
+    Crash,
+    /// One node's links go down and up repeatedly.
+    Flap,
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    /// Nodes in all; one in ten (at least one) is a core.
+    #[arg(long, default_value_t = 10)]
+    nodes: usize,
+    /// The seed: the same seed gives the same run, byte for byte.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Faults to inject (comma-separated).
+    #[arg(long, value_enum, value_delimiter = ',', default_values_t = [Fault::Loss, Fault::Partition, Fault::Crash])]
+    faults: Vec<Fault>,
+    /// Simulated time, e.g. 60s or 10m.
+    #[arg(long, default_value = "60s", value_parser = duration)]
+    duration: Duration,
+    /// Messages published per simulated second.
+    #[arg(long, default_value_t = 20)]
+    rate: u64,
+    /// Write every event of the run, one per line, to this file.
+    #[arg(long)]
+    transcript: Option<std::path::PathBuf>,
+}
+
+fn duration(text: &str) -> Result<Duration, String> {
+    parse_duration(text).map_err(|e| e.to_string())
+}
+
+fn config(name: &str, core: bool, cores: usize, rotate: usize) -> Result<Config, Failure> {
+    let mut urls: Vec<String> = (1..=cores)
+        .map(|i| format!("http://core{i}:8884"))
+        .collect();
+    urls.rotate_left(rotate % cores);
+    let yaml = format!(
+        "core: {core}\nnodeName: {name}\nsecret: simulated-cluster-secret\nclusters: [{}]\n\
+         heartbeatInterval: 200ms\nsuspectTimeout: 1s\ndeadTimeout: 3s\nrequestTimeout: 1s\n",
+        urls.join(", ")
+    );
+    Ok(Config::from_yaml_str(&yaml)?)
+}
+
+pub(crate) fn run(args: Args) -> Result<ExitCode, Failure> {
+    let nodes = args.nodes.max(2);
+    let cores = (nodes / 10).max(1);
+    let workers = nodes - cores;
+    let mut sim = Simulation::new(args.seed, NetworkModel::reliable());
+    if args.transcript.is_some() {
+        sim = sim.record_transcript();
+    }
+    let mut sim = sim.with_replay_hint(format!(
+        "mqtt-cluster simulate --nodes {} --seed {} --faults {} --duration {}s --rate {}",
+        args.nodes,
+        args.seed,
+        args.faults
+            .iter()
+            .map(|f| format!("{f:?}").to_lowercase())
+            .collect::<Vec<_>>()
+            .join(","),
+        args.duration.as_secs(),
+        args.rate
+    ));
+    let core_ids: Vec<NodeId> = (1..=cores)
+        .map(|i| config(&format!("core{i}"), true, cores, i - 1).map(|c| sim.add_node(c)))
+        .collect::<Result<_, _>>()?;
+    let worker_ids: Vec<NodeId> = (1..=workers)
+        .map(|i| config(&format!("w{i}"), false, cores, i).map(|c| sim.add_node(c)))
+        .collect::<Result<_, _>>()?;
+    let all: Vec<NodeId> = core_ids.iter().chain(&worker_ids).cloned().collect();
+
+    let seconds = args.duration.as_secs().max(10);
+    let bar = ProgressBar::new(seconds);
+    bar.set_style(
+        ProgressStyle::with_template("{bar:40} {pos}/{len} simulated s  {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let outcome = drive(&mut sim, &args, &core_ids, &worker_ids, &all, seconds, &bar);
+    bar.finish_and_clear();
+
+    if let (Some(path), Some(lines)) = (&args.transcript, sim.transcript()) {
+        std::fs::write(path, lines.join("\n") + "\n")?;
+    }
+    let report = sim.report();
+    println!("seed              {}", report.seed);
+    println!("nodes             {cores} cores, {workers} workers");
+    println!(
+        "simulated         {} ms in {} events",
+        report.simulated_ms, report.steps
+    );
+    println!("published         {}", report.published);
+    println!("delivered         {}", report.delivered);
+    println!("dropped           {}", report.dropped);
+    for (reason, count) in &report.dropped_by_reason {
+        println!("  {reason:<16}{count}");
+    }
+    println!("routing checks    {}", report.routing_checks);
+    println!(
+        "reordered         {} (after path changes)",
+        report.reordered
+    );
+    println!("transcript hash   {}", report.transcript_hash);
+    match outcome {
+        Ok(()) => {
+            println!("violations        0");
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(violation) => {
+            println!("violations        1\n{violation}");
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+fn drive(
+    sim: &mut Simulation,
+    args: &Args,
+    cores: &[NodeId],
+    workers: &[NodeId],
+    all: &[NodeId],
+    seconds: u64,
+    bar: &ProgressBar,
+) -> Result<(), Violation> {
+    let second = Duration::from_secs(1);
+    sim.run_for(second * 3)?;
+    for (i, node) in all.iter().enumerate().take(8) {
+        sim.act(Action::Subscribe {
+            node: node.clone(),
+            filter: format!("room/{}/#", i % 4),
+        })?;
+    }
+    // Faults during the middle half; the last quarter is quiet, so that
+    // convergence and no loss can be checked at the end.
+    let faulty = seconds / 4..seconds * 3 / 4;
+    let mut flapping = false;
+    for s in 0..seconds {
+        if s == faulty.start {
+            if args.faults.contains(&Fault::Loss) {
+                sim.set_network(NetworkModel::lossy(0.02, 0.02));
+            }
+            if args.faults.contains(&Fault::Partition) {
+                let cut: Vec<NodeId> = workers.iter().step_by(5).cloned().collect();
+                sim.act(Action::Partition {
+                    side_a: cut,
+                    side_b: cores.to_vec(),
+                })?;
+            }
+            if args.faults.contains(&Fault::Crash) {
+                sim.act(Action::Crash {
+                    node: cores[0].clone(),
+                })?;
+            }
+        }
+        if faulty.contains(&s) && args.faults.contains(&Fault::Flap) {
+            if flapping {
+                sim.act(Action::Heal)?;
+            } else if let Some(node) = all.get((s as usize * 7) % all.len()) {
+                sim.act(Action::Partition {
+                    side_a: vec![node.clone()],
+                    side_b: all.to_vec(),
+                })?;
+            }
+            flapping = !flapping;
+        }
+        if s == faulty.end {
+            sim.set_network(NetworkModel::reliable());
+            sim.act(Action::Heal)?;
+            if args.faults.contains(&Fault::Crash) {
+                sim.act(Action::Restart {
+                    node: cores[0].clone(),
+                })?;
+            }
+        }
+        for k in 0..args.rate {
+            let Some(node) = all.get(((s * args.rate + k) as usize * 13) % all.len()) else {
+                continue;
+            };
+            sim.schedule(
+                Duration::from_millis(k * 1000 / args.rate.max(1)),
+                Action::Publish {
+                    node: node.clone(),
+                    topic: format!("room/{}/t", (s + k) % 6),
+                    payload: format!("{s}.{k}"),
+                    qos: if k % 2 == 0 {
+                        Qos::AtMostOnce
+                    } else {
+                        Qos::AtLeastOnce
+                    },
+                },
+            );
+        }
+        sim.run_for(second)?;
+        bar.inc(1);
+        bar.set_message(format!("{} delivered", sim.report().delivered));
+    }
+    sim.run_for(second * 10)?;
+    sim.check_converged()?;
+    sim.check_no_loss()
+}
