@@ -149,16 +149,21 @@ fn scenario(sim: &mut Simulation, input: &Input) -> Result<(), Violation> {
                 qos: Qos::from_u8(qos % 3).unwrap_or_default(),
             })?,
             Op::Partition { mask } => {
-                let (side_a, side_b): (Vec<(usize, NodeId)>, Vec<(usize, NodeId)>) = nodes
+                let on_side_a = |i: usize| mask & (1 << i) != 0;
+                let side_a: Vec<NodeId> = nodes
                     .iter()
-                    .cloned()
                     .enumerate()
-                    .partition(|(i, _)| mask & (1 << i) != 0);
+                    .filter(|(i, _)| on_side_a(*i))
+                    .map(|(_, n)| n.clone())
+                    .collect();
+                let side_b: Vec<NodeId> = nodes
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, _)| !on_side_a(*i))
+                    .map(|(_, n)| n.clone())
+                    .collect();
                 if !side_a.is_empty() && !side_b.is_empty() {
-                    sim.act(Action::Partition {
-                        side_a: side_a.into_iter().map(|(_, n)| n).collect(),
-                        side_b: side_b.into_iter().map(|(_, n)| n).collect(),
-                    })?;
+                    sim.act(Action::Partition { side_a, side_b })?;
                 }
             }
             Op::Heal => sim.act(Action::Heal)?,
