@@ -1,7 +1,7 @@
 //! Cluster URLs: `http://host:port` or `https://host:port`, nothing more.
 
-use std::fmt;
 use core::net::{Ipv4Addr, Ipv6Addr};
+use std::fmt;
 use std::str::FromStr;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
