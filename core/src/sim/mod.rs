@@ -947,40 +947,46 @@ impl Simulation {
         Ok(())
     }
 
+    /// A local client of `node` subscribes (or unsubscribes): the node is
+    /// told, and so is the truth the checker routes against.
+    fn host_subscription(
+        &mut self,
+        node: &NodeId,
+        filter: &str,
+        subscribe: bool,
+    ) -> Result<(), Violation> {
+        let now = self.now();
+        let sub = Subscription::parse(filter)
+            .map_err(|e| self.violation("valid scenario", e.to_string()))?;
+        let Some(n) = self.nodes.get_mut(node) else {
+            return Ok(());
+        };
+        let Some(inner) = n.node.as_mut() else {
+            return Ok(());
+        };
+        if subscribe {
+            let _ = inner.subscribe(now, filter);
+            *n.subscriptions.entry(sub).or_insert(0) += 1;
+        } else {
+            let _ = inner.unsubscribe(now, filter);
+            if let Some(count) = n.subscriptions.get_mut(&sub) {
+                *count -= 1;
+                if *count == 0 {
+                    n.subscriptions.remove(&sub);
+                }
+            }
+        }
+        self.last_disturbance = self.now;
+        self.after_input(node)
+    }
+
     fn perform(&mut self, action: Action) -> Result<(), Violation> {
         let now = self.now();
         self.log(format_args!("act {action:?}"));
         match action {
-            Action::Subscribe { node, filter } => {
-                let sub = Subscription::parse(&filter)
-                    .map_err(|e| self.violation("valid scenario", e.to_string()))?;
-                let Some(n) = self.nodes.get_mut(&node).filter(|n| n.node.is_some()) else {
-                    return Ok(());
-                };
-                if let Some(inner) = n.node.as_mut() {
-                    let _ = inner.subscribe(now, &filter);
-                }
-                *n.subscriptions.entry(sub).or_insert(0) += 1;
-                self.last_disturbance = self.now;
-                self.after_input(&node)?;
-            }
+            Action::Subscribe { node, filter } => self.host_subscription(&node, &filter, true)?,
             Action::Unsubscribe { node, filter } => {
-                let sub = Subscription::parse(&filter)
-                    .map_err(|e| self.violation("valid scenario", e.to_string()))?;
-                let Some(n) = self.nodes.get_mut(&node).filter(|n| n.node.is_some()) else {
-                    return Ok(());
-                };
-                if let Some(inner) = n.node.as_mut() {
-                    let _ = inner.unsubscribe(now, &filter);
-                }
-                if let Some(count) = n.subscriptions.get_mut(&sub) {
-                    *count -= 1;
-                    if *count == 0 {
-                        n.subscriptions.remove(&sub);
-                    }
-                }
-                self.last_disturbance = self.now;
-                self.after_input(&node)?;
+                self.host_subscription(&node, &filter, false)?
             }
             Action::Publish {
                 node,
