@@ -1,0 +1,443 @@
+//! One suite, every runtime: each scenario runs on tokio alone, on the
+//! blocking runtime alone, and on clusters that mix them (tokio cores with
+//! blocking workers, blocking cores with tokio workers), so the runtimes
+//! can never drift apart and always interoperate.
+//!
+//! Real HTTP on loopback, ephemeral ports, short timings.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use http::{Method, Request};
+use mqtt_cluster_core::auth::{Authenticator, Secret};
+use mqtt_cluster_core::node::Message;
+use mqtt_cluster_core::wire::messages::{MemberState, Qos};
+use mqtt_cluster_core::{Event, Incarnation, NodeId, WallTime};
+use mqtt_cluster_tests::runtimes::{
+    bind, core_config, eventually, Four, LiveNode, Mix, Runtime, DEADLINE, SECRET,
+};
+
+fn id(name: &str) -> NodeId {
+    NodeId::new(name).unwrap()
+}
+
+/// Waits until `node`'s copy of the routing table holds `count` routes.
+fn wait_for_routes(node: &LiveNode, count: usize) {
+    eventually(&format!("{} knows {count} route(s)", node.id()), || {
+        node.status().is_some_and(|s| s.routes >= count)
+    });
+}
+
+fn join(mix: Mix) {
+    let cluster = Four::start(mix);
+    let w1 = cluster.w1.status().unwrap();
+    let w2 = cluster.w2.status().unwrap();
+    assert_eq!(w1.core, Some(id("core1")));
+    assert_eq!(w2.core, Some(id("core2")));
+    let members: Vec<(String, String)> = cluster
+        .core2
+        .status()
+        .unwrap()
+        .members
+        .iter()
+        .map(|m| (m.id.as_str().to_owned(), m.home.as_str().to_owned()))
+        .collect();
+    let expected = [
+        ("core1", "core1"),
+        ("core2", "core2"),
+        ("w1", "core1"),
+        ("w2", "core2"),
+    ];
+    assert_eq!(members, expected.map(|(a, b)| (a.to_owned(), b.to_owned())));
+    for worker in [&cluster.w1, &cluster.w2] {
+        assert!(worker
+            .events()
+            .iter()
+            .any(|e| matches!(e, Event::Registered { .. })));
+        assert!(worker.local_addr().is_none());
+    }
+    assert!(cluster.core1.local_addr().is_some());
+}
+
+fn route_and_forward(mix: Mix) {
+    let cluster = Four::start(mix);
+    assert!(cluster.w2.subscribe("sensors/#"));
+    assert!(cluster.core1.subscribe("sensors/+/temp"));
+    wait_for_routes(&cluster.w1, 2);
+
+    let q0 = Message::new("sensors/1/temp", "twenty-one").unwrap();
+    let q1 = Message::new("sensors/2/temp", "twenty-two")
+        .unwrap()
+        .with_qos(Qos::AtLeastOnce)
+        .retained();
+    let other = Message::new("sensors/3/humidity", "wet")
+        .unwrap()
+        .with_qos(Qos::AtLeastOnce);
+    let r0 = cluster.w1.publish(q0);
+    assert!(!r0.local);
+    assert_eq!(r0.remote, vec![id("core1"), id("w2")]);
+    cluster.w1.publish(q1);
+    assert_eq!(cluster.w1.publish(other).remote, vec![id("w2")]);
+    let nobody = Message::new("other/topic", "x").unwrap();
+    assert!(cluster.w1.publish(nobody).remote.is_empty());
+
+    eventually("w2 receives three messages and core1 two", || {
+        cluster.w2.deliveries().len() >= 3 && cluster.core1.deliveries().len() >= 2
+    });
+    // Let any duplicate show up before counting.
+    std::thread::sleep(Duration::from_millis(300));
+    let mut got = cluster.w2.deliveries();
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            ("sensors/1/temp".to_owned(), b"twenty-one".to_vec(), 0),
+            ("sensors/2/temp".to_owned(), b"twenty-two".to_vec(), 1),
+            ("sensors/3/humidity".to_owned(), b"wet".to_vec(), 1),
+        ]
+    );
+    let mut at_core = cluster.core1.deliveries();
+    at_core.sort();
+    assert_eq!(
+        at_core,
+        [
+            ("sensors/1/temp".to_owned(), b"twenty-one".to_vec(), 0),
+            ("sensors/2/temp".to_owned(), b"twenty-two".to_vec(), 1),
+        ]
+    );
+    let retained = cluster
+        .w2
+        .events()
+        .iter()
+        .filter(|e| matches!(e, Event::Deliver(d) if d.retain))
+        .count();
+    assert_eq!(retained, 1, "retain survives the hops");
+    assert!(
+        cluster.w1.deliveries().is_empty(),
+        "never back to the origin"
+    );
+    let stats = cluster.w2.stats();
+    assert_eq!((stats.delivered, stats.duplicates), (3, 0));
+}
+
+fn node_death(mix: Mix) {
+    let Four {
+        core1,
+        core2,
+        w1,
+        w2,
+    } = Four::start(mix);
+    w1.subscribe("alerts/#");
+    wait_for_routes(&w2, 1);
+    w1.kill();
+    eventually("every node declares w1 dead", || {
+        [&core1, &core2, &w2]
+            .iter()
+            .all(|n| n.sees("w1", MemberState::Dead))
+    });
+    eventually("w1's routes vanish everywhere", || {
+        [&core1, &core2, &w2]
+            .iter()
+            .all(|n| n.status().is_some_and(|s| s.routes == 0))
+    });
+    let routing = w2.publish(Message::new("alerts/1", "probe").unwrap());
+    assert!(routing.remote.is_empty());
+    assert!(w2
+        .events()
+        .iter()
+        .any(|e| matches!(e, Event::MemberDead { node } if node.as_str() == "w1")));
+}
+
+fn core_failover(mix: Mix) {
+    let Four {
+        core1,
+        core2,
+        w1,
+        w2,
+    } = Four::start(mix);
+    w1.subscribe("orders/#");
+    wait_for_routes(&w2, 1);
+    core2.kill();
+    eventually("w2 fails over to core1", || {
+        w2.status().is_some_and(|s| s.core == Some(id("core1")))
+    });
+    eventually("core1 declares core2 dead", || {
+        core1.sees("core2", MemberState::Dead)
+    });
+    wait_for_routes(&w2, 1);
+    const COUNT: usize = 100;
+    for n in 0..COUNT {
+        let message = Message::new("orders/new", format!("order {n}"))
+            .unwrap()
+            .with_qos(Qos::AtLeastOnce);
+        assert_eq!(w2.publish(message).remote, vec![id("w1")]);
+    }
+    eventually("every order reaches w1", || w1.deliveries().len() >= COUNT);
+    std::thread::sleep(Duration::from_millis(300));
+    let payloads: Vec<Vec<u8>> = w1.deliveries().into_iter().map(|d| d.1).collect();
+    let expected: Vec<Vec<u8>> = (0..COUNT)
+        .map(|n| format!("order {n}").into_bytes())
+        .collect();
+    assert_eq!(payloads, expected, "each exactly once, in publish order");
+    assert_eq!(w1.stats().duplicates, 0);
+}
+
+// ----- bad requests, spoken by hand over raw TCP -----
+
+fn wall() -> WallTime {
+    let ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis();
+    WallTime::from_unix_millis(ms as u64)
+}
+
+/// A request signed as `node` with `secret`.
+fn signed(
+    secret: &str,
+    node: &str,
+    counter: u64,
+    method: Method,
+    path: &str,
+    body: &[u8],
+) -> Request<Bytes> {
+    let auth = Authenticator::new(Some(Secret::new(secret)), Duration::from_secs(30), 16);
+    let mut request = Request::builder()
+        .method(method)
+        .uri(path)
+        .body(Bytes::copy_from_slice(body))
+        .unwrap();
+    auth.sign(&mut request, &id(node), Incarnation(1), counter, wall());
+    request
+}
+
+/// The request as HTTP/1.1 bytes, closing the connection after the answer.
+fn raw(request: &Request<Bytes>) -> Vec<u8> {
+    let mut out = format!(
+        "{} {} HTTP/1.1\r\nhost: test\r\nconnection: close\r\n",
+        request.method(),
+        request.uri()
+    );
+    for (name, value) in request.headers() {
+        out.push_str(&format!("{name}: {}\r\n", value.to_str().unwrap()));
+    }
+    out.push_str(&format!("content-length: {}\r\n\r\n", request.body().len()));
+    let mut bytes = out.into_bytes();
+    bytes.extend_from_slice(request.body());
+    bytes
+}
+
+/// Sends raw bytes and reads the answer: (status, body). Reads until the
+/// peer closes, or until the body its `content-length` announces is in.
+fn exchange(addr: SocketAddr, bytes: &[u8]) -> (u16, String) {
+    exchange_within(addr, bytes, DEADLINE)
+}
+
+/// [`exchange`], reading for at most `patience` (for an answer that may
+/// have no length and no end).
+fn exchange_within(addr: SocketAddr, bytes: &[u8], patience: Duration) -> (u16, String) {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(patience)).unwrap();
+    // The peer may answer before it has read everything: a failed write
+    // is fine, the answer is what counts.
+    let _ = stream.write_all(bytes);
+    let mut answer = Vec::new();
+    let mut buffer = [0u8; 4096];
+    loop {
+        match stream.read(&mut buffer) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => answer.extend_from_slice(&buffer[..n]),
+        }
+        if complete(&answer) {
+            break;
+        }
+    }
+    let text = String::from_utf8_lossy(&answer).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status line in {text:?}"));
+    (status, body.to_owned())
+}
+
+/// Whether `answer` holds a whole response with a `content-length`.
+fn complete(answer: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(answer).to_ascii_lowercase();
+    let Some((head, body)) = text.split_once("\r\n\r\n") else {
+        return false;
+    };
+    head.lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .and_then(|n| n.trim().parse::<usize>().ok())
+        .is_some_and(|n| body.len() >= n)
+}
+
+fn error_kind(body: &str) -> String {
+    let start = body.find("\"error\":\"").map(|i| i + 9).unwrap_or(0);
+    body[start..].split('"').next().unwrap_or("").to_owned()
+}
+
+fn bad_requests(mix: Mix) {
+    const MAX_BODY: usize = 2048;
+    let bound = bind();
+    let extra = format!("maxBodySize: {MAX_BODY}\n");
+    let config = core_config("solo", bound.port, &[bound.url.as_str()], &extra);
+    let node = LiveNode::start(mix.cores, config, Some(bound.listener), 9);
+    let addr = node.local_addr().unwrap();
+    eventually("the core is up", || {
+        node.status().is_some_and(|s| !s.members.is_empty())
+    });
+    let before = node.status().unwrap();
+
+    let cases: Vec<(&str, Vec<u8>, u16, &str)> = vec![
+        (
+            "malformed body",
+            raw(&signed(SECRET, "tester", 1, Method::POST, "/heartbeat", b"{not json")),
+            400,
+            "malformed",
+        ),
+        (
+            "unsigned",
+            raw(&Request::post("/register").body(Bytes::from_static(b"{}")).unwrap()),
+            401,
+            "missing_header",
+        ),
+        (
+            "wrong secret",
+            raw(&signed("not-the-cluster-secret", "tester", 3, Method::GET, "/status", b"")),
+            403,
+            "bad_signature",
+        ),
+        (
+            "announced too large",
+            b"POST /forward HTTP/1.1\r\nhost: t\r\nconnection: close\r\ncontent-length: 1000000\r\n\r\n"
+                .to_vec(),
+            413,
+            "too_large",
+        ),
+        (
+            "unknown path",
+            b"GET /nope HTTP/1.1\r\nhost: t\r\nconnection: close\r\n\r\n".to_vec(),
+            404,
+            "",
+        ),
+        (
+            "wrong method",
+            b"GET /register HTTP/1.1\r\nhost: t\r\nconnection: close\r\n\r\n".to_vec(),
+            405,
+            "",
+        ),
+    ];
+    for (what, bytes, status, kind) in cases {
+        let (got, body) = exchange(addr, &bytes);
+        assert_eq!(got, status, "{what}: {body}");
+        if !kind.is_empty() {
+            assert_eq!(error_kind(&body), kind, "{what}: {body}");
+        }
+    }
+
+    // Announced absurdly large (a terabyte): refused, and the node lives
+    // on. (The blocking runtime cannot frame this answer; it sends the
+    // head and the body, and the connection ends when the peer gives up.)
+    let absurd = b"POST /forward HTTP/1.1\r\nhost: t\r\ncontent-length: 1000000000000\r\n\r\n";
+    let (status, body) = exchange_within(addr, absurd, Duration::from_secs(2));
+    assert_eq!(
+        (status, error_kind(&body).as_str()),
+        (413, "too_large"),
+        "{body}"
+    );
+
+    // Oversized, chunked: the server stops reading past the limit.
+    let mut chunked =
+        b"POST /forward HTTP/1.1\r\nhost: t\r\nconnection: close\r\ntransfer-encoding: chunked\r\n\r\n"
+            .to_vec();
+    for _ in 0..3 {
+        chunked.extend_from_slice(format!("{:x}\r\n", 1500).as_bytes());
+        chunked.extend_from_slice(&[b'x'; 1500]);
+        chunked.extend_from_slice(b"\r\n");
+    }
+    chunked.extend_from_slice(b"0\r\n\r\n");
+    let (status, body) = exchange(addr, &chunked);
+    assert_eq!(
+        (status, error_kind(&body).as_str()),
+        (413, "too_large"),
+        "{body}"
+    );
+
+    // Replayed: the same signed request twice.
+    let request = raw(&signed(SECRET, "tester", 2, Method::GET, "/status", b""));
+    assert_eq!(exchange(addr, &request).0, 200);
+    let (status, body) = exchange(addr, &request);
+    assert_eq!(
+        (status, error_kind(&body).as_str()),
+        (401, "replayed"),
+        "{body}"
+    );
+
+    // Not HTTP at all.
+    let (status, _) = exchange(addr, b"\x16\x03\x01 hello there\r\n\r\n");
+    assert_eq!(status, 400);
+
+    let after = node.status().expect("the core survived every bad request");
+    assert_eq!(before, after, "refused requests changed nothing");
+    let refused = node.stats().requests_refused;
+    for kind in [
+        "malformed",
+        "missing_header",
+        "replayed",
+        "bad_signature",
+        "too_large",
+    ] {
+        assert!(refused.contains_key(kind), "{kind} counted in {refused:?}");
+    }
+    // Health needs no credentials, on either runtime.
+    let (status, body) = exchange(
+        addr,
+        b"GET /health HTTP/1.1\r\nhost: t\r\nconnection: close\r\n\r\n",
+    );
+    assert_eq!(status, 200);
+    assert!(body.contains("\"solo\""), "{body}");
+}
+
+/// One test per scenario and mix, so that a failure names both.
+macro_rules! conformance {
+    ($($scenario:ident),* $(,)?) => {
+        $(
+            mod $scenario {
+                use super::*;
+
+                #[test]
+                fn tokio() {
+                    super::$scenario(Mix { cores: Runtime::Tokio, workers: Runtime::Tokio });
+                }
+
+                #[test]
+                fn blocking() {
+                    super::$scenario(Mix { cores: Runtime::Blocking, workers: Runtime::Blocking });
+                }
+
+                #[test]
+                fn tokio_cores_blocking_workers() {
+                    super::$scenario(Mix { cores: Runtime::Tokio, workers: Runtime::Blocking });
+                }
+
+                #[test]
+                fn blocking_cores_tokio_workers() {
+                    super::$scenario(Mix { cores: Runtime::Blocking, workers: Runtime::Tokio });
+                }
+            }
+        )*
+    };
+}
+
+conformance!(
+    join,
+    route_and_forward,
+    node_death,
+    core_failover,
+    bad_requests
+);
