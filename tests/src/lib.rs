@@ -2,5 +2,6 @@
 //! and live nodes on either runtime for the conformance suite.
 
 pub mod pump;
+pub mod raw_http;
 pub mod runtimes;
 pub mod scenario;

@@ -5,18 +5,15 @@
 //!
 //! Real HTTP on loopback, ephemeral ports, short timings.
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use bytes::Bytes;
 use http::{Method, Request};
-use mqtt_cluster_core::auth::{Authenticator, Secret};
 use mqtt_cluster_core::node::Message;
 use mqtt_cluster_core::wire::messages::{MemberState, Qos};
-use mqtt_cluster_core::{Event, Incarnation, NodeId, WallTime};
+use mqtt_cluster_core::{Event, NodeId};
+use mqtt_cluster_tests::raw_http::{error_kind, exchange, exchange_within, raw, signed};
 use mqtt_cluster_tests::runtimes::{
-    bind, core_config, eventually, Four, LiveNode, Mix, Runtime, DEADLINE, SECRET,
+    bind, core_config, eventually, worker_config, Four, LiveNode, Mix, Runtime, SECRET,
 };
 
 fn id(name: &str) -> NodeId {
@@ -184,102 +181,62 @@ fn core_failover(mix: Mix) {
     assert_eq!(w1.stats().duplicates, 0);
 }
 
-// ----- bad requests, spoken by hand over raw TCP -----
-
-fn wall() -> WallTime {
-    let ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis();
-    WallTime::from_unix_millis(ms as u64)
-}
-
-/// A request signed as `node` with `secret`.
-fn signed(
-    secret: &str,
-    node: &str,
-    counter: u64,
-    method: Method,
-    path: &str,
-    body: &[u8],
-) -> Request<Bytes> {
-    let auth = Authenticator::new(Some(Secret::new(secret)), Duration::from_secs(30), 16);
-    let mut request = Request::builder()
-        .method(method)
-        .uri(path)
-        .body(Bytes::copy_from_slice(body))
-        .unwrap();
-    auth.sign(&mut request, &id(node), Incarnation(1), counter, wall());
-    request
-}
-
-/// The request as HTTP/1.1 bytes, closing the connection after the answer.
-fn raw(request: &Request<Bytes>) -> Vec<u8> {
-    let mut out = format!(
-        "{} {} HTTP/1.1\r\nhost: test\r\nconnection: close\r\n",
-        request.method(),
-        request.uri()
+fn leave(mix: Mix) {
+    let Four {
+        core1,
+        core2,
+        w1,
+        w2,
+    } = Four::start(mix);
+    w1.subscribe("news/#");
+    wait_for_routes(&w2, 1);
+    let started = std::time::Instant::now();
+    w1.shutdown();
+    eventually("every node sees w1 leave", || {
+        [&core1, &core2, &w2]
+            .iter()
+            .all(|n| n.sees("w1", MemberState::Left))
+    });
+    // Well before the 1.5 s it would take to be declared dead.
+    assert!(
+        started.elapsed() < Duration::from_millis(1500),
+        "{:?}",
+        started.elapsed()
     );
-    for (name, value) in request.headers() {
-        out.push_str(&format!("{name}: {}\r\n", value.to_str().unwrap()));
-    }
-    out.push_str(&format!("content-length: {}\r\n\r\n", request.body().len()));
-    let mut bytes = out.into_bytes();
-    bytes.extend_from_slice(request.body());
-    bytes
+    assert!([&core1, &core2, &w2]
+        .iter()
+        .all(|n| n.status().is_some_and(|s| s.routes == 0)));
+    assert!(w1.status().is_none(), "a node that left has stopped");
 }
 
-/// Sends raw bytes and reads the answer: (status, body). Reads until the
-/// peer closes, or until the body its `content-length` announces is in.
-fn exchange(addr: SocketAddr, bytes: &[u8]) -> (u16, String) {
-    exchange_within(addr, bytes, DEADLINE)
+fn wrong_secret(mix: Mix) {
+    let bound = bind();
+    let url = bound.url.clone();
+    let core = core_config("core1", bound.port, &[url.as_str()], "");
+    let core = LiveNode::start(mix.cores, core, Some(bound.listener), 1);
+    let mut config = worker_config("intruder", &[&url], "");
+    config.secret = Some(mqtt_cluster_core::auth::Secret::new(
+        "not-the-cluster-secret",
+    ));
+    let intruder = LiveNode::start(mix.workers, config, None, 2);
+    eventually("the intruder is told it is rejected", || {
+        intruder
+            .events()
+            .iter()
+            .any(|e| matches!(e, Event::RegistrationRejected { .. }))
+    });
+    let status = intruder.status().unwrap();
+    assert_eq!(status.phase, mqtt_cluster_core::Phase::Rejected);
+    assert_eq!(core.status().unwrap().members.len(), 1);
+    let started = std::time::Instant::now();
+    intruder.shutdown();
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "a rejected node stops without waiting for anyone"
+    );
 }
 
-/// [`exchange`], reading for at most `patience` (for an answer that may
-/// have no length and no end).
-fn exchange_within(addr: SocketAddr, bytes: &[u8], patience: Duration) -> (u16, String) {
-    let mut stream = TcpStream::connect(addr).unwrap();
-    stream.set_read_timeout(Some(patience)).unwrap();
-    // The peer may answer before it has read everything: a failed write
-    // is fine, the answer is what counts.
-    let _ = stream.write_all(bytes);
-    let mut answer = Vec::new();
-    let mut buffer = [0u8; 4096];
-    loop {
-        match stream.read(&mut buffer) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => answer.extend_from_slice(&buffer[..n]),
-        }
-        if complete(&answer) {
-            break;
-        }
-    }
-    let text = String::from_utf8_lossy(&answer).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let status = head
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("no status line in {text:?}"));
-    (status, body.to_owned())
-}
-
-/// Whether `answer` holds a whole response with a `content-length`.
-fn complete(answer: &[u8]) -> bool {
-    let text = String::from_utf8_lossy(answer).to_ascii_lowercase();
-    let Some((head, body)) = text.split_once("\r\n\r\n") else {
-        return false;
-    };
-    head.lines()
-        .find_map(|l| l.strip_prefix("content-length:"))
-        .and_then(|n| n.trim().parse::<usize>().ok())
-        .is_some_and(|n| body.len() >= n)
-}
-
-fn error_kind(body: &str) -> String {
-    let start = body.find("\"error\":\"").map(|i| i + 9).unwrap_or(0);
-    body[start..].split('"').next().unwrap_or("").to_owned()
-}
+// ----- bad requests, spoken by hand over raw TCP -----
 
 fn bad_requests(mix: Mix) {
     const MAX_BODY: usize = 2048;
@@ -302,7 +259,7 @@ fn bad_requests(mix: Mix) {
         ),
         (
             "unsigned",
-            raw(&Request::post("/register").body(Bytes::from_static(b"{}")).unwrap()),
+            raw(&Request::post("/register").body(bytes::Bytes::from_static(b"{}")).unwrap()),
             401,
             "missing_header",
         ),
@@ -439,5 +396,7 @@ conformance!(
     route_and_forward,
     node_death,
     core_failover,
-    bad_requests
+    leave,
+    wrong_secret,
+    bad_requests,
 );

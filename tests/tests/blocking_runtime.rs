@@ -1,0 +1,202 @@
+//! What the blocking runtime does that the conformance suite cannot see
+//! from outside a node: push stream frames leave at once, a reader that
+//! hangs up is reported, a terabyte announced is refused without harm,
+//! dropped handles close the port, and a host slow to read its events
+//! holds up deliveries without losing any.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use http::Method;
+use mqtt_cluster_blocking::{Cluster, ClusterHandle, Options, StartError};
+use mqtt_cluster_core::node::Message;
+use mqtt_cluster_core::wire::encode_json;
+use mqtt_cluster_core::wire::messages::{Qos, RegisterRequest};
+use mqtt_cluster_core::{Event, Incarnation, NodeId, Role};
+use mqtt_cluster_tests::raw_http::{error_kind, exchange, exchange_within, raw, signed};
+use mqtt_cluster_tests::runtimes::{
+    bind, core_config, eventually, worker_config, DEADLINE, SECRET,
+};
+
+fn solo() -> ClusterHandle {
+    let bound = bind();
+    let config = core_config(
+        "solo",
+        bound.port,
+        &[bound.url.as_str()],
+        "maxBodySize: 2048\n",
+    );
+    Cluster::start_with(config, Options::new().seed(9).listener(bound.listener)).unwrap()
+}
+
+#[test]
+fn push_stream_frames_leave_at_once_and_a_reader_that_hangs_up_is_reported() {
+    let node = solo();
+    let addr = node.local_addr().unwrap();
+    let register = RegisterRequest {
+        node: NodeId::new("fake-worker").unwrap(),
+        role: Role::Worker,
+        incarnation: Incarnation(1),
+        address: None,
+    };
+    let request = signed(
+        SECRET,
+        "fake-worker",
+        1,
+        Method::POST,
+        "/register",
+        &encode_json(&register),
+    );
+    let (status, body) = exchange(addr, &raw(&request));
+    assert_eq!(status, 200, "{body}");
+
+    let request = signed(SECRET, "fake-worker", 2, Method::GET, "/stream", b"");
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(DEADLINE)).unwrap();
+    stream.write_all(&raw(&request)).unwrap();
+    let mut seen = Vec::new();
+    let mut buffer = [0u8; 4096];
+    // The hello frame is a few hundred bytes: a writer that waited for a
+    // buffer to fill would never send it.
+    while !String::from_utf8_lossy(&seen).contains("event: hello") {
+        let n = stream.read(&mut buffer).expect("the hello frame in time");
+        assert!(
+            n > 0,
+            "stream ended early: {}",
+            String::from_utf8_lossy(&seen)
+        );
+        seen.extend_from_slice(&buffer[..n]);
+    }
+    let head = String::from_utf8_lossy(&seen).to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert!(head.contains("text/event-stream"), "{head}");
+    assert!(head.contains("transfer-encoding: chunked"), "{head}");
+    assert_eq!(node.status().unwrap().streams, 1);
+    assert_eq!(node.runtime_stats().unwrap().streams_served, 1);
+
+    drop(stream);
+    // The core notices when it next writes; its heartbeat duties give it
+    // reasons to, and a dead reader's stream is closed.
+    eventually("the core forgets the stream", || {
+        node.status().unwrap().streams == 0
+    });
+}
+
+#[test]
+fn a_body_announced_as_a_terabyte_is_refused_and_the_core_serves_on() {
+    let node = solo();
+    let addr = node.local_addr().unwrap();
+    let before = node.status().unwrap();
+    let absurd = b"POST /forward HTTP/1.1\r\nhost: t\r\ncontent-length: 1000000000000\r\n\r\nabc";
+    let (status, body) = exchange_within(addr, absurd, Duration::from_secs(2));
+    assert_eq!((status, error_kind(&body).as_str()), (413, "too_large"));
+    assert_eq!(node.runtime_stats().unwrap().connections_abandoned, 1);
+    // A body over the limit but safe to discard is refused the ordinary way.
+    let large =
+        b"POST /forward HTTP/1.1\r\nhost: t\r\nconnection: close\r\ncontent-length: 5000\r\n\r\n";
+    let (status, body) = exchange(addr, large);
+    assert_eq!((status, error_kind(&body).as_str()), (413, "too_large"));
+    assert_eq!(node.runtime_stats().unwrap().connections_abandoned, 1);
+    let health = b"GET /health HTTP/1.1\r\nhost: t\r\nconnection: close\r\n\r\n";
+    assert_eq!(exchange(addr, health).0, 200);
+    assert_eq!(node.status().unwrap(), before);
+}
+
+#[test]
+fn dropping_every_handle_stops_the_node_and_its_server() {
+    let node = solo();
+    let addr = node.local_addr().unwrap();
+    let events = node.events();
+    assert!(TcpStream::connect(addr).is_ok());
+    drop(node);
+    eventually("the port is closed", || TcpStream::connect(addr).is_err());
+    // The events end too: nothing more will come.
+    let started = Instant::now();
+    while events.next_timeout(DEADLINE).is_some() {}
+    assert!(started.elapsed() < DEADLINE, "the event channel closed");
+}
+
+#[test]
+fn a_host_slow_to_read_events_holds_up_deliveries_without_losing_any() {
+    let bound = bind();
+    let url = bound.url.clone();
+    let core = core_config("core1", bound.port, &[url.as_str()], "");
+    let _core = Cluster::start_with(core, Options::new().listener(bound.listener)).unwrap();
+    let w1 = Cluster::start(worker_config("w1", &[&url], "")).unwrap();
+    let mut w2_config = worker_config("w2", &[&url], "");
+    // Long enough that the pause below looks like no failure.
+    w2_config.suspect_timeout = Duration::from_secs(5);
+    w2_config.dead_timeout = Duration::from_secs(10);
+    // w2's host reads no events for now, through a channel of 4.
+    let w2 = Cluster::start_with(w2_config, Options::new().event_capacity(4)).unwrap();
+    w2.subscribe("jobs/#").unwrap();
+    eventually("w1 knows the route", || w1.status().unwrap().routes == 1);
+    for n in 0..60 {
+        let message = Message::new("jobs/x", format!("{n:02}"))
+            .unwrap()
+            .with_qos(Qos::AtLeastOnce);
+        w1.publish(message).unwrap();
+    }
+    eventually("events back up behind the unread channel", || {
+        w2.runtime_stats().unwrap().events_waiting > 0
+    });
+    // Host calls are still answered while events wait.
+    let routing = w2.publish(Message::new("elsewhere", "x").unwrap()).unwrap();
+    assert!(routing.remote.is_empty());
+
+    // Now read: everything arrives, once, in publish order.
+    let mut payloads = Vec::new();
+    let events = w2.events();
+    while payloads.len() < 60 {
+        match events
+            .next_timeout(DEADLINE)
+            .expect("deliveries keep coming")
+        {
+            Event::Deliver(delivery) => {
+                payloads.push(String::from_utf8(delivery.payload.to_vec()).unwrap());
+            }
+            _ => continue,
+        }
+    }
+    let expected: Vec<String> = (0..60).map(|n| format!("{n:02}")).collect();
+    assert_eq!(payloads, expected);
+    let stats = w2.stats().unwrap();
+    assert_eq!((stats.delivered, stats.duplicates), (60, 0));
+}
+
+#[test]
+fn what_the_runtime_cannot_do_is_refused_at_start() {
+    let config = worker_config("w1", &["https://127.0.0.1:8884"], "");
+    let error = Cluster::start(config).unwrap_err();
+    assert!(
+        matches!(error, StartError::TlsUnavailable { .. }),
+        "{error}"
+    );
+
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let config = worker_config("w1", &["http://127.0.0.1:8884"], "");
+    let error = Cluster::start_with(config, Options::new().listener(listener)).unwrap_err();
+    assert!(matches!(error, StartError::ListenerForWorker), "{error}");
+
+    // A port already taken.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let config = core_config("c", port, &[&format!("http://127.0.0.1:{port}")], "");
+    let error = Cluster::start(config).unwrap_err();
+    assert!(matches!(error, StartError::Bind { .. }), "{error}");
+}
+
+#[test]
+fn a_stopped_node_answers_every_call_with_stopped() {
+    let node = solo();
+    node.shutdown();
+    assert!(node.stopped_within(Duration::from_secs(1)));
+    assert_eq!(
+        node.subscribe("a/b"),
+        Err(mqtt_cluster_blocking::ClusterError::Stopped)
+    );
+    assert!(node.status().is_err());
+    // Shutting down twice is harmless.
+    node.shutdown();
+}
