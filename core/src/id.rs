@@ -104,7 +104,7 @@ impl Serialize for NodeId {
 
 impl<'de> Deserialize<'de> for NodeId {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        let crate::wire::Text(s) = crate::wire::Text::deserialize(d)?;
         NodeId::new(&s).map_err(serde::de::Error::custom)
     }
 }

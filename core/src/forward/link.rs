@@ -109,6 +109,27 @@ struct Entry<T> {
     queued_at: Instant,
 }
 
+/// The items of one batch in flight, borrowed from the link
+/// ([`Link::batch_items`]).
+#[derive(Clone, Debug)]
+pub struct BatchItems<'a, T> {
+    entries: std::slice::Iter<'a, Entry<T>>,
+}
+
+impl<'a, T> Iterator for BatchItems<'a, T> {
+    type Item = &'a T;
+
+    fn next(&mut self) -> Option<&'a T> {
+        self.entries.next().map(|e| &e.item)
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.entries.size_hint()
+    }
+}
+
+impl<T> ExactSizeIterator for BatchItems<'_, T> {}
+
 #[derive(Clone, Debug)]
 struct Batch<T> {
     id: BatchId,
@@ -243,6 +264,16 @@ impl<T: Carried + Clone> Link<T> {
     /// awaiting a retry go first, then queued items as long as fewer than
     /// `max_in_flight` messages are in flight; at most `batch_size` in all.
     pub fn next_batch(&mut self, now: Instant) -> Option<(BatchId, Vec<T>)> {
+        let id = self.next_batch_in_place(now)?;
+        let items = self.batch_items(id)?.cloned().collect();
+        Some((id, items))
+    }
+
+    /// Like [`next_batch`](Self::next_batch), but leaves the batch's items
+    /// where the link keeps them for a retry and returns only its id: read
+    /// them with [`batch_items`](Self::batch_items) to send them. This
+    /// spares a copy of every message when the sender only serialises them.
+    pub fn next_batch_in_place(&mut self, now: Instant) -> Option<BatchId> {
         let now = self.observe(now);
         if let Some(at) = self.retry_at {
             if now < at {
@@ -280,9 +311,18 @@ impl<T: Carried + Clone> Link<T> {
         self.sent = self.sent.saturating_add(count(entries.len()));
         let id = BatchId(self.next_id);
         self.next_id = self.next_id.saturating_add(1);
-        let items = entries.iter().map(|e| e.item.clone()).collect();
         self.batches.push_back(Batch { id, entries });
-        Some((id, items))
+        Some(id)
+    }
+
+    /// The items of batch `id`, in order, while it is in flight; `None` once
+    /// it was acknowledged or failed (or was never sent).
+    pub fn batch_items(&self, id: BatchId) -> Option<BatchItems<'_, T>> {
+        // Batches are kept by increasing id, mostly only a few at a time.
+        let batch = self.batches.iter().find(|b| b.id == id)?;
+        Some(BatchItems {
+            entries: batch.entries.iter(),
+        })
     }
 
     /// Cumulative ack: every batch with id `<= through` is done. Returns how

@@ -22,10 +22,10 @@ use crate::id::{NodeId, Role};
 use crate::routing::{TopicError, TopicName};
 use crate::time::{Instant, Now};
 use crate::wire::messages::{
-    AckRequest, ForwardRequest, ForwardResponse, ForwardedMessage, MessageBatch, Qos, StreamFrame,
-    Target,
+    AckRequest, ForwardRequest, ForwardResponse, ForwardedMessage, MessageBatch, Qos, Target,
+    MESSAGES_EVENT,
 };
-use crate::wire::{decode_response, encode_json, Endpoint};
+use crate::wire::{batch_json, decode_response, encode_json, sse, Endpoint};
 
 /// How many origins a receiver remembers for deduplication.
 const MAX_DEDUP_ORIGINS: usize = 65_536;
@@ -146,6 +146,9 @@ pub(super) struct Forwarding {
     /// Only the simulator's own self-test turns deduplication off, to prove
     /// its checker notices.
     dedup_disabled: bool,
+    /// Scratch space of [`Node::relay`], kept to spare an allocation per
+    /// message.
+    hop_buffer: Vec<(NodeId, Target)>,
 }
 
 impl Forwarding {
@@ -174,6 +177,7 @@ impl Forwarding {
             stream_settings,
             closed: BTreeMap::new(),
             dedup_disabled: false,
+            hop_buffer: Vec::new(),
         }
     }
 
@@ -213,6 +217,21 @@ impl Forwarding {
         }
         stats
     }
+}
+
+/// The `POST /forward` body of a batch in flight on `link`, written from
+/// the link's own copies of the messages.
+fn forward_body(link: &Link<ForwardedMessage>, batch: BatchId) -> Bytes {
+    batch_json::forward_request(link.batch_items(batch).into_iter().flatten())
+}
+
+/// The `messages` stream frame of a batch in flight on a stream link.
+fn stream_frame(link: &Link<ForwardedMessage>, batch: BatchId) -> Bytes {
+    let messages = link.batch_items(batch).into_iter().flatten();
+    let expected = messages.clone().map(ForwardedMessage::json_len_hint).sum();
+    sse::encode_json_with(MESSAGES_EVENT, expected, |out| {
+        batch_json::write_message_batch(out, batch.0, messages);
+    })
 }
 
 impl Node {
@@ -283,7 +302,9 @@ impl Node {
     /// A core sends a message on towards each of its targets.
     /// `may_cross_cores` is false for messages that came from another core.
     pub(super) fn relay(&mut self, now: Now, message: ForwardedMessage, may_cross_cores: bool) {
-        let mut by_link: BTreeMap<NodeId, Vec<Target>> = BTreeMap::new();
+        // (hop, target) for every target sent on from here, in target order.
+        let mut hops = std::mem::take(&mut self.forwarding.hop_buffer);
+        hops.clear();
         let mut unroutable = Vec::new();
         for target in &message.targets {
             if target.node == self.id {
@@ -299,13 +320,13 @@ impl Node {
                 continue;
             };
             let hop = match record.role {
-                Role::Worker if record.home == self.id => Some(record.id.clone()),
-                Role::Worker if may_cross_cores => Some(record.home.clone()),
-                Role::Core if may_cross_cores => Some(record.id.clone()),
+                Role::Worker if record.home == self.id => Some(&record.id),
+                Role::Worker if may_cross_cores => Some(&record.home),
+                Role::Core if may_cross_cores => Some(&record.id),
                 _ => None,
             };
             match hop.filter(|h| self.membership.get(h).is_some_and(|r| !r.state.is_gone())) {
-                Some(hop) => by_link.entry(hop).or_default().push(target.clone()),
+                Some(hop) => hops.push((hop.clone(), target.clone())),
                 None => unroutable.push(target.node.clone()),
             }
         }
@@ -317,27 +338,57 @@ impl Node {
                 reason: DropReason::PeerGone,
             });
         }
-        for (hop, targets) in by_link {
-            let copy = ForwardedMessage {
-                targets,
-                ..message.clone()
-            };
-            let stream_link = self
-                .membership
-                .get(&hop)
-                .is_some_and(|r| r.role == Role::Worker);
-            let settings = if stream_link {
-                self.forwarding.stream_settings.clone()
-            } else {
-                self.forwarding.http_settings.clone()
-            };
-            let link = self
-                .forwarding
-                .links
-                .entry(hop.clone())
-                .or_insert_with(|| Link::new(settings));
-            let dropped = link.push(now.instant, copy);
-            self.report_drops(Some(&hop), dropped.into_iter().collect());
+        // The usual case: every target goes through one hop, and the message
+        // travels on as it is, without a copy.
+        let one_hop = hops.len() == message.targets.len()
+            && hops.windows(2).all(|w| matches!(w, [a, b] if a.0 == b.0));
+        if one_hop {
+            if let Some((hop, _)) = hops.first() {
+                let hop = hop.clone();
+                self.push_to_link(now, &hop, message);
+            }
+        } else {
+            // One copy per hop, hops in order (as the links are), each with
+            // its own targets in their original order.
+            hops.sort_by(|a, b| a.0.cmp(&b.0));
+            let mut rest = hops.as_slice();
+            while let Some((hop, _)) = rest.first() {
+                let n = rest.iter().take_while(|(h, _)| h == hop).count();
+                let (group, tail) = rest.split_at(n);
+                let copy = ForwardedMessage {
+                    targets: group.iter().map(|(_, t)| t.clone()).collect(),
+                    ..message.clone()
+                };
+                self.push_to_link(now, hop, copy);
+                rest = tail;
+            }
+        }
+        hops.clear();
+        self.forwarding.hop_buffer = hops;
+    }
+
+    /// Queues a message on the link to `hop`, opening the link if needed.
+    fn push_to_link(&mut self, now: Now, hop: &NodeId, message: ForwardedMessage) {
+        let link = match self.forwarding.links.get_mut(hop) {
+            Some(link) => link,
+            None => {
+                let stream_link = self
+                    .membership
+                    .get(hop)
+                    .is_some_and(|r| r.role == Role::Worker);
+                let settings = if stream_link {
+                    self.forwarding.stream_settings.clone()
+                } else {
+                    self.forwarding.http_settings.clone()
+                };
+                self.forwarding
+                    .links
+                    .entry(hop.clone())
+                    .or_insert_with(|| Link::new(settings))
+            }
+        };
+        if let Some(dropped) = link.push(now.instant, message) {
+            self.report_drops(Some(hop), vec![dropped]);
         }
     }
 
@@ -407,8 +458,8 @@ impl Node {
         let expired = self.forwarding.uplink.expire(now.instant);
         let core = self.worker.registered_core().cloned();
         self.report_drops(core.as_ref(), expired);
-        while let Some((batch, messages)) = self.forwarding.uplink.next_batch(now.instant) {
-            let body = encode_json(&ForwardRequest { messages });
+        while let Some(batch) = self.forwarding.uplink.next_batch_in_place(now.instant) {
+            let body = forward_body(&self.forwarding.uplink, batch);
             if self
                 .send_to_core(
                     now,
@@ -439,30 +490,23 @@ impl Node {
             let Some(stream) = self.core.stream_of(peer) else {
                 return;
             };
-            while let Some((batch, messages)) = self
-                .forwarding
-                .links
-                .get_mut(peer)
-                .and_then(|l| l.next_batch(now.instant))
-            {
-                let frame = StreamFrame::Messages(MessageBatch {
-                    batch: batch.0,
-                    messages,
-                });
-                self.push_frame(stream, &frame);
+            while let Some(link) = self.forwarding.links.get_mut(peer) {
+                let Some(batch) = link.next_batch_in_place(now.instant) else {
+                    break;
+                };
+                let bytes = stream_frame(link, batch);
+                self.push_frame_bytes(stream, bytes);
             }
             return;
         }
         let Some(url) = self.peer_address(peer) else {
             return;
         };
-        while let Some((batch, messages)) = self
-            .forwarding
-            .links
-            .get_mut(peer)
-            .and_then(|l| l.next_batch(now.instant))
-        {
-            let body = encode_json(&ForwardRequest { messages });
+        while let Some(link) = self.forwarding.links.get_mut(peer) {
+            let Some(batch) = link.next_batch_in_place(now.instant) else {
+                break;
+            };
+            let body = forward_body(link, batch);
             self.send(
                 now,
                 &url,

@@ -40,7 +40,7 @@ use crate::routing::{ClusterRoutes, Subscription};
 use crate::time::{Instant, Now};
 use crate::wire::messages::RouteUpdate;
 use crate::wire::messages::{MemberRecord, MemberState, Stamp};
-use crate::wire::{sse, Endpoint};
+use crate::wire::Endpoint;
 
 pub use forwarding::{Delivery, Message, PublishError, Routing};
 pub use output::{Event, StreamOutput, Transmit, TransportError};
@@ -512,7 +512,7 @@ impl Node {
 
     /// Encodes one SSE frame.
     fn frame(frame: &crate::wire::messages::StreamFrame) -> Bytes {
-        sse::encode(frame.event_name(), &frame.to_json())
+        frame.to_sse()
     }
 
     fn finish_leaving(&mut self) {

@@ -457,11 +457,14 @@ impl Node {
 
     /// Queues one frame for one stream.
     pub(super) fn push_frame(&mut self, stream: StreamId, frame: &StreamFrame) {
+        self.push_frame_bytes(stream, Node::frame(frame));
+    }
+
+    /// Queues an already framed SSE frame for `stream`.
+    pub(super) fn push_frame_bytes(&mut self, stream: StreamId, bytes: Bytes) {
         self.stats.stream_frames_sent += 1;
-        self.stream_output.push_back(super::StreamOutput::Data {
-            stream,
-            bytes: Node::frame(frame),
-        });
+        self.stream_output
+            .push_back(super::StreamOutput::Data { stream, bytes });
     }
 
     /// Merges records from a peer, refusing none: each is a plain value whose

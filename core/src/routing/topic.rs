@@ -451,7 +451,7 @@ impl Serialize for Subscription {
 
 impl<'de> Deserialize<'de> for Subscription {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+        let crate::wire::Text(text) = crate::wire::Text::deserialize(deserializer)?;
         Subscription::parse(&text).map_err(serde::de::Error::custom)
     }
 }
@@ -499,7 +499,7 @@ macro_rules! validated_string_impls {
 
         impl<'de> Deserialize<'de> for $type {
             fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-                let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+                let crate::wire::Text(text) = crate::wire::Text::deserialize(deserializer)?;
                 $type::new(&text).map_err(serde::de::Error::custom)
             }
         }

@@ -199,6 +199,9 @@ pub struct StreamHello {
     pub routes: Vec<RouteUpdate>,
 }
 
+/// The SSE event name of [`StreamFrame::Messages`].
+pub const MESSAGES_EVENT: &str = "messages";
+
 /// One frame of the push stream.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum StreamFrame {
@@ -219,7 +222,7 @@ impl StreamFrame {
             StreamFrame::Hello(_) => "hello",
             StreamFrame::Members(_) => "members",
             StreamFrame::Routes(_) => "routes",
-            StreamFrame::Messages(_) => "messages",
+            StreamFrame::Messages(_) => MESSAGES_EVENT,
         }
     }
 
@@ -236,13 +239,34 @@ impl StreamFrame {
         encoded.unwrap_or_else(|_| String::from("{}"))
     }
 
+    /// The whole SSE frame: [`event_name`](Self::event_name) and the JSON
+    /// of [`to_json`](Self::to_json), serialised straight into the frame.
+    pub fn to_sse(&self) -> Bytes {
+        let event = self.event_name();
+        match self {
+            StreamFrame::Hello(hello) => super::sse::encode_json(event, hello),
+            StreamFrame::Members(members) => super::sse::encode_json(event, members),
+            StreamFrame::Routes(routes) => super::sse::encode_json(event, routes),
+            StreamFrame::Messages(batch) => {
+                let expected = batch
+                    .messages
+                    .iter()
+                    .map(ForwardedMessage::json_len_hint)
+                    .sum();
+                super::sse::encode_json_with(event, expected, |out| {
+                    super::batch_json::write_message_batch(out, batch.batch, batch.messages.iter());
+                })
+            }
+        }
+    }
+
     /// Parses a frame from its SSE event name and data.
     pub fn parse(event: &str, data: &str) -> Result<StreamFrame, super::WireError> {
         match event {
-            "hello" => Ok(StreamFrame::Hello(super::decode_json(data.as_bytes())?)),
-            "members" => Ok(StreamFrame::Members(super::decode_json(data.as_bytes())?)),
-            "routes" => Ok(StreamFrame::Routes(super::decode_json(data.as_bytes())?)),
-            "messages" => Ok(StreamFrame::Messages(super::decode_json(data.as_bytes())?)),
+            "hello" => Ok(StreamFrame::Hello(super::decode_json_str(data)?)),
+            "members" => Ok(StreamFrame::Members(super::decode_json_str(data)?)),
+            "routes" => Ok(StreamFrame::Routes(super::decode_json_str(data)?)),
+            MESSAGES_EVENT => Ok(StreamFrame::Messages(super::decode_json_str(data)?)),
             other => Err(super::WireError::UnknownFrame {
                 event: other.chars().take(64).collect(),
             }),
@@ -375,8 +399,12 @@ pub struct Target {
 }
 
 /// A published message on its way across the cluster.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+///
+/// Deserialised by hand ([`super::batch_json`]), with the same rules as a
+/// derived `deny_unknown_fields` struct: every field but `retain` and
+/// `properties` required, none repeated, none unknown.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct ForwardedMessage {
     /// The node it was published on.
     pub origin: NodeId,
@@ -386,7 +414,7 @@ pub struct ForwardedMessage {
     /// The topic.
     pub topic: TopicName,
     /// The payload, base64 on the wire.
-    #[serde(with = "base64_bytes")]
+    #[serde(serialize_with = "base64_bytes::serialize")]
     pub payload: Bytes,
     /// Quality of service.
     pub qos: Qos,
@@ -395,13 +423,38 @@ pub struct ForwardedMessage {
     pub retain: bool,
     /// MQTT 5 properties, carried opaquely (base64 on the wire).
     #[serde(
-        default,
         skip_serializing_if = "Option::is_none",
-        with = "base64_opt_bytes"
+        serialize_with = "base64_opt_bytes::serialize"
     )]
     pub properties: Option<Bytes>,
     /// The nodes it goes to from here.
     pub targets: Vec<Target>,
+}
+
+impl ForwardedMessage {
+    /// Roughly how many bytes of JSON this message takes (a little more
+    /// rather than less), to size buffers before serialising batches.
+    pub fn json_len_hint(&self) -> usize {
+        let base64 = |n: usize| n.div_ceil(3).saturating_mul(4);
+        let targets: usize = self
+            .targets
+            .iter()
+            .map(|t| t.node.as_str().len().saturating_add(40))
+            .sum();
+        base64(self.payload.len())
+            .saturating_add(self.properties.as_ref().map_or(0, |p| base64(p.len()) + 16))
+            .saturating_add(self.topic.as_str().len())
+            .saturating_add(self.origin.as_str().len())
+            .saturating_add(targets)
+            .saturating_add(120)
+    }
+}
+
+impl<'de> Deserialize<'de> for ForwardedMessage {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let mut recent = super::batch_json::Recent::default();
+        serde::de::DeserializeSeed::deserialize(super::batch_json::MessageSeed(&mut recent), d)
+    }
 }
 
 /// `POST /forward`: messages from a node to a core.
@@ -409,7 +462,13 @@ pub struct ForwardedMessage {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ForwardRequest {
     /// The messages, in order.
+    #[serde(deserialize_with = "batch_messages")]
     pub messages: Vec<ForwardedMessage>,
+}
+
+/// The messages of a batch, decoded with one shared name cache.
+fn batch_messages<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<ForwardedMessage>, D::Error> {
+    serde::de::DeserializeSeed::deserialize(super::batch_json::MessagesSeed, d)
 }
 
 /// The answer to `POST /forward`: the whole batch was taken.
@@ -428,6 +487,7 @@ pub struct MessageBatch {
     /// acknowledges every batch before it too.
     pub batch: u64,
     /// The messages, in order.
+    #[serde(deserialize_with = "batch_messages")]
     pub messages: Vec<ForwardedMessage>,
 }
 
@@ -439,38 +499,25 @@ pub struct AckRequest {
     pub through: u64,
 }
 
+/// Base64 on the wire; decoding is in [`super::batch_json`].
 mod base64_bytes {
     use base64::Engine as _;
     use bytes::Bytes;
-    use serde::{Deserialize, Deserializer, Serializer};
+    use serde::Serializer;
 
     pub(super) fn serialize<S: Serializer>(bytes: &Bytes, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(&base64::engine::general_purpose::STANDARD.encode(bytes))
-    }
-
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Bytes, D::Error> {
-        let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
-        base64::engine::general_purpose::STANDARD
-            .decode(text.as_bytes())
-            .map(Bytes::from)
-            .map_err(serde::de::Error::custom)
     }
 }
 
 mod base64_opt_bytes {
     use bytes::Bytes;
-    use serde::{Deserialize, Deserializer, Serializer};
+    use serde::Serializer;
 
     pub(super) fn serialize<S: Serializer>(bytes: &Option<Bytes>, s: S) -> Result<S::Ok, S::Error> {
         match bytes {
             Some(bytes) => super::base64_bytes::serialize(bytes, s),
             None => s.serialize_none(),
         }
-    }
-
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Bytes>, D::Error> {
-        #[derive(Deserialize)]
-        struct Wrapped(#[serde(with = "super::base64_bytes")] Bytes);
-        Option::<Wrapped>::deserialize(d).map(|w| w.map(|Wrapped(b)| b))
     }
 }

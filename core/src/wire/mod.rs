@@ -5,6 +5,7 @@
 //! stream, [`headers`] names the protocol's headers. Decisions about what a
 //! message *means* live in [`crate::node`].
 
+pub mod batch_json;
 pub mod endpoint;
 pub mod headers;
 pub mod messages;
@@ -111,6 +112,12 @@ pub fn check_size<T>(
     Ok(())
 }
 
+/// A JSON string, borrowed from the input when it holds no escapes (a plain
+/// `Cow<str>` always allocates), for types that validate text into their
+/// own representation.
+#[derive(Deserialize)]
+pub(crate) struct Text<'a>(#[serde(borrow)] pub(crate) std::borrow::Cow<'a, str>);
+
 /// Parses a JSON body.
 pub fn decode_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, WireError> {
     serde_json::from_slice(body).map_err(|e| WireError::Malformed {
@@ -118,10 +125,29 @@ pub fn decode_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, WireError> {
     })
 }
 
+/// Parses JSON text that is already known to be UTF-8 (a stream frame's
+/// data): the same as [`decode_json`], without checking the UTF-8 again.
+pub fn decode_json_str<T: DeserializeOwned>(text: &str) -> Result<T, WireError> {
+    serde_json::from_str(text).map_err(|e| WireError::Malformed {
+        reason: e.to_string(),
+    })
+}
+
 /// Serialises a body. The protocol's types always serialise; should one ever
 /// fail, the peer receives `null` and refuses it as malformed.
 pub fn encode_json<T: Serialize>(body: &T) -> Bytes {
-    Bytes::from(serde_json::to_vec(body).unwrap_or_else(|_| b"null".to_vec()))
+    encode_json_sized(body, 0)
+}
+
+/// Like [`encode_json`], with room for `expected` bytes reserved up front so
+/// that a large body is not grown (and copied) a dozen times on its way.
+pub fn encode_json_sized<T: Serialize>(body: &T, expected: usize) -> Bytes {
+    let mut out = Vec::with_capacity(expected.max(128));
+    if serde_json::to_writer(&mut out, body).is_err() {
+        out.clear();
+        out.extend_from_slice(b"null");
+    }
+    Bytes::from(out)
 }
 
 /// A `200` response carrying `body` as JSON.

@@ -10,8 +10,7 @@
 //! invalid UTF-8 instead of replacing it, and refuses frames larger than a
 //! limit, because a peer sending either is broken or hostile.
 
-use std::borrow::Cow;
-use std::fmt::Write as _;
+use std::io::Write as _;
 
 use bytes::Bytes;
 
@@ -77,31 +76,131 @@ pub fn encode_comment(text: &str) -> Bytes {
 }
 
 fn frame(event: &str, id: Option<u64>, data: &str) -> Bytes {
-    let mut out = String::with_capacity(event.len().saturating_add(data.len()).saturating_add(32));
-    out.push_str("event: ");
-    out.extend(event.chars().filter(|&c| c != '\r' && c != '\n'));
-    out.push('\n');
+    let mut out = Vec::with_capacity(event.len().saturating_add(data.len()).saturating_add(32));
+    write_head(&mut out, event, id);
+    let mut first = true;
+    for_each_line(data, |line| {
+        if !first {
+            out.extend_from_slice(b"\ndata: ");
+        }
+        first = false;
+        out.extend_from_slice(line.as_bytes());
+    });
+    out.extend_from_slice(b"\n\n");
+    Bytes::from(out)
+}
+
+/// Writes `event: {event}\n`, the `id` line if any, and `data: `, leaving
+/// the data and the frame's end to the caller.
+fn write_head(out: &mut Vec<u8>, event: &str, id: Option<u64>) {
+    out.extend_from_slice(b"event: ");
+    if find_line_end(event.as_bytes()).is_some() {
+        out.extend(event.bytes().filter(|&b| b != b'\r' && b != b'\n'));
+    } else {
+        out.extend_from_slice(event.as_bytes());
+    }
+    out.push(b'\n');
     if let Some(id) = id {
         let _ = writeln!(out, "id: {id}");
     }
-    for_each_line(data, |line| {
-        out.push_str("data: ");
-        out.push_str(line);
-        out.push('\n');
-    });
-    out.push('\n');
+    out.extend_from_slice(b"data: ");
+}
+
+/// Frames `value`'s JSON as event `event`, serialising it straight into the
+/// frame: the same bytes as [`encode`] of `serde_json::to_string(value)`,
+/// without building the JSON text separately and copying it.
+///
+/// Compact JSON never holds a raw line break (JSON escapes control
+/// characters inside strings, and the compact writer adds no whitespace), so
+/// the text is always a single `data` line. Should serialising fail, the
+/// frame carries `{}` (and the receiver refuses it as malformed).
+pub fn encode_json<T: serde::Serialize + ?Sized>(event: &str, value: &T) -> Bytes {
+    encode_json_sized(event, value, 0)
+}
+
+/// Like [`encode_json`], reserving room for `expected` bytes of JSON at
+/// once, so that a large frame is not grown by repeated copying.
+pub fn encode_json_sized<T: serde::Serialize + ?Sized>(
+    event: &str,
+    value: &T,
+    expected: usize,
+) -> Bytes {
+    encode_json_with(event, expected, |out| {
+        let start = out.len();
+        if serde_json::to_writer(&mut *out, value).is_err() {
+            out.truncate(start);
+            out.extend_from_slice(b"{}");
+        }
+    })
+}
+
+/// Frames JSON that `write` appends to the buffer it is given (about
+/// `expected` bytes of it), as [`encode_json`] does: one `data` line.
+///
+/// JSON holding a raw line break (which no JSON writer produces) still
+/// gives a correct frame, split into `data` lines like [`encode`] does.
+pub fn encode_json_with(event: &str, expected: usize, write: impl FnOnce(&mut Vec<u8>)) -> Bytes {
+    let mut out = Vec::with_capacity(event.len().saturating_add(expected).saturating_add(32));
+    write_head(&mut out, event, None);
+    let data_start = out.len();
+    write(&mut out);
+    if find_line_end(out.get(data_start..).unwrap_or_default()).is_some() {
+        let data = String::from_utf8_lossy(out.get(data_start..).unwrap_or_default()).into_owned();
+        return encode(event, &data);
+    }
+    out.extend_from_slice(b"\n\n");
     Bytes::from(out)
+}
+
+/// The position of the first `\r` or `\n` in `bytes`.
+///
+/// Frames of forwarded messages are single lines tens of kilobytes long,
+/// so both the encoder and the decoder spend their time looking for line
+/// ends; this looks at eight bytes per step instead of one.
+pub(crate) fn find_line_end(bytes: &[u8]) -> Option<usize> {
+    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+    const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
+    const LF: u64 = u64::from_ne_bytes([b'\n'; 8]);
+    const CR: u64 = u64::from_ne_bytes([b'\r'; 8]);
+    // Sets the high bit of the bytes of `x` that are zero (and possibly of
+    // bytes above a zero one, which is why the word is rescanned bytewise).
+    fn zero_bytes(x: u64) -> u64 {
+        x.wrapping_sub(ONES) & !x & HIGHS
+    }
+    let mut words = bytes.chunks_exact(8);
+    let mut offset = 0usize;
+    for word in words.by_ref() {
+        let mut eight = [0u8; 8];
+        eight.copy_from_slice(word);
+        let v = u64::from_ne_bytes(eight);
+        if zero_bytes(v ^ LF) | zero_bytes(v ^ CR) != 0 {
+            return word
+                .iter()
+                .position(|&b| b == b'\n' || b == b'\r')
+                .map(|i| offset.saturating_add(i));
+        }
+        offset = offset.saturating_add(8);
+    }
+    words
+        .remainder()
+        .iter()
+        .position(|&b| b == b'\n' || b == b'\r')
+        .map(|i| offset.saturating_add(i))
 }
 
 /// Calls `f` with each line of `text`, split at `\r\n`, `\r` and `\n`: the
 /// line ends a decoder recognises.
 fn for_each_line(text: &str, mut f: impl FnMut(&str)) {
-    let text = if text.contains('\r') {
-        Cow::Owned(text.replace("\r\n", "\n"))
-    } else {
-        Cow::Borrowed(text)
-    };
-    text.split(['\r', '\n']).for_each(&mut f);
+    let mut rest = text;
+    while let Some(end) = find_line_end(rest.as_bytes()) {
+        let (line, tail) = rest.split_at(end);
+        f(line);
+        // The line end is one ASCII byte (two for `\r\n`): still a char
+        // boundary after it.
+        let skip = if tail.starts_with("\r\n") { 2 } else { 1 };
+        rest = tail.get(skip..).unwrap_or_default();
+    }
+    f(rest);
 }
 
 /// The fields of the frame being assembled.
@@ -196,7 +295,7 @@ impl SseDecoder {
             return Ok(());
         }
         let unscanned_before = self.scan < self.buf.len();
-        let ends_a_line = chunk.iter().any(|&b| b == b'\n' || b == b'\r');
+        let ends_a_line = find_line_end(chunk).is_some();
         if !self.at_stream_start && !unscanned_before && !ends_a_line {
             // Everything held plus this chunk is one unfinished line: if
             // that is already too long, the error is certain, so do not
@@ -245,7 +344,7 @@ impl SseDecoder {
                 self.after_cr = false;
             }
             let unscanned = self.buf.get(self.scan..).unwrap_or_default();
-            let Some(offset) = unscanned.iter().position(|&b| b == b'\n' || b == b'\r') else {
+            let Some(offset) = find_line_end(unscanned) else {
                 self.scan = self.buf.len();
                 let line = self.held();
                 if self.partial.line_bytes.saturating_add(line) > self.max_frame_bytes {
