@@ -13,6 +13,11 @@ use mqtt_cluster_core::{NodeId, Transmit, TransportError};
 
 use crate::driver::Input;
 
+/// How long an idle pooled connection is kept: less than the tokio
+/// runtime's server keeps an idle connection (30 s), so the client retires
+/// a connection before a server closes it under a request.
+const POOL_IDLE: Duration = Duration::from_secs(20);
+
 /// How much of a push stream is read at once.
 const STREAM_READ: usize = 64 * 1024;
 
@@ -42,6 +47,7 @@ impl Carrier {
             .max_redirects(0)
             .timeout_global(Some(timeout))
             .timeout_connect(Some(timeout))
+            .max_idle_age(POOL_IDLE)
             .build()
             .new_agent();
         let streams = ureq::Agent::config_builder()

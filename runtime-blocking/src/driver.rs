@@ -599,6 +599,7 @@ impl Driver {
             requests_received: self.counters.requests.load(Relaxed),
             requests_refused_by_runtime: self.counters.refused.load(Relaxed),
             connections_abandoned: self.counters.abandoned.load(Relaxed),
+            acceptors_replaced: self.counters.acceptors_replaced.load(Relaxed),
             requests_sent: self.requests_sent,
             requests_in_flight: self.in_flight,
             streams_served: self.served.len(),

@@ -4,9 +4,10 @@
 //! frame, as the node produces them.
 
 use std::io::{Cursor, Read, Write};
-use std::net::TcpListener;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use bytes::Bytes;
 use crossbeam_channel::{Receiver, Sender};
@@ -40,15 +41,150 @@ pub(crate) struct ServerContext {
 
 /// Serves until dropped: then the listener closes and requests still
 /// arriving are answered `503`.
-pub(crate) struct Serving {
-    server: Arc<tiny_http::Server>,
-    stop: Arc<AtomicBool>,
-}
+pub(crate) struct Serving(Arc<Supervision>);
 
 impl Drop for Serving {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        self.server.unblock();
+        // Under the lock, so the watchdog cannot start a server after this.
+        if let Ok(servers) = self.0.servers.lock() {
+            self.0.stop.store(true, Ordering::SeqCst);
+            for server in servers.iter() {
+                server.unblock();
+            }
+        }
+    }
+}
+
+/// The tiny_http servers of one core, and the watchdog that replaces a
+/// deaf one.
+///
+/// tiny_http's acceptor ends for good at its first failed `accept` (out of
+/// file descriptors, say: with an error, or with a panic when it cannot
+/// duplicate the socket it accepted), which would leave the core deaf. Its
+/// end closes the listening socket, which is what the watchdog looks for:
+/// it binds the address again and starts a new server. The old one keeps
+/// serving the connections it has, and retires once nothing came for a
+/// while.
+struct Supervision {
+    stop: AtomicBool,
+    servers: Mutex<Vec<Arc<tiny_http::Server>>>,
+    /// Where the core listens.
+    addr: SocketAddr,
+    context: Arc<ServerContext>,
+}
+
+/// How often the watchdog checks that the port still listens.
+const WATCH_EVERY: Duration = Duration::from_secs(1);
+/// How long a server whose acceptor ended serves on without a request
+/// before it retires. Longer than clients keep idle pooled connections
+/// (20 s in both runtimes), so no live connection is left behind.
+const RETIRE_AFTER: Duration = Duration::from_secs(60);
+
+impl Supervision {
+    /// Starts a tiny_http server on `listener` with an accept loop of its
+    /// own; nothing once stopping.
+    fn start(self: &Arc<Self>, listener: TcpListener) -> std::io::Result<()> {
+        let mut servers = self
+            .servers
+            .lock()
+            .map_err(|_| std::io::Error::other("the server list is poisoned"))?;
+        if self.stop.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+        let server = tiny_http::Server::from_listener(listener, None)
+            .map(Arc::new)
+            .map_err(std::io::Error::other)?;
+        servers.push(server.clone());
+        let supervision = self.clone();
+        std::thread::Builder::new()
+            .name("mqtt-cluster-accept".into())
+            .spawn(move || {
+                supervision.accept_loop(&server);
+                if let Ok(mut servers) = supervision.servers.lock() {
+                    servers.retain(|s| !Arc::ptr_eq(s, &server));
+                }
+            })?;
+        Ok(())
+    }
+
+    /// Checks the port every [`WATCH_EVERY`] until the core stops; a port
+    /// that refuses connections has lost its acceptor.
+    fn watch(self: &Arc<Self>) {
+        let probe = match self.addr.ip() {
+            ip if ip.is_unspecified() && ip.is_ipv4() => {
+                SocketAddr::from((Ipv4Addr::LOCALHOST, self.addr.port()))
+            }
+            ip if ip.is_unspecified() => SocketAddr::from((Ipv6Addr::LOCALHOST, self.addr.port())),
+            _ => self.addr,
+        };
+        while !self.stop.load(Ordering::SeqCst) {
+            std::thread::sleep(WATCH_EVERY);
+            let refused = matches!(
+                TcpStream::connect_timeout(&probe, WATCH_EVERY),
+                Err(error) if error.kind() == std::io::ErrorKind::ConnectionRefused
+            );
+            if !refused || self.stop.load(Ordering::SeqCst) {
+                continue;
+            }
+            log::error!(
+                "the cluster API on {} stopped accepting; serving it anew",
+                self.addr
+            );
+            match TcpListener::bind(self.addr).and_then(|listener| self.start(listener)) {
+                Ok(()) => Counters::bump(&self.context.counters.acceptors_replaced),
+                // Tried again at the next check.
+                Err(error) => log::error!("cannot listen on {} again: {error}", self.addr),
+            }
+        }
+    }
+
+    fn accept_loop(&self, server: &tiny_http::Server) {
+        let mut deaf = false;
+        loop {
+            let request = if deaf {
+                match server.recv_timeout(RETIRE_AFTER) {
+                    Ok(Some(request)) => Ok(request),
+                    Ok(None) => return,
+                    Err(error) => Err(error),
+                }
+            } else {
+                server.recv()
+            };
+            if self.stop.load(Ordering::SeqCst) {
+                return self.answer_queued(request, server);
+            }
+            match request {
+                Ok(request) => {
+                    let context = self.context.clone();
+                    let threads = context.threads.clone();
+                    threads.run(move || serve(Incoming::new(request), &context));
+                }
+                // Only the end of the acceptor puts an error in the queue;
+                // the watchdog sees the port closed and serves it anew.
+                Err(error) => {
+                    log::error!("accepting connections failed: {error}");
+                    deaf = true;
+                }
+            }
+        }
+    }
+
+    /// Answers what is still queued at a stop instead of dropping it: a
+    /// dropped request makes tiny_http discard its body (see `finish`).
+    fn answer_queued(
+        &self,
+        first: std::io::Result<tiny_http::Request>,
+        server: &tiny_http::Server,
+    ) {
+        let queued = first.ok().into_iter();
+        for request in queued.chain(std::iter::from_fn(|| server.try_recv().ok().flatten())) {
+            let stopped = refusal(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "shutting_down",
+                "the node has stopped",
+            );
+            Incoming::new(request).finish(stopped, &self.context);
+        }
     }
 }
 
@@ -57,48 +193,18 @@ pub(crate) fn spawn(
     listener: TcpListener,
     context: Arc<ServerContext>,
 ) -> std::io::Result<Serving> {
-    let server = tiny_http::Server::from_listener(listener, None)
-        .map(Arc::new)
-        .map_err(std::io::Error::other)?;
-    let stop = Arc::new(AtomicBool::new(false));
-    let serving = Serving {
-        server: server.clone(),
-        stop: stop.clone(),
-    };
+    let supervision = Arc::new(Supervision {
+        stop: AtomicBool::new(false),
+        servers: Mutex::new(Vec::new()),
+        addr: listener.local_addr()?,
+        context,
+    });
+    supervision.start(listener)?;
+    let watchdog = supervision.clone();
     std::thread::Builder::new()
-        .name("mqtt-cluster-accept".into())
-        .spawn(move || accept_loop(&server, &stop, &context))?;
-    Ok(serving)
-}
-
-fn accept_loop(server: &tiny_http::Server, stop: &AtomicBool, context: &Arc<ServerContext>) {
-    loop {
-        let request = server.recv();
-        if stop.load(Ordering::SeqCst) {
-            // Whatever is still queued is answered, not dropped: a dropped
-            // request makes tiny_http discard its body (see `finish`).
-            let queued = request.ok().into_iter();
-            for request in queued.chain(std::iter::from_fn(|| server.try_recv().ok().flatten())) {
-                let stopped = refusal(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "shutting_down",
-                    "the node has stopped",
-                );
-                Incoming::new(request).finish(stopped, context);
-            }
-            // Dropping the last reference closes the listener.
-            return;
-        }
-        match request {
-            Ok(request) => {
-                let context = context.clone();
-                let threads = context.threads.clone();
-                threads.run(move || serve(Incoming::new(request), &context));
-            }
-            // Interrupted by `unblock`, or a failed accept: look at `stop`.
-            Err(error) => log::debug!("accept: {error}"),
-        }
-    }
+        .name("mqtt-cluster-watch".into())
+        .spawn(move || watchdog.watch())?;
+    Ok(Serving(supervision))
 }
 
 /// A request as tiny_http gives it, and how much of its body is still

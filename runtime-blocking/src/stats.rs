@@ -8,6 +8,7 @@ pub(crate) struct Counters {
     pub(crate) requests: AtomicU64,
     pub(crate) refused: AtomicU64,
     pub(crate) abandoned: AtomicU64,
+    pub(crate) acceptors_replaced: AtomicU64,
 }
 
 impl Counters {
@@ -31,6 +32,9 @@ pub struct RuntimeStats {
     /// larger than could safely be read and discarded (see the crate docs
     /// on limits): their socket stays open until the process exits.
     pub connections_abandoned: u64,
+    /// Times the server's acceptor failed (out of file descriptors, say)
+    /// and a new one took over the listener.
+    pub acceptors_replaced: u64,
     /// Requests this node sent.
     pub requests_sent: u64,
     /// Requests sent and not yet answered (push streams not counted).
