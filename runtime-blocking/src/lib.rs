@@ -82,16 +82,26 @@
 //! behind is closed, so one slow worker cannot stall its core; the worker
 //! reconnects and receives again whatever it had not acknowledged.
 //!
-//! ## Limits
+//! ## Limits, and what the runtime does about tiny_http's
 //!
-//! tiny_http has no read timeouts: a peer that sends a head and then
-//! nothing holds one thread until it hangs up (the core still answers
-//! everyone else). tiny_http also throws away the unread rest of a body
-//! into a buffer of that size; for a body announced larger than 1 GiB the
-//! runtime answers `413` and then keeps the connection open rather than let
-//! that happen, counting it in
-//! [`RuntimeStats::connections_abandoned`]. HTTPS is not offered: use the
-//! tokio runtime with its `tls` feature, or a TLS-terminating proxy.
+//! - tiny_http sets no timeouts on the connections it serves: a peer that
+//!   sends a head and then nothing holds one thread until it hangs up (the
+//!   core still answers everyone else). Requests this node *sends* are
+//!   all bounded by `requestTimeout`.
+//! - tiny_http throws away the unread rest of a body into one buffer of
+//!   that size. For a body announced larger than 1 GiB (far beyond any
+//!   `maxBodySize`) that would abort the process, so the runtime answers
+//!   `413` and then keeps the connection open instead, counting it in
+//!   [`RuntimeStats::connections_abandoned`].
+//! - tiny_http's acceptor ends for good at its first failed `accept` (out
+//!   of file descriptors, say), which closes the port. A watchdog checks
+//!   the port every second and, finding it closed, listens on it anew,
+//!   counting it in [`RuntimeStats::acceptors_replaced`].
+//! - tiny_http's chunked writer holds small writes back until 8 KiB have
+//!   gathered, which would hold push stream frames back: the runtime
+//!   writes a stream's chunks itself and flushes each batch of frames.
+//! - HTTPS is not offered: use the tokio runtime with its `tls` feature, or
+//!   a TLS-terminating proxy in front of the cores.
 //!
 //! ## Stopping
 //!
