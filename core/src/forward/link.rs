@@ -284,7 +284,8 @@ impl<T: Carried + Clone> Link<T> {
         if self.batches.len() >= self.settings.max_batches_in_flight {
             return None;
         }
-        let mut entries = Vec::new();
+        let waiting = self.retry.len().saturating_add(self.queue.len());
+        let mut entries = Vec::with_capacity(waiting.min(self.settings.batch_size));
         // Each entry taken is counted as sent-unacked at once, so that
         // `in_flight()` stays exact while the batch is being filled.
         while entries.len() < self.settings.batch_size {
