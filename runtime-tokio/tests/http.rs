@@ -1,6 +1,7 @@
-//! A core's HTTP surface, spoken to by hand over raw TCP: bad requests get
-//! the right status and change nothing, operators' endpoints answer, and a
-//! push stream whose reader hangs up is reported closed.
+//! A core's HTTP surface, spoken to by hand over raw TCP: operators'
+//! endpoints answer, and a push stream whose reader hangs up is reported
+//! closed. (Bad requests are in the conformance suite, `tests/`, which runs
+//! them on both runtimes.)
 
 mod common;
 
@@ -90,128 +91,6 @@ async fn exchange(addr: SocketAddr, bytes: &[u8]) -> (u16, String, String) {
         .and_then(|s| s.parse().ok())
         .unwrap_or_else(|| panic!("no status line in {text:?}"));
     (status, head.to_owned(), body.to_owned())
-}
-
-fn error_kind(body: &str) -> String {
-    let start = body.find("\"error\":\"").map(|i| i + 9).unwrap_or(0);
-    body[start..].split('"').next().unwrap_or("").to_owned()
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn bad_requests_get_the_right_status_and_change_nothing() {
-    let (node, addr) = solo().await;
-    let before = node.handle.status().await.unwrap();
-
-    // Not HTTP at all.
-    let (status, _, _) = exchange(addr, b"\x16\x03\x01 hello there\r\n\r\n").await;
-    assert_eq!(status, 400);
-
-    // Malformed: properly signed, but the body is not JSON.
-    let request = signed(
-        SECRET,
-        "tester",
-        1,
-        Method::POST,
-        "/heartbeat",
-        b"{not json",
-    );
-    let (status, _, body) = exchange(addr, &raw(&request)).await;
-    assert_eq!(
-        (status, error_kind(&body).as_str()),
-        (400, "malformed"),
-        "{body}"
-    );
-
-    // Unsigned.
-    let request = Request::post("/register")
-        .body(Bytes::from_static(b"{}"))
-        .unwrap();
-    let (status, _, body) = exchange(addr, &raw(&request)).await;
-    assert_eq!(
-        (status, error_kind(&body).as_str()),
-        (401, "missing_header"),
-        "{body}"
-    );
-
-    // Replayed: the same signed request twice.
-    let request = signed(SECRET, "tester", 2, Method::GET, "/status", b"");
-    let (status, _, _) = exchange(addr, &raw(&request)).await;
-    assert_eq!(status, 200);
-    let (status, _, body) = exchange(addr, &raw(&request)).await;
-    assert_eq!(
-        (status, error_kind(&body).as_str()),
-        (401, "replayed"),
-        "{body}"
-    );
-
-    // Signed with another secret.
-    let request = signed(
-        "not-the-cluster-secret",
-        "tester",
-        3,
-        Method::GET,
-        "/status",
-        b"",
-    );
-    let (status, _, body) = exchange(addr, &raw(&request)).await;
-    assert_eq!(
-        (status, error_kind(&body).as_str()),
-        (403, "bad_signature"),
-        "{body}"
-    );
-
-    // Oversized, announced: refused from the header, the body never sent.
-    let head = "POST /forward HTTP/1.1\r\nhost: test\r\nconnection: close\r\ncontent-length: 1000000\r\n\r\n";
-    let (status, _, body) = exchange(addr, head.as_bytes()).await;
-    assert_eq!(
-        (status, error_kind(&body).as_str()),
-        (413, "too_large"),
-        "{body}"
-    );
-
-    // Oversized, chunked: the server stops reading past the limit.
-    let mut chunked =
-        b"POST /forward HTTP/1.1\r\nhost: test\r\nconnection: close\r\ntransfer-encoding: chunked\r\n\r\n"
-            .to_vec();
-    for _ in 0..3 {
-        chunked.extend_from_slice(format!("{:x}\r\n", 1500).as_bytes());
-        chunked.extend_from_slice(&[b'x'; 1500]);
-        chunked.extend_from_slice(b"\r\n");
-    }
-    chunked.extend_from_slice(b"0\r\n\r\n");
-    let (status, _, body) = exchange(addr, &chunked).await;
-    assert_eq!(
-        (status, error_kind(&body).as_str()),
-        (413, "too_large"),
-        "{body}"
-    );
-
-    // Unknown path, wrong method.
-    let (status, _, _) = exchange(
-        addr,
-        b"GET /nope HTTP/1.1\r\nhost: t\r\nconnection: close\r\n\r\n",
-    )
-    .await;
-    assert_eq!(status, 404);
-    let (status, _, _) = exchange(
-        addr,
-        b"GET /register HTTP/1.1\r\nhost: t\r\nconnection: close\r\n\r\n",
-    )
-    .await;
-    assert_eq!(status, 405);
-
-    let after = node.handle.status().await.unwrap();
-    assert_eq!(before, after, "refused requests changed nothing");
-    let refused = node.handle.stats().await.unwrap().requests_refused;
-    for kind in [
-        "malformed",
-        "missing_header",
-        "replayed",
-        "bad_signature",
-        "too_large",
-    ] {
-        assert!(refused.contains_key(kind), "{kind} counted in {refused:?}");
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

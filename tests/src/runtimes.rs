@@ -326,12 +326,27 @@ pub struct Four {
 impl Four {
     /// Starts the four on `mix` and waits until they agree.
     pub fn start(mix: Mix) -> Four {
+        Four::start_homed(mix, false)
+    }
+
+    /// Like [`Four::start`], but with both workers homed on core1 (w2
+    /// failing over to core2).
+    pub fn start_on_core1(mix: Mix) -> Four {
+        Four::start_homed(mix, true)
+    }
+
+    fn start_homed(mix: Mix, both_on_core1: bool) -> Four {
         let (b1, b2) = (bind(), bind());
         let cores = [b1.url.as_str(), b2.url.as_str()];
         let c1 = core_config("core1", b1.port, &cores, "");
         let c2 = core_config("core2", b2.port, &cores, "");
         let w1 = worker_config("w1", &[&b1.url, &b2.url], "");
-        let w2 = worker_config("w2", &[&b2.url, &b1.url], "");
+        let w2_clusters = if both_on_core1 {
+            [b1.url.as_str(), b2.url.as_str()]
+        } else {
+            [b2.url.as_str(), b1.url.as_str()]
+        };
+        let w2 = worker_config("w2", &w2_clusters, "");
         let four = Four {
             core1: LiveNode::start(mix.cores, c1, Some(b1.listener), 1),
             core2: LiveNode::start(mix.cores, c2, Some(b2.listener), 2),

@@ -8,7 +8,6 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use mqtt_cluster_core::wire::messages::MemberState;
 use mqtt_cluster_core::{Config, Event, NodeId};
 use mqtt_cluster_tokio::{Cluster, ClusterHandle, Options};
 use tokio::net::TcpListener;
@@ -139,75 +138,5 @@ where
             panic!("timed out after {DEADLINE:?} waiting for: {what}");
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-/// Whether every node sees the same live members, `count` of them, all alive.
-pub async fn agree(nodes: &[&ClusterHandle], count: usize) -> bool {
-    let mut digest = None;
-    for node in nodes {
-        let Ok(status) = node.status().await else {
-            return false;
-        };
-        let alive = status
-            .members
-            .iter()
-            .filter(|m| m.state == MemberState::Alive)
-            .count();
-        if alive != count
-            || digest.get_or_insert(status.members_digest.clone()) != &status.members_digest
-        {
-            return false;
-        }
-    }
-    true
-}
-
-/// Two cores and two workers: w1 homed on core1, w2 on core2, each able to
-/// fail over to the other core. Returns them once all four agree.
-pub struct Four {
-    pub core1: Running,
-    pub core2: Running,
-    pub w1: Running,
-    pub w2: Running,
-}
-
-pub async fn four(w2_home_first: bool) -> Four {
-    let (b1, b2) = (bind().await, bind().await);
-    let cores = [b1.url.as_str(), b2.url.as_str()];
-    let c1 = core_config("core1", b1.port, &cores, "");
-    let c2 = core_config("core2", b2.port, &cores, "");
-    let w1 = worker_config("w1", &[&b1.url, &b2.url], "");
-    let w2_clusters = if w2_home_first {
-        [b1.url.as_str(), b2.url.as_str()]
-    } else {
-        [b2.url.as_str(), b1.url.as_str()]
-    };
-    let w2 = worker_config("w2", &w2_clusters, "");
-    let core1 = start(c1, Options::new().seed(1).listener(b1.listener)).await;
-    let core2 = start(c2, Options::new().seed(2).listener(b2.listener)).await;
-    let w1 = start(w1, Options::new().seed(3)).await;
-    let w2 = start(w2, Options::new().seed(4)).await;
-    let cluster = Four {
-        core1,
-        core2,
-        w1,
-        w2,
-    };
-    eventually("all four nodes agree on four live members", || async {
-        agree(&cluster.handles(), 4).await
-    })
-    .await;
-    cluster
-}
-
-impl Four {
-    pub fn handles(&self) -> [&ClusterHandle; 4] {
-        [
-            &self.core1.handle,
-            &self.core2.handle,
-            &self.w1.handle,
-            &self.w2.handle,
-        ]
     }
 }
