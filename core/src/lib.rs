@@ -85,7 +85,8 @@
 //! mapping and stream framing; [`auth`] signs and checks requests;
 //! [`membership`] merges member records; [`node`] ties them together;
 //! [`routing`] matches topics against the cluster's subscriptions;
-//! [`queue`] bounds what waits for a peer.
+//! [`queue`] bounds what waits for a peer; [`runtime`] holds what every
+//! runtime's run loop does around a node.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 #![cfg_attr(
@@ -101,6 +102,7 @@ pub mod membership;
 pub mod node;
 pub mod queue;
 pub mod routing;
+pub mod runtime;
 #[cfg(feature = "sim")]
 pub mod sim;
 pub mod time;

@@ -5,7 +5,7 @@
 //! of the node until `None`; takes what else is ready up to a cap; and
 //! waits again.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,6 +15,7 @@ use crossbeam_channel::{Receiver, Select, Sender, TrySendError};
 use http::{Request, Response};
 use mqtt_cluster_core::node::{Message, PublishError, Routing};
 use mqtt_cluster_core::routing::TopicError;
+use mqtt_cluster_core::runtime::{EventBacklog, Offer};
 use mqtt_cluster_core::{
     Event, Node, RequestId, Stats, Status, StreamId, StreamOutput, Transmit, TransportError,
 };
@@ -135,11 +136,8 @@ pub(crate) struct Driver {
     inputs: Receiver<Input>,
     abort: Receiver<()>,
     events: Sender<Event>,
-    /// Events produced while the event channel was full, oldest first.
-    backlog: VecDeque<Event>,
-    /// How much of the backlog came in one go from the network.
-    burst: usize,
-    event_capacity: usize,
+    /// Events produced while the event channel was full.
+    backlog: EventBacklog,
     /// The push streams this core feeds.
     served: BTreeMap<StreamId, Sender<Bytes>>,
     stream_buffer: usize,
@@ -178,9 +176,7 @@ impl Driver {
             inputs: parts.inputs,
             abort: parts.abort,
             events: parts.events,
-            backlog: VecDeque::new(),
-            burst: 0,
-            event_capacity: parts.event_capacity,
+            backlog: EventBacklog::new(parts.event_capacity),
             served: BTreeMap::new(),
             stream_buffer: parts.stream_buffer,
             in_flight: 0,
@@ -252,7 +248,7 @@ impl Driver {
         let deadline = self.deadline().filter(|_| !self.stalled());
         // The oldest waiting event is offered to the host's channel; if
         // something else comes first it goes back to the front.
-        let mut waiting = self.backlog.pop_front();
+        let mut waiting = self.backlog.take_oldest();
         let mut select = Select::new();
         let abort = select.recv(&self.abort);
         let command = self.deferred.is_none().then(|| select.recv(&self.commands));
@@ -293,7 +289,7 @@ impl Driver {
             }
         };
         if let Some(event) = waiting {
-            self.backlog.push_front(event);
+            self.backlog.put_back(event);
         }
         wake
     }
@@ -302,7 +298,7 @@ impl Driver {
     /// (that is what pushes back on peers), except while leaving, so the
     /// leave can finish.
     fn takes_network(&self) -> bool {
-        self.backlog.is_empty() || self.leaving.is_some()
+        self.backlog.takes_network(self.leaving.is_some())
     }
 
     /// Whether the host's own calls and the timer must wait too: once they
@@ -311,7 +307,7 @@ impl Driver {
     /// read. A host that reads its events on the thread that publishes
     /// never gets here, so it cannot deadlock on its own publish.
     fn stalled(&self) -> bool {
-        self.leaving.is_none() && self.backlog.len() >= self.burst + self.event_capacity
+        self.backlog.stalled(self.leaving.is_some())
     }
 
     /// When to wake for the node's timer (or the end of a shutdown).
@@ -420,7 +416,7 @@ impl Driver {
             }
         }
         self.drain();
-        self.burst = self.backlog.len();
+        self.backlog.end_network_input();
     }
 
     fn on_timer(&mut self) {
@@ -526,32 +522,13 @@ impl Driver {
     }
 
     fn emit(&mut self, event: Event) {
-        if self.backlog.is_empty() {
-            match self.events.try_send(event) {
-                Ok(()) | Err(TrySendError::Disconnected(_)) => {}
-                Err(TrySendError::Full(event)) => self.backlog.push_back(event),
-            }
-        } else {
-            self.backlog.push_back(event);
-        }
+        let events = &self.events;
+        self.backlog.emit(event, |event| offer(events, event));
     }
 
     fn flush_backlog(&mut self) {
-        self.burst = self.burst.min(self.backlog.len());
-        while let Some(event) = self.backlog.pop_front() {
-            self.burst = self.burst.min(self.backlog.len());
-            match self.events.try_send(event) {
-                Ok(()) => {}
-                Err(TrySendError::Full(event)) => {
-                    self.backlog.push_front(event);
-                    return;
-                }
-                Err(TrySendError::Disconnected(_)) => {
-                    self.backlog.clear();
-                    return;
-                }
-            }
-        }
+        let events = &self.events;
+        self.backlog.flush(|event| offer(events, event));
     }
 
     fn begin_leaving(&mut self, reply: Sender<()>) {
@@ -606,5 +583,14 @@ impl Driver {
             streams_closed_slow: self.streams_closed_slow,
             events_waiting: self.backlog.len(),
         }
+    }
+}
+
+/// Offers an event to the host's channel without waiting.
+fn offer(events: &Sender<Event>, event: Event) -> Offer {
+    match events.try_send(event) {
+        Ok(()) => Offer::Taken,
+        Err(TrySendError::Full(event)) => Offer::Full(event),
+        Err(TrySendError::Disconnected(_)) => Offer::Gone,
     }
 }

@@ -5,7 +5,7 @@
 //! `None`, takes what else is ready up to a cap, and re-arms its single timer
 //! only when the node's deadline moved.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,6 +13,7 @@ use bytes::Bytes;
 use http::{Request, Response};
 use mqtt_cluster_core::node::{Message, PublishError, Routing};
 use mqtt_cluster_core::routing::TopicError;
+use mqtt_cluster_core::runtime::{EventBacklog, Offer};
 use mqtt_cluster_core::{
     Event, Node, RequestId, Stats, Status, StreamId, StreamOutput, Transmit, TransportError,
 };
@@ -132,11 +133,8 @@ pub(crate) struct Driver {
     deferred: Option<Command>,
     inputs: mpsc::Receiver<Input>,
     events: mpsc::Sender<Event>,
-    /// Events produced while the event channel was full, oldest first.
-    backlog: VecDeque<Event>,
-    /// How much of the backlog came in one go from the network.
-    burst: usize,
-    event_capacity: usize,
+    /// Events produced while the event channel was full.
+    backlog: EventBacklog,
     /// The push streams this core feeds.
     served: BTreeMap<StreamId, mpsc::Sender<Bytes>>,
     stream_buffer: usize,
@@ -170,9 +168,7 @@ impl Driver {
             deferred: None,
             inputs: parts.inputs,
             events: parts.events,
-            backlog: VecDeque::new(),
-            burst: 0,
-            event_capacity: parts.event_capacity,
+            backlog: EventBacklog::new(parts.event_capacity),
             served: BTreeMap::new(),
             stream_buffer: parts.stream_buffer,
             closed: parts.closed,
@@ -220,7 +216,7 @@ impl Driver {
                 // An owned permit, so the handler may use `self` freely.
                 permit = self.events.clone().reserve_owned(), if has_backlog => match permit {
                     Ok(permit) => {
-                        if let Some(event) = self.backlog.pop_front() {
+                        if let Some(event) = self.backlog.take_oldest() {
                             permit.send(event);
                         }
                         self.flush_backlog();
@@ -264,7 +260,7 @@ impl Driver {
     /// (that is what pushes back on peers), except while leaving, so the
     /// leave can finish.
     fn takes_network(&self) -> bool {
-        self.backlog.is_empty() || self.leaving.is_some()
+        self.backlog.takes_network(self.leaving.is_some())
     }
 
     /// Whether the host's own calls and the timer must wait too: once they
@@ -273,7 +269,7 @@ impl Driver {
     /// A host that reads its events in the same task that publishes never
     /// gets here, so it cannot deadlock on its own publish.
     fn stalled(&self) -> bool {
-        self.leaving.is_none() && self.backlog.len() >= self.burst + self.event_capacity
+        self.backlog.stalled(self.leaving.is_some())
     }
 
     fn on_command(&mut self, command: Command) {
@@ -361,7 +357,7 @@ impl Driver {
             }
         }
         self.drain();
-        self.burst = self.backlog.len();
+        self.backlog.end_network_input();
     }
 
     fn on_timer(&mut self) {
@@ -467,32 +463,13 @@ impl Driver {
     }
 
     fn emit(&mut self, event: Event) {
-        if self.backlog.is_empty() {
-            match self.events.try_send(event) {
-                Ok(()) | Err(TrySendError::Closed(_)) => {}
-                Err(TrySendError::Full(event)) => self.backlog.push_back(event),
-            }
-        } else {
-            self.backlog.push_back(event);
-        }
+        let events = &self.events;
+        self.backlog.emit(event, |event| offer(events, event));
     }
 
     fn flush_backlog(&mut self) {
-        self.burst = self.burst.min(self.backlog.len());
-        while let Some(event) = self.backlog.pop_front() {
-            self.burst = self.burst.min(self.backlog.len());
-            match self.events.try_send(event) {
-                Ok(()) => {}
-                Err(TrySendError::Full(event)) => {
-                    self.backlog.push_front(event);
-                    return;
-                }
-                Err(TrySendError::Closed(_)) => {
-                    self.backlog.clear();
-                    return;
-                }
-            }
-        }
+        let events = &self.events;
+        self.backlog.flush(|event| offer(events, event));
     }
 
     /// Sets the timer to the node's deadline (or the shutdown deadline),
@@ -567,5 +544,14 @@ impl Driver {
             streams_closed_slow: self.streams_closed_slow,
             events_waiting: self.backlog.len(),
         }
+    }
+}
+
+/// Offers an event to the host's channel without waiting.
+fn offer(events: &mpsc::Sender<Event>, event: Event) -> Offer {
+    match events.try_send(event) {
+        Ok(()) => Offer::Taken,
+        Err(TrySendError::Full(event)) => Offer::Full(event),
+        Err(TrySendError::Closed(_)) => Offer::Gone,
     }
 }

@@ -1,0 +1,11 @@
+//! What every runtime's run loop needs around a [`Node`](crate::Node),
+//! free of I/O: the parts of driving a node that do not depend on how
+//! bytes move or how a thread waits, so each runtime does them the same
+//! way.
+//!
+//! - [`EventBacklog`]: events the host has not taken yet, and the
+//!   backpressure they exert on the network and on the host.
+
+mod backlog;
+
+pub use backlog::{EventBacklog, Offer};
