@@ -15,7 +15,7 @@ use crossbeam_channel::{Receiver, Select, Sender, TrySendError};
 use http::{Request, Response};
 use mqtt_cluster_core::node::{Message, PublishError, Routing};
 use mqtt_cluster_core::routing::TopicError;
-use mqtt_cluster_core::runtime::{EventBacklog, Offer};
+use mqtt_cluster_core::runtime::{EventBacklog, Offer, PushReader};
 use mqtt_cluster_core::{
     Event, Node, RequestId, Stats, Status, StreamId, StreamOutput, Transmit, TransportError,
 };
@@ -94,15 +94,6 @@ pub(crate) struct Reply {
     pub(crate) stream: Option<(Receiver<Bytes>, StreamId)>,
 }
 
-/// This worker's push stream reader.
-#[derive(Debug)]
-struct Reader {
-    id: RequestId,
-    cancel: Cancel,
-    /// The head has been passed to the node.
-    head_seen: bool,
-}
-
 /// A shutdown in progress.
 #[derive(Debug)]
 struct Leaving {
@@ -142,7 +133,8 @@ pub(crate) struct Driver {
     served: BTreeMap<StreamId, Sender<Bytes>>,
     stream_buffer: usize,
     in_flight: usize,
-    reader: Option<Reader>,
+    /// This worker's push stream, and the flag that stops its reader.
+    reader: PushReader<Cancel>,
     carrier: Arc<Carrier>,
     threads: Threads,
     counters: Arc<Counters>,
@@ -180,7 +172,7 @@ impl Driver {
             served: BTreeMap::new(),
             stream_buffer: parts.stream_buffer,
             in_flight: 0,
-            reader: None,
+            reader: PushReader::new(),
             carrier: parts.carrier,
             threads: parts.threads,
             counters: parts.counters,
@@ -383,33 +375,14 @@ impl Driver {
                 streaming,
             } => {
                 if streaming {
-                    let Some(reader) = self.reader.as_mut().filter(|r| r.id == id) else {
-                        // A superseded stream, already reported.
-                        return;
-                    };
-                    reader.head_seen = true;
-                    let open = result
-                        .as_ref()
-                        .is_ok_and(|r| r.status() == http::StatusCode::OK);
-                    if !open {
-                        self.reader = None;
-                    }
+                    self.reader.head(&mut self.node, now, id, result);
                 } else {
                     self.in_flight = self.in_flight.saturating_sub(1);
-                }
-                self.node.handle_response(now, id, result);
-            }
-            Input::StreamData { id, data } => {
-                if self.reader.as_ref().is_some_and(|r| r.id == id) {
-                    self.node.handle_stream_data(now, id, &data);
+                    self.node.handle_response(now, id, result);
                 }
             }
-            Input::StreamEnd { id } => {
-                if self.reader.as_ref().is_some_and(|r| r.id == id) {
-                    self.reader = None;
-                    self.node.handle_stream_end(now, id);
-                }
-            }
+            Input::StreamData { id, data } => self.reader.data(&mut self.node, now, id, &data),
+            Input::StreamEnd { id } => self.reader.end(&mut self.node, now, id),
             Input::StreamClosed { stream } => {
                 self.served.remove(&stream);
                 self.node.handle_stream_closed(now, stream);
@@ -466,22 +439,14 @@ impl Driver {
         }
         // A worker reads one push stream at a time: a new one means the node
         // gave up on the old.
-        if let Some(old) = self.reader.take() {
-            old.cancel.store(true, Ordering::Release);
-            let now = self.clock.now();
-            if old.head_seen {
-                self.node.handle_stream_end(now, old.id);
-            } else {
-                self.node
-                    .handle_response(now, old.id, Err(TransportError::Cancelled));
-            }
-        }
         let cancel = Cancel::default();
-        self.reader = Some(Reader {
-            id: transmit.id,
-            cancel: cancel.clone(),
-            head_seen: false,
-        });
+        let id = transmit.id;
+        if let Some(old) = self
+            .reader
+            .open(&mut self.node, self.clock.now(), id, cancel.clone())
+        {
+            old.store(true, Ordering::Release);
+        }
         self.threads
             .run(move || client::stream(&carrier, transmit, &cancel));
     }
@@ -559,8 +524,8 @@ impl Driver {
         // Ends every push stream this core feeds and stops the server.
         self.served.clear();
         self.server = None;
-        if let Some(reader) = self.reader.take() {
-            reader.cancel.store(true, Ordering::Release);
+        if let Some(cancel) = self.reader.abandon() {
+            cancel.store(true, Ordering::Release);
         }
         self.flush_backlog();
         if let Some(leaving) = self.leaving.take() {

@@ -13,7 +13,7 @@ use bytes::Bytes;
 use http::{Request, Response};
 use mqtt_cluster_core::node::{Message, PublishError, Routing};
 use mqtt_cluster_core::routing::TopicError;
-use mqtt_cluster_core::runtime::{EventBacklog, Offer};
+use mqtt_cluster_core::runtime::{EventBacklog, Offer, PushReader};
 use mqtt_cluster_core::{
     Event, Node, RequestId, Stats, Status, StreamId, StreamOutput, Transmit, TransportError,
 };
@@ -93,15 +93,6 @@ pub(crate) struct Reply {
     pub(crate) stream: Option<StreamParts>,
 }
 
-/// This worker's push stream reader.
-#[derive(Debug)]
-struct Reader {
-    id: RequestId,
-    task: AbortHandle,
-    /// The driver has passed the head to the node.
-    head_seen: bool,
-}
-
 /// A shutdown in progress.
 #[derive(Debug)]
 struct Leaving {
@@ -142,7 +133,8 @@ pub(crate) struct Driver {
     /// Every request task, so that stopping aborts them all.
     tasks: JoinSet<()>,
     in_flight: usize,
-    reader: Option<Reader>,
+    /// This worker's push stream, and the task reading it.
+    reader: PushReader<AbortHandle>,
     carrier: Arc<Carrier>,
     counters: Arc<Counters>,
     requests_sent: u64,
@@ -174,7 +166,7 @@ impl Driver {
             closed: parts.closed,
             tasks: JoinSet::new(),
             in_flight: 0,
-            reader: None,
+            reader: PushReader::new(),
             carrier: parts.carrier,
             counters: parts.counters,
             requests_sent: 0,
@@ -328,33 +320,14 @@ impl Driver {
                 streaming,
             } => {
                 if streaming {
-                    let Some(reader) = self.reader.as_mut().filter(|r| r.id == id) else {
-                        // A superseded stream, already reported.
-                        return;
-                    };
-                    reader.head_seen = true;
-                    let open = result
-                        .as_ref()
-                        .is_ok_and(|r| r.status() == http::StatusCode::OK);
-                    if !open {
-                        self.reader = None;
-                    }
+                    self.reader.head(&mut self.node, now, id, result);
                 } else {
                     self.in_flight = self.in_flight.saturating_sub(1);
-                }
-                self.node.handle_response(now, id, result);
-            }
-            Input::StreamData { id, data } => {
-                if self.reader.as_ref().is_some_and(|r| r.id == id) {
-                    self.node.handle_stream_data(now, id, &data);
+                    self.node.handle_response(now, id, result);
                 }
             }
-            Input::StreamEnd { id } => {
-                if self.reader.as_ref().is_some_and(|r| r.id == id) {
-                    self.reader = None;
-                    self.node.handle_stream_end(now, id);
-                }
-            }
+            Input::StreamData { id, data } => self.reader.data(&mut self.node, now, id, &data),
+            Input::StreamEnd { id } => self.reader.end(&mut self.node, now, id),
         }
         self.drain();
         self.backlog.end_network_input();
@@ -408,23 +381,11 @@ impl Driver {
         // A worker reads one push stream at a time: a new one means the node
         // gave up on the old, whose connection would otherwise stay open
         // until TCP noticed the peer was gone.
-        if let Some(old) = self.reader.take() {
-            old.task.abort();
-            let now = self.clock.now();
-            if old.head_seen {
-                self.node.handle_stream_end(now, old.id);
-            } else {
-                self.node
-                    .handle_response(now, old.id, Err(TransportError::Cancelled));
-            }
-        }
         let id = transmit.id;
         let task = self.tasks.spawn(client::stream(carrier, transmit));
-        self.reader = Some(Reader {
-            id,
-            task,
-            head_seen: false,
-        });
+        if let Some(old) = self.reader.open(&mut self.node, self.clock.now(), id, task) {
+            old.abort();
+        }
     }
 
     /// Writes to a served stream; returns it if it had to be closed.

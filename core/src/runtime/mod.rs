@@ -5,7 +5,11 @@
 //!
 //! - [`EventBacklog`]: events the host has not taken yet, and the
 //!   backpressure they exert on the network and on the host.
+//! - [`PushReader`]: a worker's current push stream, and what the node
+//!   hears of one that was given up.
 
 mod backlog;
+mod push_reader;
 
 pub use backlog::{EventBacklog, Offer};
+pub use push_reader::PushReader;
