@@ -24,8 +24,55 @@ pub const MAX_NODE_NAME: usize = 64;
 /// assert_eq!(id.as_str(), "worker-1");
 /// assert!(NodeId::new("no spaces").is_err());
 /// ```
-#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Eq)]
 pub struct NodeId(Arc<str>);
+
+// Ids are the keys of most of the node's maps, so they are compared all
+// the time, nearly always with short names. Two clones of one id compare
+// equal without reading the text, and otherwise the text is compared in
+// place rather than through a `memcmp` call, with the same result as
+// comparing the strings.
+impl PartialEq for NodeId {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0) || self.0 == other.0
+    }
+}
+
+// Hashes the name, as a derived impl would: equal ids, equal hashes.
+impl std::hash::Hash for NodeId {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.0.hash(state);
+    }
+}
+
+impl Ord for NodeId {
+    #[inline]
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        if Arc::ptr_eq(&self.0, &other.0) {
+            return std::cmp::Ordering::Equal;
+        }
+        compare_text(self.0.as_bytes(), other.0.as_bytes())
+    }
+}
+
+impl PartialOrd for NodeId {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+/// Lexicographic byte order, as `<[u8]>::cmp`. Names are short and
+/// usually differ within their first bytes, where a plain loop is done
+/// before a `memcmp` call would have started.
+#[inline]
+fn compare_text(a: &[u8], b: &[u8]) -> std::cmp::Ordering {
+    for (x, y) in a.iter().zip(b) {
+        if x != y {
+            return x.cmp(y);
+        }
+    }
+    a.len().cmp(&b.len())
+}
 
 /// A node name that breaks the rules of [`NodeId`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -154,3 +201,29 @@ pub struct RequestId(pub u64);
 /// Names one open `GET /stream` response a core is feeding.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct StreamId(pub u64);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn ids_order_and_compare_as_their_names(
+            a in "[A-Za-z0-9._:-]{1,20}",
+            b in "[A-Za-z0-9._:-]{1,20}",
+        ) {
+            let (x, y) = (NodeId::new(&a).unwrap(), NodeId::new(&b).unwrap());
+            prop_assert_eq!(x.cmp(&y), a.cmp(&b));
+            prop_assert_eq!(x == y, a == b);
+            prop_assert_eq!(x.clone().cmp(&x), std::cmp::Ordering::Equal);
+        }
+
+        #[test]
+        fn text_comparison_is_byte_order(a in any::<Vec<u8>>(), b in any::<Vec<u8>>()) {
+            prop_assert_eq!(compare_text(&a, &b), a.cmp(&b));
+            let prefix = &a[..a.len() / 2];
+            prop_assert_eq!(compare_text(prefix, &a), prefix.cmp(&a[..]));
+        }
+    }
+}

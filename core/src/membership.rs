@@ -210,7 +210,7 @@ impl Membership {
             hasher.update([0xff]);
         }
         let digest = hasher.finalize();
-        digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
+        crate::auth::hex(digest.get(..8).unwrap_or_default())
     }
 
     /// Merges a record received from another node. Returns the visible change,

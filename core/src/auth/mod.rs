@@ -14,7 +14,6 @@
 pub mod replay;
 
 use std::fmt;
-use std::fmt::Write as _;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -185,6 +184,9 @@ impl AuthError {
 /// ```
 pub struct Authenticator {
     secret: Option<Secret>,
+    /// The MAC already keyed with `secret`: keying hashes two blocks, which
+    /// every request would otherwise repeat.
+    keyed: Option<Hmac<Sha256>>,
     freshness_window: Duration,
     replay: ReplayGuard,
 }
@@ -215,8 +217,12 @@ impl Authenticator {
     /// guard remembers at most `max_senders` senders (at least one), evicting
     /// the least recently heard from.
     pub fn new(secret: Option<Secret>, freshness_window: Duration, max_senders: usize) -> Self {
+        let keyed = secret
+            .as_ref()
+            .and_then(|secret| <Hmac<Sha256> as Mac>::new_from_slice(secret.expose()).ok());
         Authenticator {
             secret,
+            keyed,
             freshness_window,
             replay: ReplayGuard::new(max_senders),
         }
@@ -253,8 +259,8 @@ impl Authenticator {
             counter,
             timestamp: wall,
         };
-        let signature = self.secret.as_ref().and_then(|secret| {
-            let mac = mac(secret, request, &claimed)?;
+        let signature = self.secret.as_ref().and_then(|_| {
+            let mac = self.mac(request, &claimed)?;
             HeaderValue::from_str(&hex(&mac.finalize().into_bytes())).ok()
         });
         let headers = request.headers_mut();
@@ -293,9 +299,9 @@ impl Authenticator {
     ) -> Result<Sender, AuthError> {
         check_version(request)?;
         let claimed = parse_claimed(request)?;
-        if let Some(secret) = &self.secret {
+        if self.secret.is_some() {
             let signature = parse_signature(single_header(request, &X_CLUSTER_SIGNATURE)?)?;
-            let mac = mac(secret, request, &claimed).ok_or(AuthError::BadSignature)?;
+            let mac = self.mac(request, &claimed).ok_or(AuthError::BadSignature)?;
             mac.verify_slice(&signature)
                 .map_err(|_| AuthError::BadSignature)?;
         }
@@ -324,33 +330,89 @@ impl Authenticator {
     }
 }
 
-/// The keyed MAC fed with the canonical string; `None` only if HMAC refused
-/// the key, which it never does for any key length.
-fn mac(secret: &Secret, request: &Request<Bytes>, claimed: &Claimed) -> Option<Hmac<Sha256>> {
-    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(secret.expose()).ok()?;
-    mac.update(canonical(request, claimed).as_bytes());
-    Some(mac)
+impl Authenticator {
+    /// The keyed MAC fed with the canonical string; `None` only if HMAC
+    /// refused the key, which it never does for any key length.
+    fn mac(&self, request: &Request<Bytes>, claimed: &Claimed) -> Option<Hmac<Sha256>> {
+        let mut mac = self.keyed.clone()?;
+        feed_canonical(&mut mac, request, claimed);
+        Some(mac)
+    }
 }
 
-/// The signed text. Parsed values are rendered back rather than the raw
-/// header text, so that a signature binds exactly what the receiver acts on.
-fn canonical(request: &Request<Bytes>, claimed: &Claimed) -> String {
+/// Feeds the signed text to `mac`, piece by piece, without building it:
+///
+/// ```text
+/// {version}\n{method}\n{path and query}\n{node}\n{incarnation}\n{counter}\n{timestamp}\n{hex sha256 of body}
+/// ```
+///
+/// Parsed values are rendered back rather than the raw header text, so that
+/// a signature binds exactly what the receiver acts on.
+fn feed_canonical(mac: &mut Hmac<Sha256>, request: &Request<Bytes>, claimed: &Claimed) {
     let path = request.uri().path_and_query().map_or("/", |p| p.as_str());
-    format!(
-        "{PROTOCOL_VERSION}\n{}\n{path}\n{}\n{}\n{}\n{}\n{}",
-        request.method(),
-        claimed.node,
-        claimed.incarnation.0,
-        claimed.counter,
-        claimed.timestamp.as_unix_millis(),
-        hex(&Sha256::digest(request.body())),
-    )
+    let mut number = Decimal::default();
+    mac.update(number.of(u64::from(PROTOCOL_VERSION)));
+    mac.update(b"\n");
+    mac.update(request.method().as_str().as_bytes());
+    mac.update(b"\n");
+    mac.update(path.as_bytes());
+    mac.update(b"\n");
+    mac.update(claimed.node.as_str().as_bytes());
+    mac.update(b"\n");
+    mac.update(number.of(claimed.incarnation.0));
+    mac.update(b"\n");
+    mac.update(number.of(claimed.counter));
+    mac.update(b"\n");
+    mac.update(number.of(claimed.timestamp.as_unix_millis()));
+    mac.update(b"\n");
+    let mut body_hash = [0u8; 64];
+    mac.update(hex_into(&Sha256::digest(request.body()), &mut body_hash));
 }
 
-fn hex(bytes: &[u8]) -> String {
+/// Room to render a `u64` in decimal without allocating.
+#[derive(Default)]
+struct Decimal([u8; 20]);
+
+impl Decimal {
+    fn of(&mut self, mut n: u64) -> &[u8] {
+        let mut at = self.0.len();
+        loop {
+            at = at.saturating_sub(1);
+            if let Some(digit) = self.0.get_mut(at) {
+                // `n % 10` is below 10: the cast keeps its value.
+                *digit = b'0' + (n % 10) as u8;
+            }
+            n /= 10;
+            if n == 0 || at == 0 {
+                break;
+            }
+        }
+        self.0.get(at..).unwrap_or_default()
+    }
+}
+
+const HEX_DIGITS: &[u8; 16] = b"0123456789abcdef";
+
+/// Lowercase hex of `bytes`, written into `out` (which must hold twice as
+/// many bytes; the hex is cut short otherwise); returns the part written.
+fn hex_into<'o>(bytes: &[u8], out: &'o mut [u8]) -> &'o [u8] {
+    let mut written = 0;
+    for (b, pair) in bytes.iter().zip(out.chunks_exact_mut(2)) {
+        if let [hi, lo] = pair {
+            *hi = HEX_DIGITS[usize::from(b >> 4)];
+            *lo = HEX_DIGITS[usize::from(b & 0x0f)];
+            written += 2;
+        }
+    }
+    out.get(..written).unwrap_or_default()
+}
+
+/// Lowercase hex of `bytes`.
+pub(crate) fn hex(bytes: &[u8]) -> String {
     let mut out = String::with_capacity(bytes.len().saturating_mul(2));
     for b in bytes {
-        let _ = write!(out, "{b:02x}");
+        out.push(char::from(HEX_DIGITS[usize::from(b >> 4)]));
+        out.push(char::from(HEX_DIGITS[usize::from(b & 0x0f)]));
     }
     out
 }

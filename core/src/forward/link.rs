@@ -449,6 +449,13 @@ impl<T: Carried + Clone> Link<T> {
         self.sent_unacked.saturating_add(self.retry.len())
     }
 
+    /// Whether messages wait to be sent (queued or awaiting a retry): only
+    /// then can [`expire`](Self::expire) or [`next_batch`](Self::next_batch)
+    /// find anything to do.
+    pub fn has_waiting(&self) -> bool {
+        !self.queue.is_empty() || !self.retry.is_empty()
+    }
+
     /// Whether nothing is queued and nothing is in flight.
     pub fn is_idle(&self) -> bool {
         self.queue.is_empty() && self.in_flight() == 0

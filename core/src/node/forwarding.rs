@@ -203,6 +203,16 @@ impl Forwarding {
         depths
     }
 
+    /// The largest queue and in-flight count over all links.
+    pub(super) fn deepest(&self) -> (usize, usize) {
+        self.links
+            .values()
+            .chain(std::iter::once(&self.uplink))
+            .fold((0, 0), |(queued, in_flight), link| {
+                (queued.max(link.queued()), in_flight.max(link.in_flight()))
+            })
+    }
+
     pub(super) fn link_stats(&self) -> BTreeMap<String, LinkStats> {
         let mut stats: BTreeMap<String, LinkStats> = self
             .closed
@@ -420,6 +430,9 @@ impl Node {
         peer: Option<&NodeId>,
         dropped: Vec<Dropped<ForwardedMessage>>,
     ) {
+        if dropped.is_empty() {
+            return;
+        }
         let mut counts: BTreeMap<DropReason, u64> = BTreeMap::new();
         for drop in &dropped {
             *counts.entry(drop.reason).or_default() += 1;
@@ -443,7 +456,16 @@ impl Node {
         match self.role {
             Role::Worker => self.flush_uplink(now),
             Role::Core => {
-                let peers: Vec<NodeId> = self.forwarding.links.keys().cloned().collect();
+                // A core calls this after every input, and most of its links
+                // are idle most of the time: only links with messages
+                // waiting can send or expire anything.
+                let peers: Vec<NodeId> = self
+                    .forwarding
+                    .links
+                    .iter()
+                    .filter(|(_, link)| link.has_waiting())
+                    .map(|(peer, _)| peer.clone())
+                    .collect();
                 for peer in peers {
                     self.flush_link(now, &peer);
                 }

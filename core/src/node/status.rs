@@ -181,6 +181,15 @@ impl Node {
             .collect()
     }
 
+    /// The largest queue and the largest in-flight count over all of the
+    /// node's links (each maximum may come from a different link): a bound
+    /// check of every link at once, without naming them as
+    /// [`queue_depths`](Self::queue_depths) does.
+    pub fn deepest_queues(&self) -> QueueDepth {
+        let (queued, in_flight) = self.forwarding.deepest();
+        QueueDepth { queued, in_flight }
+    }
+
     /// Counters since start.
     pub fn stats(&self) -> Stats {
         Stats {

@@ -181,12 +181,7 @@ impl ClusterRoutes {
             hasher.update(incarnation.0.to_be_bytes());
             hasher.update(seq.to_be_bytes());
         }
-        hasher
-            .finalize()
-            .iter()
-            .take(8)
-            .map(|b| format!("{b:02x}"))
-            .collect()
+        crate::auth::hex(hasher.finalize().get(..8).unwrap_or_default())
     }
 
     /// Every node a message on `topic` must reach (see [`RouteTable::matches`]).

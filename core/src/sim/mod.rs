@@ -236,8 +236,19 @@ pub struct Simulation {
     step: u64,
     max_steps: u64,
     order: u64,
-    agenda: BTreeMap<(Instant, u64), SimEvent>,
+    /// Pending events by (due time, scheduling order). Boxed: events carry
+    /// whole HTTP requests, and the map shifts its values on every insert
+    /// and removal, so it should shift pointers rather than requests.
+    agenda: BTreeMap<(Instant, u64), Box<SimEvent>>,
     nodes: BTreeMap<NodeId, SimNode>,
+    /// Which node serves each core URL (the smallest id, should two share
+    /// one), so a request finds its target without a scan of all nodes.
+    urls: BTreeMap<String, NodeId>,
+    /// The transcript line being written, kept to spare an allocation per
+    /// event.
+    line: String,
+    /// Buffers `after_input` drains a node into, kept for the same reason.
+    drained: (Vec<Transmit>, Vec<StreamOutput>, Vec<Event>),
     streams: Vec<SimStream>,
     partitions: Partitions,
     checker: Checker,
@@ -273,6 +284,9 @@ impl Simulation {
             order: 0,
             agenda: BTreeMap::new(),
             nodes: BTreeMap::new(),
+            urls: BTreeMap::new(),
+            line: String::new(),
+            drained: (Vec::new(), Vec::new(), Vec::new()),
             streams: Vec::new(),
             partitions: Partitions::default(),
             checker: Checker::default(),
@@ -321,6 +335,16 @@ impl Simulation {
             .core
             .then(|| format!("http://{}:{}", id, config.port));
         let node = Node::new(config.clone(), now, seed).ok();
+        if let Some(url) = &url {
+            self.urls
+                .entry(url.clone())
+                .and_modify(|holder| {
+                    if id < *holder {
+                        *holder = id.clone();
+                    }
+                })
+                .or_insert_with(|| id.clone());
+        }
         self.nodes.insert(
             id.clone(),
             SimNode {
@@ -372,7 +396,7 @@ impl Simulation {
     /// The hash of everything that happened, in order.
     pub fn transcript_hash(&self) -> String {
         let digest = self.hasher.clone().finalize();
-        digest.iter().map(|b| format!("{b:02x}")).collect()
+        crate::auth::hex(&digest)
     }
 
     /// The transcript's lines, if [`Simulation::record_transcript`] was set.
@@ -418,13 +442,12 @@ impl Simulation {
     /// end.
     pub fn run_for(&mut self, duration: Duration) -> Result<(), Violation> {
         let until = self.now + duration;
-        while let Some((&(at, order), _)) = self.agenda.iter().next() {
+        while let Some(next) = self.agenda.first_entry() {
+            let (at, _) = *next.key();
             if at > until {
                 break;
             }
-            let Some(event) = self.agenda.remove(&(at, order)) else {
-                break;
-            };
+            let event = *next.remove();
             self.now = self.now.max(at);
             self.step += 1;
             if self.step > self.max_steps {
@@ -472,16 +495,20 @@ impl Simulation {
 
     fn push(&mut self, at: Instant, event: SimEvent) {
         self.order += 1;
-        self.agenda.insert((at, self.order), event);
+        self.agenda.insert((at, self.order), Box::new(event));
     }
 
     fn log(&mut self, line: std::fmt::Arguments<'_>) {
-        let line = format!("{} {}", self.now.as_millis(), line);
-        self.hasher.update(line.as_bytes());
+        use std::fmt::Write as _;
+        let mut text = std::mem::take(&mut self.line);
+        text.clear();
+        let _ = write!(text, "{} {}", self.now.as_millis(), line);
+        self.hasher.update(text.as_bytes());
         self.hasher.update(b"\n");
         if let Some(lines) = &mut self.transcript {
-            lines.push(line);
+            lines.push(text.clone());
         }
+        self.line = text;
     }
 
     fn life_of(&self, id: &NodeId) -> Option<u64> {
@@ -524,10 +551,12 @@ impl Simulation {
                 result,
             } => {
                 let status = result.as_ref().map_or(0, |r| r.status().as_u16());
-                let line = format!("response {node} #{} {status}", id.0);
-                self.input_to(&node, life, line, |n, now| {
-                    n.handle_response(now, id, result)
-                })?;
+                self.input_to(
+                    &node,
+                    life,
+                    format_args!("response {node} #{} {status}", id.0),
+                    |n, now| n.handle_response(now, id, result),
+                )?;
             }
             SimEvent::StreamData {
                 node,
@@ -535,26 +564,32 @@ impl Simulation {
                 request,
                 bytes,
             } => {
-                let line = format!("stream-data {node} #{} {}b", request.0, bytes.len());
-                self.input_to(&node, life, line, |n, now| {
-                    n.handle_stream_data(now, request, &bytes)
-                })?;
+                self.input_to(
+                    &node,
+                    life,
+                    format_args!("stream-data {node} #{} {}b", request.0, bytes.len()),
+                    |n, now| n.handle_stream_data(now, request, &bytes),
+                )?;
             }
             SimEvent::StreamEnd {
                 node,
                 life,
                 request,
             } => {
-                let line = format!("stream-end {node} #{}", request.0);
-                self.input_to(&node, life, line, |n, now| {
-                    n.handle_stream_end(now, request)
-                })?;
+                self.input_to(
+                    &node,
+                    life,
+                    format_args!("stream-end {node} #{}", request.0),
+                    |n, now| n.handle_stream_end(now, request),
+                )?;
             }
             SimEvent::StreamClosed { node, life, stream } => {
-                let line = format!("stream-closed {node} {}", stream.0);
-                self.input_to(&node, life, line, |n, now| {
-                    n.handle_stream_closed(now, stream)
-                })?;
+                self.input_to(
+                    &node,
+                    life,
+                    format_args!("stream-closed {node} {}", stream.0),
+                    |n, now| n.handle_stream_closed(now, stream),
+                )?;
             }
             SimEvent::Act(action) => self.perform(action)?,
         }
@@ -567,13 +602,13 @@ impl Simulation {
         &mut self,
         node: &NodeId,
         life: u64,
-        line: String,
+        line: std::fmt::Arguments<'_>,
         input: impl FnOnce(&mut Node, Now),
     ) -> Result<(), Violation> {
         if self.life_of(node) != Some(life) {
             return Ok(());
         }
-        self.log(format_args!("{line}"));
+        self.log(line);
         let now = self.now();
         if let Some(inner) = self.nodes.get_mut(node).and_then(|n| n.node.as_mut()) {
             input(inner, now);
@@ -581,8 +616,19 @@ impl Simulation {
         self.after_input(node)
     }
 
+    /// The node serving `url`: the first by id whose URL it is.
     fn target_of(&self, url: &str) -> Option<NodeId> {
         let url = url.trim_end_matches('/');
+        let serves = |id: &NodeId| {
+            self.nodes
+                .get(id)
+                .is_some_and(|n| n.url.as_deref() == Some(url))
+        };
+        // The index answers nearly every lookup; a node re-added under a
+        // new URL may have left it stale, and then the scan decides.
+        if let Some(id) = self.urls.get(url).filter(|id| serves(id)) {
+            return Some(id.clone());
+        }
         self.nodes
             .iter()
             .find(|(_, n)| n.url.as_deref() == Some(url))
@@ -753,11 +799,10 @@ impl Simulation {
     /// Drains a node after an input: its requests go on the wire, its stream
     /// bytes to their readers, its events to the checker; its timer is set.
     fn after_input(&mut self, id: &NodeId) -> Result<(), Violation> {
-        let mut transmits = Vec::new();
-        let mut outputs = Vec::new();
-        let mut events = Vec::new();
+        let (mut transmits, mut outputs, mut events) = std::mem::take(&mut self.drained);
         let deadline = {
             let Some(node) = self.nodes.get_mut(id).and_then(|n| n.node.as_mut()) else {
+                self.drained = (transmits, outputs, events);
                 return Ok(());
             };
             while let Some(t) = node.poll_transmit() {
@@ -771,15 +816,21 @@ impl Simulation {
             }
             node.poll_timeout()
         };
-        for transmit in transmits {
+        for transmit in transmits.drain(..) {
             self.send(id, transmit);
         }
-        for output in outputs {
+        for output in outputs.drain(..) {
             self.carry_stream_output(id, output);
         }
-        for event in events {
-            self.observe(id, event)?;
+        let mut observed = Ok(());
+        for event in events.drain(..) {
+            if observed.is_ok() {
+                observed = self.observe(id, event);
+            }
         }
+        // Emptied, the buffers keep their capacity for the next input.
+        self.drained = (transmits, outputs, events);
+        observed?;
         self.set_timer(id, deadline);
         Ok(())
     }
@@ -1168,6 +1219,14 @@ impl Simulation {
             let Some(node) = n.node.as_ref() else {
                 continue;
             };
+            // The maxima settle it for nearly every node; only a node over
+            // a bound is searched for the link to name.
+            let deepest = node.deepest_queues();
+            if deepest.queued <= n.config.queue_length
+                && deepest.in_flight <= n.config.max_in_flight
+            {
+                continue;
+            }
             for (peer, depth) in node.queue_depths() {
                 if depth.queued > n.config.queue_length || depth.in_flight > n.config.max_in_flight
                 {
