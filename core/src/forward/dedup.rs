@@ -5,10 +5,11 @@
 //! incarnation and a sequence number counting the messages from that origin
 //! incarnation to this destination (dense, from 1). The [`DeliveryLog`]
 //! remembers, per origin, which sequence numbers were delivered, in a
-//! [`ReplayWindow`]: mostly arrivals are in order, and a failover reorders
-//! only a few, so a window of [`WINDOW`] numbers below the highest one is
-//! enough as long as fewer than [`WINDOW`] messages from one origin to this
-//! destination can be overtaken by later ones.
+//! [`ReplayWindow`](crate::auth::replay::ReplayWindow): mostly arrivals
+//! are in order, and a failover reorders only a few, so a window of
+//! [`WINDOW`] numbers below the highest one is enough as long as fewer than
+//! [`WINDOW`] messages from one origin to this destination can be overtaken
+//! by later ones.
 //!
 //! A number more than [`WINDOW`] below the highest delivered one cannot be
 //! told apart from a duplicate and is reported as not new.

@@ -319,8 +319,9 @@ impl<T: Carried + Clone> Link<T> {
     /// The items of batch `id`, in order, while it is in flight; `None` once
     /// it was acknowledged or failed (or was never sent).
     pub fn batch_items(&self, id: BatchId) -> Option<BatchItems<'_, T>> {
-        // Batches are kept by increasing id, mostly only a few at a time.
-        let batch = self.batches.iter().find(|b| b.id == id)?;
+        // Batches are kept by increasing id; a stream link may hold many.
+        let index = self.batches.binary_search_by_key(&id, |b| b.id).ok()?;
+        let batch = self.batches.get(index)?;
         Some(BatchItems {
             entries: batch.entries.iter(),
         })
@@ -575,6 +576,29 @@ mod tests {
         for &(id, qos) in items {
             assert!(link.push(now, msg(id, qos)).is_none());
         }
+    }
+
+    #[test]
+    fn link_batch_in_place_lends_its_items_while_in_flight() {
+        let mut link = Link::new(LinkSettings {
+            batch_size: 2,
+            max_batches_in_flight: 10,
+            ..settings()
+        });
+        push_all(&mut link, ms(0), &[(1, 1), (2, 0), (3, 1)]);
+        let first = link.next_batch_in_place(ms(0)).unwrap();
+        let second = link.next_batch_in_place(ms(0)).unwrap();
+        let items = |link: &Link<Msg>, id| {
+            link.batch_items(id)
+                .map(|items| items.map(|m| m.id).collect::<Vec<_>>())
+        };
+        assert_eq!(items(&link, first), Some(vec![1, 2]));
+        assert_eq!(items(&link, second), Some(vec![3]));
+        assert_eq!(link.in_flight(), 3);
+        link.ack_through(first);
+        assert_eq!(items(&link, first), None, "acknowledged");
+        assert_eq!(items(&link, second), Some(vec![3]));
+        assert_eq!(items(&link, BatchId(99)), None, "never sent");
     }
 
     #[test]

@@ -11,7 +11,7 @@
 //! so the wire format is unchanged and either side may use either encoder.
 //!
 //! Decoding goes through serde as before, with one difference: the messages
-//! of a batch share a [`Recent`] cache of the last origin, topic and target
+//! of a batch share a cache of the last origin, topic and target
 //! names seen, so that a batch of messages from one origin to one node on a
 //! few topics does not allocate (and validate) the same names hundreds of
 //! times. A cached name is only reused for identical text, which was

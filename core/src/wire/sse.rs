@@ -888,7 +888,25 @@ mod tests {
         proptest::collection::vec(token, 0..60).prop_map(|tokens| tokens.concat())
     }
 
+    #[test]
+    fn json_frames_are_what_encode_makes_of_the_json_text() {
+        let value = serde_json::json!({"a": "x\ny\r", "b": [1, 2], "c": "é\"\\"});
+        let text = serde_json::to_string(&value).unwrap();
+        assert_eq!(encode_json("messages", &value), encode("messages", &text));
+        let written = encode_json_with("e\nv", 0, |out| out.extend_from_slice(text.as_bytes()));
+        assert_eq!(written, encode("e\nv", &text));
+        // Should a writer ever emit a raw line break, the frame is still right.
+        let broken = encode_json_with("e", 0, |out| out.extend_from_slice(b"{\n}"));
+        assert_eq!(&broken[..], b"event: e\ndata: {\ndata: }\n\n");
+    }
+
     proptest! {
+        #[test]
+        fn line_ends_are_found_where_a_plain_scan_finds_them(bytes in any::<Vec<u8>>()) {
+            let plain = bytes.iter().position(|&b| b == b'\n' || b == b'\r');
+            prop_assert_eq!(find_line_end(&bytes), plain);
+        }
+
         #[test]
         fn encoded_frames_survive_any_chunking(
             items in proptest::collection::vec(
