@@ -238,52 +238,44 @@ impl Driver {
     fn wait(&mut self) -> Wake {
         let takes_network = self.takes_network();
         let deadline = self.deadline().filter(|_| !self.stalled());
-        // The oldest waiting event is offered to the host's channel; if
-        // something else comes first it goes back to the front.
-        let mut waiting = self.backlog.take_oldest();
         let mut select = Select::new();
         let abort = select.recv(&self.abort);
         let command = self.deferred.is_none().then(|| select.recv(&self.commands));
         let input = takes_network.then(|| select.recv(&self.inputs));
-        if waiting.is_some() {
-            select.send(&self.events);
-        }
+        // Room in the host's channel, for the oldest waiting event.
+        let event = (!self.backlog.is_empty()).then(|| select.send(&self.events));
         let operation = match deadline {
-            Some(deadline) => select.select_deadline(deadline).ok(),
-            None => Some(select.select()),
+            Some(deadline) => match select.select_deadline(deadline) {
+                Ok(operation) => operation,
+                Err(_) => return Wake::Timer,
+            },
+            None => select.select(),
         };
-        let wake = match operation {
-            None => Wake::Timer,
-            Some(operation) => {
-                let index = operation.index();
-                if index == abort {
-                    let _ = operation.recv(&self.abort);
-                    Wake::Abort
-                } else if Some(index) == command {
-                    Wake::Command(operation.recv(&self.commands).ok())
-                } else if Some(index) == input {
-                    // The carrier and the server hold senders for as long
-                    // as the node runs, so the channel cannot close here.
-                    operation
-                        .recv(&self.inputs)
-                        .map_or(Wake::EventSent, Wake::Input)
-                } else {
-                    // The only branch left: the event's, which exists only
-                    // with an event waiting.
-                    if let Some(next) = waiting.take() {
-                        if operation.send(&self.events, next).is_err() {
-                            // The host dropped its reader.
-                            self.backlog.clear();
-                        }
-                    }
-                    Wake::EventSent
+        let index = operation.index();
+        if index == abort {
+            let _ = operation.recv(&self.abort);
+            Wake::Abort
+        } else if Some(index) == command {
+            Wake::Command(operation.recv(&self.commands).ok())
+        } else if Some(index) == input {
+            // The carrier and the server hold senders for as long as the
+            // node runs, so the channel cannot close here.
+            operation
+                .recv(&self.inputs)
+                .map_or(Wake::EventSent, Wake::Input)
+        } else {
+            debug_assert_eq!(Some(index), event);
+            // The only branch left, which exists only with an event
+            // waiting; a selected send must be completed, so the event is
+            // taken now.
+            if let Some(next) = self.backlog.take_oldest() {
+                if operation.send(&self.events, next).is_err() {
+                    // The host dropped its reader.
+                    self.backlog.clear();
                 }
             }
-        };
-        if let Some(event) = waiting {
-            self.backlog.put_back(event);
+            Wake::EventSent
         }
-        wake
     }
 
     /// Whether to take network input: not while events wait for the host

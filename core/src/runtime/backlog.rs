@@ -112,25 +112,18 @@ impl EventBacklog {
         while let Some(event) = self.take_oldest() {
             match offer(event) {
                 Offer::Taken => {}
-                Offer::Full(event) => return self.put_back(event),
+                Offer::Full(event) => return self.waiting.push_front(event),
                 Offer::Gone => return self.clear(),
             }
         }
     }
 
-    /// The oldest waiting event, for a loop that waits for room in the
-    /// channel itself; give it back with [`put_back`](Self::put_back) if it
-    /// was not sent.
+    /// The oldest waiting event, for a loop that has waited for room in the
+    /// channel itself and now sends it.
     pub fn take_oldest(&mut self) -> Option<Event> {
         let event = self.waiting.pop_front();
         self.burst = self.burst.min(self.waiting.len());
         event
-    }
-
-    /// Returns an event [`take_oldest`](Self::take_oldest) gave out, to the
-    /// front.
-    pub fn put_back(&mut self, event: Event) {
-        self.waiting.push_front(event);
     }
 
     /// Forgets every waiting event: the host stopped reading for good.
@@ -227,16 +220,5 @@ mod tests {
             backlog.is_empty(),
             "nothing is kept for a reader that is gone"
         );
-    }
-
-    #[test]
-    fn an_event_taken_and_not_sent_goes_back_to_the_front() {
-        let mut backlog = EventBacklog::new(1);
-        backlog.emit(event(0), Offer::Full);
-        backlog.emit(event(1), Offer::Full);
-        let oldest = backlog.take_oldest().unwrap();
-        assert_eq!(oldest, event(0));
-        backlog.put_back(oldest);
-        assert_eq!(backlog.take_oldest(), Some(event(0)));
     }
 }
