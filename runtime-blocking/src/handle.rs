@@ -51,6 +51,15 @@ impl Cluster {
             .shutdown_timeout
             .unwrap_or(timeout.saturating_mul(2));
         let is_core = config.core;
+        if is_core && options.stream_buffer < config.max_in_flight {
+            // See `Options::stream_buffer`: a reconnect's resend would not fit.
+            log::warn!(
+                "stream_buffer ({}) is smaller than maxInFlight ({}): a worker that reconnects \
+                 may have its stream closed again at once",
+                options.stream_buffer,
+                config.max_in_flight
+            );
+        }
         let bind_addr = format_addr(&config.host, config.port);
         // The node is created before anything is bound so a bad config
         // leaves nothing behind.

@@ -125,6 +125,12 @@ impl Options {
     /// falls further behind has its stream closed; it reconnects and the
     /// core sends again whatever was not acknowledged. At least 1; default
     /// 1024.
+    ///
+    /// Keep it at least the core's `maxInFlight` (default 1024 too): a
+    /// reconnecting worker is sent everything unacknowledged at once, up to
+    /// one frame per message in flight, and a buffer smaller than that
+    /// closes the new stream straight away, again and again. The runtime
+    /// logs a warning at start when it is smaller.
     pub fn stream_buffer(self, frames: usize) -> Self {
         Options {
             stream_buffer: frames.max(1),
