@@ -1,7 +1,8 @@
 //! What is particular to the tokio runtime on loopback: dropped handles,
 //! a host slow to read events, a build without TLS. Joining, forwarding,
-//! crashes, failover and leaving are in the conformance suite (`tests/`),
-//! which runs them on both runtimes and on clusters that mix them.
+//! crashes, failover, leaving, bad requests, the operators' endpoints and
+//! push streams are in the conformance suite (`tests/`), which runs them on
+//! both runtimes and on clusters that mix them.
 
 mod common;
 

@@ -71,6 +71,16 @@ pub fn exchange(addr: SocketAddr, bytes: &[u8]) -> (u16, String) {
 /// [`exchange`], reading for at most `patience` (for an answer that may
 /// have no length and no end).
 pub fn exchange_within(addr: SocketAddr, bytes: &[u8], patience: Duration) -> (u16, String) {
+    let (status, _, body) = answer_within(addr, bytes, patience);
+    (status, body)
+}
+
+/// [`exchange`], with the head too: (status, head, body).
+pub fn exchange_with_head(addr: SocketAddr, bytes: &[u8]) -> (u16, String, String) {
+    answer_within(addr, bytes, DEADLINE)
+}
+
+fn answer_within(addr: SocketAddr, bytes: &[u8], patience: Duration) -> (u16, String, String) {
     let mut stream = TcpStream::connect(addr).unwrap();
     stream.set_read_timeout(Some(patience)).unwrap();
     // The peer may answer before it has read everything: a failed write
@@ -94,7 +104,7 @@ pub fn exchange_within(addr: SocketAddr, bytes: &[u8], patience: Duration) -> (u
         .nth(1)
         .and_then(|s| s.parse().ok())
         .unwrap_or_else(|| panic!("no status line in {text:?}"));
-    (status, body.to_owned())
+    (status, head.to_owned(), body.to_owned())
 }
 
 /// Whether `answer` holds a whole response with a `content-length`.

@@ -5,15 +5,21 @@
 //!
 //! Real HTTP on loopback, ephemeral ports, short timings.
 
+use std::io::{Read, Write};
+use std::net::TcpStream;
 use std::time::Duration;
 
 use http::{Method, Request};
 use mqtt_cluster_core::node::Message;
+use mqtt_cluster_core::wire::encode_json;
+use mqtt_cluster_core::wire::messages::RegisterRequest;
 use mqtt_cluster_core::wire::messages::{MemberState, Qos};
-use mqtt_cluster_core::{Event, NodeId};
-use mqtt_cluster_tests::raw_http::{error_kind, exchange, exchange_within, raw, signed};
+use mqtt_cluster_core::{Event, Incarnation, NodeId, Role};
+use mqtt_cluster_tests::raw_http::{
+    error_kind, exchange, exchange_with_head, exchange_within, raw, signed,
+};
 use mqtt_cluster_tests::runtimes::{
-    bind, core_config, eventually, worker_config, Four, LiveNode, Mix, Runtime, SECRET,
+    bind, core_config, eventually, worker_config, Four, LiveNode, Mix, Runtime, DEADLINE, SECRET,
 };
 
 fn id(name: &str) -> NodeId {
@@ -393,6 +399,95 @@ fn bad_requests(mix: Mix) {
     assert!(body.contains("\"solo\""), "{body}");
 }
 
+/// A core on the cores' runtime alone, with a small body limit.
+fn solo(mix: Mix) -> LiveNode {
+    let bound = bind();
+    let config = core_config(
+        "solo",
+        bound.port,
+        &[bound.url.as_str()],
+        "maxBodySize: 2048\n",
+    );
+    let node = LiveNode::start(mix.cores, config, Some(bound.listener), 9);
+    eventually("the core is up", || {
+        node.status().is_some_and(|s| !s.members.is_empty())
+    });
+    node
+}
+
+fn operator_endpoints(mix: Mix) {
+    let node = solo(mix);
+    let addr = node.local_addr().unwrap();
+    let (status, _, body) = exchange_with_head(
+        addr,
+        b"GET /health HTTP/1.1\r\nhost: t\r\nconnection: close\r\n\r\n",
+    );
+    assert_eq!(status, 200);
+    assert!(body.contains("\"solo\""), "{body}");
+    let (status, head, body) = exchange_with_head(
+        addr,
+        b"GET /metrics HTTP/1.1\r\nhost: t\r\nconnection: close\r\n\r\n",
+    );
+    assert_eq!(status, 200);
+    assert!(head.to_ascii_lowercase().contains("text/plain"), "{head}");
+    assert!(!body.is_empty());
+    let request = signed(SECRET, "operator", 1, Method::GET, "/status", b"");
+    let (status, body) = exchange(addr, &raw(&request));
+    assert_eq!(status, 200);
+    assert!(body.contains("\"membersDigest\""), "{body}");
+}
+
+fn push_stream(mix: Mix) {
+    let node = solo(mix);
+    let addr = node.local_addr().unwrap();
+    let register = RegisterRequest {
+        node: id("fake-worker"),
+        role: Role::Worker,
+        incarnation: Incarnation(1),
+        address: None,
+    };
+    let request = signed(
+        SECRET,
+        "fake-worker",
+        1,
+        Method::POST,
+        "/register",
+        &encode_json(&register),
+    );
+    let (status, body) = exchange(addr, &raw(&request));
+    assert_eq!(status, 200, "{body}");
+
+    let request = signed(SECRET, "fake-worker", 2, Method::GET, "/stream", b"");
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(DEADLINE)).unwrap();
+    stream.write_all(&raw(&request)).unwrap();
+    let mut seen = Vec::new();
+    let mut buffer = [0u8; 4096];
+    // The hello frame is a few hundred bytes: a writer that waited for a
+    // buffer to fill would never send it.
+    while !String::from_utf8_lossy(&seen).contains("event: hello") {
+        let n = stream.read(&mut buffer).expect("the hello frame in time");
+        assert!(
+            n > 0,
+            "stream ended early: {}",
+            String::from_utf8_lossy(&seen)
+        );
+        seen.extend_from_slice(&buffer[..n]);
+    }
+    let head = String::from_utf8_lossy(&seen).to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert!(head.contains("text/event-stream"), "{head}");
+    assert!(head.contains("transfer-encoding: chunked"), "{head}");
+    assert_eq!(node.status().unwrap().streams, 1);
+
+    // The reader hangs up: the core notices when it next writes (its
+    // duties give it reasons to) and forgets the stream.
+    drop(stream);
+    eventually("the core forgets the stream", || {
+        node.status().is_some_and(|s| s.streams == 0)
+    });
+}
+
 /// One test per scenario and mix, so that a failure names both.
 macro_rules! conformance {
     ($($scenario:ident),* $(,)?) => {
@@ -432,4 +527,6 @@ conformance!(
     leave,
     wrong_secret,
     bad_requests,
+    operator_endpoints,
+    push_stream,
 );
