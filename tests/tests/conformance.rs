@@ -21,6 +21,7 @@ use mqtt_cluster_tests::raw_http::{
 use mqtt_cluster_tests::runtimes::{
     bind, core_config, eventually, worker_config, Four, LiveNode, Mix, Runtime, DEADLINE, SECRET,
 };
+use proptest::prelude::*;
 
 fn id(name: &str) -> NodeId {
     NodeId::new(name).unwrap()
@@ -488,6 +489,115 @@ fn push_stream(mix: Mix) {
     });
 }
 
+/// Bytes a peer might send: noise, and requests broken in every way the
+/// head can be (methods, targets, versions, header names and values,
+/// lengths that lie or overflow, framing that contradicts itself).
+fn hostile_request() -> impl Strategy<Value = Vec<u8>> {
+    let method = prop_oneof![
+        Just("GET".to_owned()),
+        Just("POST".to_owned()),
+        Just("BREW".to_owned()),
+        "[A-Z]{0,12}",
+    ];
+    let target = prop_oneof![
+        Just("/forward".to_owned()),
+        Just("/register".to_owned()),
+        Just("/stream".to_owned()),
+        Just("*".to_owned()),
+        Just("http://elsewhere/forward".to_owned()),
+        "/[ -~]{0,40}",
+    ];
+    let version = prop_oneof![
+        Just("HTTP/1.1"),
+        Just("HTTP/1.0"),
+        Just("HTTP/2.0"),
+        Just("HTTP/9"),
+        Just(""),
+    ];
+    let length = prop_oneof![
+        Just("0".to_owned()),
+        Just("-1".to_owned()),
+        Just("abc".to_owned()),
+        Just("99999999999999999999999".to_owned()),
+        Just("1000000000000".to_owned()),
+        (0u32..5000).prop_map(|n| n.to_string()),
+    ];
+    let header = prop_oneof![
+        length.prop_map(|n| format!("content-length: {n}")),
+        Just("transfer-encoding: chunked".to_owned()),
+        Just("transfer-encoding: gzip, chunked".to_owned()),
+        Just("expect: 100-continue".to_owned()),
+        Just("expect: nonsense".to_owned()),
+        Just("connection: upgrade".to_owned()),
+        Just("x-cluster-version: 9".to_owned()),
+        Just("x-cluster-node: \u{7f}".to_owned()),
+        "[!-~]{1,20}: [ -~]{0,60}",
+        "[ -~]{0,80}",
+    ];
+    let head = (method, target, version, prop::collection::vec(header, 0..6)).prop_map(
+        |(method, target, version, headers)| {
+            let mut text = format!("{method} {target} {version}\r\nhost: t\r\n");
+            for header in headers {
+                text.push_str(&header);
+                text.push_str("\r\n");
+            }
+            text.push_str("\r\n");
+            text.into_bytes()
+        },
+    );
+    prop_oneof![
+        prop::collection::vec(any::<u8>(), 0..512),
+        (head, prop::collection::vec(any::<u8>(), 0..2048)).prop_map(|(mut head, body)| {
+            head.extend_from_slice(&body);
+            head
+        }),
+    ]
+}
+
+fn hostile_requests(mix: Mix) {
+    let node = solo(mix);
+    let addr = node.local_addr().unwrap();
+    let before = node.status().unwrap();
+    let config = ProptestConfig {
+        cases: 96,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    };
+    let mut runner = proptest::test_runner::TestRunner::new(config);
+    runner
+        .run(&hostile_request(), |bytes| {
+            let mut stream = TcpStream::connect(addr).unwrap();
+            stream
+                .set_read_timeout(Some(Duration::from_millis(300)))
+                .unwrap();
+            let _ = stream.write_all(&bytes);
+            // End of input: a server waiting for more gives up now.
+            let _ = stream.shutdown(std::net::Shutdown::Write);
+            let mut answer = Vec::new();
+            let _ = stream.read_to_end(&mut answer);
+            let text = String::from_utf8_lossy(&answer);
+            // Whatever came back is HTTP (tiny_http echoes the version a
+            // request claimed), and never a success for bytes that carry
+            // no valid signature.
+            if !text.is_empty() {
+                prop_assert!(text.starts_with("HTTP/"), "{text}");
+                prop_assert!(
+                    !text.starts_with("HTTP/1.1 200") && !text.starts_with("HTTP/1.0 200"),
+                    "{text}"
+                );
+            }
+            Ok(())
+        })
+        .unwrap();
+    let health = b"GET /health HTTP/1.1\r\nhost: t\r\nconnection: close\r\n\r\n";
+    assert_eq!(exchange(addr, health).0, 200, "the core serves on");
+    assert_eq!(
+        node.status().unwrap(),
+        before,
+        "hostile bytes changed nothing"
+    );
+}
+
 /// One test per scenario and mix, so that a failure names both.
 macro_rules! conformance {
     ($($scenario:ident),* $(,)?) => {
@@ -529,4 +639,5 @@ conformance!(
     bad_requests,
     operator_endpoints,
     push_stream,
+    hostile_requests,
 );
