@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use mqtt_cluster_core::node::{Message, Routing};
+use mqtt_cluster_core::runtime::stream_buffer_shortfall;
 use mqtt_cluster_core::{Config, Event, Node, NodeId, Role, Stats, Status};
 
 use crate::client::Carrier;
@@ -43,7 +44,13 @@ impl Cluster {
 
     /// Starts a node with the given runtime [`Options`].
     pub fn start_with(config: Config, options: Options) -> Result<ClusterHandle, StartError> {
-        check_schemes(&config)?;
+        // No TLS here: refuse `https://` peers now rather than fail every
+        // request to them later.
+        if let Some(url) = config.first_https_url() {
+            return Err(StartError::TlsUnavailable {
+                url: url.to_string(),
+            });
+        }
         let clock = Clock::new();
         let seed = options.seed.unwrap_or_else(os_seed);
         let timeout = config.request_timeout;
@@ -51,16 +58,10 @@ impl Cluster {
             .shutdown_timeout
             .unwrap_or(timeout.saturating_mul(2));
         let is_core = config.core;
-        if is_core && options.stream_buffer < config.max_in_flight {
-            // See `Options::stream_buffer`: a reconnect's resend would not fit.
-            log::warn!(
-                "stream_buffer ({}) is smaller than maxInFlight ({}): a worker that reconnects \
-                 may have its stream closed again at once",
-                options.stream_buffer,
-                config.max_in_flight
-            );
+        if let Some(shortfall) = stream_buffer_shortfall(&config, options.stream_buffer) {
+            log::warn!("{shortfall}");
         }
-        let bind_addr = format_addr(&config.host, config.port);
+        let bind_addr = config.listen_address();
         // The node is created before anything is bound so a bad config
         // leaves nothing behind.
         let node = Node::new(config, clock.now(), seed)?;
@@ -147,32 +148,6 @@ impl Cluster {
             }),
             events: Events { queue: events },
         })
-    }
-}
-
-/// `host:port`, with an IPv6 host in brackets.
-fn format_addr(host: &str, port: u16) -> String {
-    if host.contains(':') && !host.starts_with('[') {
-        format!("[{host}]:{port}")
-    } else {
-        format!("{host}:{port}")
-    }
-}
-
-/// Refuses `https://` peers, which this runtime cannot reach, rather than
-/// failing every request later.
-fn check_schemes(config: &Config) -> Result<(), StartError> {
-    use mqtt_cluster_core::config::Scheme;
-    let https = config
-        .clusters
-        .iter()
-        .chain(config.advertise.as_ref())
-        .find(|url| url.scheme() == Scheme::Https);
-    match https {
-        Some(url) => Err(StartError::TlsUnavailable {
-            url: url.to_string(),
-        }),
-        None => Ok(()),
     }
 }
 

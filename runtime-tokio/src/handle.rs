@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use mqtt_cluster_core::node::{Message, Routing};
+use mqtt_cluster_core::runtime::stream_buffer_shortfall;
 use mqtt_cluster_core::{Config, Event, Node, NodeId, Role, Stats, Status};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot, Mutex};
@@ -47,7 +48,7 @@ impl Cluster {
         if tokio::runtime::Handle::try_current().is_err() {
             return Err(StartError::NoRuntime);
         }
-        check_schemes(&config, &options)?;
+        check_schemes(&config)?;
         let clock = Clock::new();
         let seed = options.seed.unwrap_or_else(os_seed);
         let timeout = config.request_timeout;
@@ -55,16 +56,10 @@ impl Cluster {
             .shutdown_timeout
             .unwrap_or(timeout.saturating_mul(2));
         let is_core = config.core;
-        if is_core && options.stream_buffer < config.max_in_flight {
-            // See `Options::stream_buffer`: a reconnect's resend would not fit.
-            tracing::warn!(
-                "stream_buffer ({}) is smaller than maxInFlight ({}): a worker that reconnects \
-                 may have its stream closed again at once",
-                options.stream_buffer,
-                config.max_in_flight
-            );
+        if let Some(shortfall) = stream_buffer_shortfall(&config, options.stream_buffer) {
+            tracing::warn!("{shortfall}");
         }
-        let bind_addr = format_addr(&config.host, config.port);
+        let bind_addr = config.listen_address();
         // The node is created before anything is bound so a bad config
         // leaves nothing behind.
         let node = Node::new(config, clock.now(), seed)?;
@@ -150,37 +145,14 @@ impl Cluster {
     }
 }
 
-/// `host:port`, with an IPv6 host in brackets.
-fn format_addr(host: &str, port: u16) -> String {
-    if host.contains(':') && !host.starts_with('[') {
-        format!("[{host}]:{port}")
-    } else {
-        format!("{host}:{port}")
-    }
-}
-
-/// Refuses `https://` peers in a build, or a setup, that cannot reach them,
-/// rather than failing every request later.
-fn check_schemes(config: &Config, options: &Options) -> Result<(), StartError> {
-    use mqtt_cluster_core::config::Scheme;
-    let https = config
-        .clusters
-        .iter()
-        .chain(config.advertise.as_ref())
-        .find(|url| url.scheme() == Scheme::Https);
-    let Some(url) = https else { return Ok(()) };
-    #[cfg(feature = "tls")]
-    {
-        let _ = url;
-        let _ = options;
-        Ok(())
-    }
-    #[cfg(not(feature = "tls"))]
-    {
-        let _ = options;
-        Err(StartError::TlsUnavailable {
+/// Refuses `https://` peers in a build that cannot reach them, rather
+/// than failing every request later.
+fn check_schemes(config: &Config) -> Result<(), StartError> {
+    match config.first_https_url() {
+        Some(url) if cfg!(not(feature = "tls")) => Err(StartError::TlsUnavailable {
             url: url.to_string(),
-        })
+        }),
+        _ => Ok(()),
     }
 }
 

@@ -173,11 +173,6 @@ impl LiveNode {
         }
     }
 
-    /// The runtime it runs on.
-    pub fn runtime(&self) -> Runtime {
-        self.runtime
-    }
-
     /// Its id.
     pub fn id(&self) -> &NodeId {
         match &self.handle {

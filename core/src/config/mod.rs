@@ -203,6 +203,33 @@ impl Config {
         Self::from_yaml_str(text)
     }
 
+    /// The address a core listens on, as `host:port` for a socket API,
+    /// with an IPv6 host in brackets.
+    ///
+    /// ```
+    /// use mqtt_cluster_core::config::Config;
+    /// assert_eq!(Config::core("::1", 8884).listen_address(), "[::1]:8884");
+    /// assert_eq!(Config::core("0.0.0.0", 8884).listen_address(), "0.0.0.0:8884");
+    /// ```
+    pub fn listen_address(&self) -> String {
+        let (host, port) = (&self.host, self.port);
+        if host.contains(':') && !host.starts_with('[') {
+            format!("[{host}]:{port}")
+        } else {
+            format!("{host}:{port}")
+        }
+    }
+
+    /// The first `https://` URL among `clusters` and `advertise`: a runtime
+    /// without TLS refuses to start with one rather than fail every request
+    /// to it later.
+    pub fn first_https_url(&self) -> Option<&ClusterUrl> {
+        self.clusters
+            .iter()
+            .chain(self.advertise.as_ref())
+            .find(|url| url.scheme() == Scheme::Https)
+    }
+
     /// Checks every value's range and the rules across keys (see the
     /// [module documentation](crate::config)); errors name keys in camelCase.
     pub fn validate(&self) -> Result<(), ConfigError> {

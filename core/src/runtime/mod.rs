@@ -7,9 +7,13 @@
 //!   backpressure they exert on the network and on the host.
 //! - [`PushReader`]: a worker's current push stream, and what the node
 //!   hears of one that was given up.
+//! - [`stream_buffer_shortfall`]: whether a push stream buffer can hold
+//!   what a reconnect resends.
 
 mod backlog;
 mod push_reader;
+mod stream_buffer;
 
 pub use backlog::{EventBacklog, Offer};
 pub use push_reader::PushReader;
+pub use stream_buffer::stream_buffer_shortfall;
