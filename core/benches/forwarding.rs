@@ -30,6 +30,9 @@ struct Trio {
     /// The core's stream to each worker: (stream, the worker's request).
     streams: [Option<(StreamId, RequestId)>; 2],
     delivered: usize,
+    /// Inputs handed to the three nodes so far: timeouts, requests,
+    /// responses and stream chunks, each counted once.
+    inputs: u64,
 }
 
 fn config(yaml: &str) -> Config {
@@ -60,6 +63,7 @@ impl Trio {
             subscriber: worker("w2", 3),
             streams: [None, None],
             delivered: 0,
+            inputs: 0,
         };
         trio.subscriber.subscribe(now, "bench/#").expect("filter");
         for _ in 0..10 {
@@ -73,6 +77,7 @@ impl Trio {
         self.core.handle_timeout(self.now);
         self.publisher.handle_timeout(self.now);
         self.subscriber.handle_timeout(self.now);
+        self.inputs += 3;
         self.pump();
     }
 
@@ -91,10 +96,12 @@ impl Trio {
                         self.streams[index] = Some((*id, t.id));
                     }
                     worker.handle_response(now, t.id, Ok(response));
+                    self.inputs += 2;
                 }
             }
             while let Some(t) = self.core.poll_transmit() {
                 moved = true;
+                self.inputs += 1;
                 self.core.handle_response(
                     now,
                     t.id,
@@ -110,6 +117,7 @@ impl Trio {
                 for (worker, open) in workers.into_iter().zip(self.streams) {
                     if let Some((_, request)) = open.filter(|(id, _)| *id == stream) {
                         worker.handle_stream_data(now, request, &bytes);
+                        self.inputs += 1;
                     }
                 }
             }
@@ -199,5 +207,33 @@ fn end_to_end(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, end_to_end);
+/// The inputs of a quiet cluster, without a simulator around them: every
+/// heartbeat interval each node's timer fires and each worker's heartbeat
+/// goes to the core and its answer comes back. Most events of a simulation
+/// are these, so this is the most inputs a second any driver of real nodes
+/// can reach on this machine; the simulation bench's events per second
+/// compare with it.
+fn node_inputs(c: &mut Criterion) {
+    let mut trio = Trio::new();
+    let interval = Config::default().heartbeat_interval;
+    let rounds = 1_000;
+    let before = trio.inputs;
+    for _ in 0..rounds {
+        trio.tick(interval);
+    }
+    let per_run = trio.inputs - before;
+    let mut group = c.benchmark_group("node_inputs");
+    group.throughput(Throughput::Elements(per_run));
+    group.sample_size(20);
+    group.bench_function("heartbeat_rounds", |b| {
+        b.iter(|| {
+            for _ in 0..rounds {
+                trio.tick(interval);
+            }
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, end_to_end, node_inputs);
 criterion_main!(benches);

@@ -300,24 +300,37 @@ impl Membership {
         max_tombstones: usize,
     ) -> usize {
         let before = self.entries.len();
-        self.digest = std::cell::OnceCell::new();
         let me = self.me.clone();
         self.entries
             .retain(|id, e| *id == me || e.gone_at.is_none_or(|t| now.saturating_since(t) <= keep));
-        let mut tombstones: Vec<(Instant, NodeId)> = self
+        let is_tombstone = |id: &NodeId, e: &Entry| *id != me && e.record.state.is_gone();
+        // Cores call this every tick; nearly always there is nothing beyond
+        // the cap, and counting allocates nothing.
+        let count = self
             .entries
             .iter()
-            .filter(|(id, e)| **id != me && e.record.state.is_gone())
-            .map(|(id, e)| (e.gone_at.unwrap_or(Instant::ZERO), id.clone()))
-            .collect();
-        if tombstones.len() > max_tombstones {
+            .filter(|(id, e)| is_tombstone(id, e))
+            .count();
+        if count > max_tombstones {
+            let mut tombstones: Vec<(Instant, NodeId)> = self
+                .entries
+                .iter()
+                .filter(|(id, e)| is_tombstone(id, e))
+                .map(|(id, e)| (e.gone_at.unwrap_or(Instant::ZERO), id.clone()))
+                .collect();
             tombstones.sort();
-            let excess = tombstones.len() - max_tombstones;
-            for (_, id) in tombstones.into_iter().take(excess) {
+            for (_, id) in tombstones.into_iter().take(count - max_tombstones) {
                 self.entries.remove(&id);
             }
         }
-        before - self.entries.len()
+        let forgotten = before - self.entries.len();
+        // Tombstones are not in the digest, but a cleared cache is cheaper
+        // to reason about than that fact; it is cleared only when something
+        // went.
+        if forgotten > 0 {
+            self.digest = std::cell::OnceCell::new();
+        }
+        forgotten
     }
 
     /// This node's incarnation as the list knows it.

@@ -3,6 +3,10 @@
 use bytes::Bytes;
 use http::{header, Method, Request, StatusCode};
 
+/// Headers a signed request carries: its content type or accept, and the
+/// six the signature adds.
+const REQUEST_HEADERS: usize = 8;
+
 /// One operation of the cluster API.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Endpoint {
@@ -148,6 +152,9 @@ impl Endpoint {
     pub fn request(self, base: &str, body: Bytes) -> Request<Bytes> {
         let uri = format!("{}{}", base.trim_end_matches('/'), self.path());
         let mut request = Request::new(body);
+        // Room for the content type and the six signing headers up front:
+        // growing a header map rehashes it, once per request otherwise.
+        *request.headers_mut() = http::HeaderMap::with_capacity(REQUEST_HEADERS);
         *request.method_mut() = self.method();
         // A base that does not form a URI leaves the path alone; the runtime
         // then reports a transport error for it like for any bad address.
