@@ -134,20 +134,39 @@ fn measure(label: &str, run: impl Fn() -> (Report, Duration)) {
     );
 }
 
+/// One bench case: a run that reports what happened and how long it took.
+type Case = dyn Fn() -> (Report, Duration);
+
 fn main() {
-    // `cargo bench` passes `--bench`; a plain run does the same work.
-    measure(
-        "quiet 1 core + 2 workers, 100 000 simulated seconds",
-        || quiet(1, 2, 100_000),
-    );
-    measure(
-        "quiet 3 cores + 97 workers, 1 000 simulated seconds",
-        || quiet(3, 97, 1_000),
-    );
-    measure("baseline 2 cores + 8 workers, 10 simulated minutes", || {
-        run(1, 2, 8, 10)
-    });
-    measure("3 cores + 97 workers, 10 simulated minutes", || {
-        run(1, 3, 97, 10)
-    });
+    // `cargo bench` passes `--bench`; a plain run does the same work. Any
+    // other argument is a filter: only cases whose label contains it run
+    // (`... --bench simulation -- quiet`).
+    let filters: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
+    let chosen = |label: &str| filters.is_empty() || filters.iter().any(|f| label.contains(f));
+    let cases: [(&str, Box<Case>); 4] = [
+        (
+            "quiet 1 core + 2 workers, 100 000 simulated seconds",
+            Box::new(|| quiet(1, 2, 100_000)),
+        ),
+        (
+            "quiet 3 cores + 97 workers, 1 000 simulated seconds",
+            Box::new(|| quiet(3, 97, 1_000)),
+        ),
+        (
+            "baseline 2 cores + 8 workers, 10 simulated minutes",
+            Box::new(|| run(1, 2, 8, 10)),
+        ),
+        (
+            "3 cores + 97 workers, 10 simulated minutes",
+            Box::new(|| run(1, 3, 97, 10)),
+        ),
+    ];
+    for (label, case) in &cases {
+        if chosen(label) {
+            measure(label, case);
+        }
+    }
 }
