@@ -324,9 +324,10 @@ impl Membership {
             }
         }
         let forgotten = before - self.entries.len();
-        // Tombstones are not in the digest, but a cleared cache is cheaper
-        // to reason about than that fact; it is cleared only when something
-        // went.
+        // Only tombstones go here, and the digest leaves them out, so it
+        // would stay right regardless; the cache is still cleared when
+        // entries go so that it never depends on that, but not on every
+        // tick, which made each tick hash the whole member list again.
         if forgotten > 0 {
             self.digest = std::cell::OnceCell::new();
         }
