@@ -29,17 +29,24 @@ fn config(name: &str, core: bool, cores: usize, rotate: usize) -> Config {
     Config::from_yaml_str(&yaml).expect("bench config")
 }
 
+/// Adds `core1..` and `w1..`, each worker starting at a different core;
+/// returns the cores' and the workers' ids.
+fn add_cluster(sim: &mut Simulation, cores: usize, workers: usize) -> (Vec<NodeId>, Vec<NodeId>) {
+    let cores_ids = (1..=cores)
+        .map(|i| sim.add_node(config(&format!("core{i}"), true, cores, i - 1)))
+        .collect();
+    let workers_ids = (1..=workers)
+        .map(|i| sim.add_node(config(&format!("w{i}"), false, cores, i)))
+        .collect();
+    (cores_ids, workers_ids)
+}
+
 /// `cores` cores and `workers` workers for `minutes` simulated minutes: ten
 /// subscriptions, five publishes a second, a partition, and a core crash.
 fn run(seed: u64, cores: usize, workers: usize, minutes: u64) -> (Report, Duration) {
     let started = Instant::now();
     let mut sim = Simulation::new(seed, NetworkModel::lossy(0.001, 0.001));
-    let cores_ids: Vec<NodeId> = (1..=cores)
-        .map(|i| sim.add_node(config(&format!("core{i}"), true, cores, i - 1)))
-        .collect();
-    let workers_ids: Vec<NodeId> = (1..=workers)
-        .map(|i| sim.add_node(config(&format!("w{i}"), false, cores, i)))
-        .collect();
+    let (cores_ids, workers_ids) = add_cluster(&mut sim, cores, workers);
     let step = |sim: &mut Simulation, d: Duration| sim.run_for(d).expect("no violation");
     step(&mut sim, Duration::from_secs(5));
     for (i, w) in workers_ids.iter().enumerate().take(10) {
@@ -99,12 +106,7 @@ fn run(seed: u64, cores: usize, workers: usize, minutes: u64) -> (Report, Durati
 fn quiet(cores: usize, workers: usize, seconds: u64) -> (Report, Duration) {
     let started = Instant::now();
     let mut sim = Simulation::new(1, NetworkModel::reliable());
-    for i in 1..=cores {
-        sim.add_node(config(&format!("core{i}"), true, cores, i - 1));
-    }
-    for i in 1..=workers {
-        sim.add_node(config(&format!("w{i}"), false, cores, i));
-    }
+    add_cluster(&mut sim, cores, workers);
     sim.run_for(Duration::from_secs(seconds))
         .expect("no violation");
     (sim.report(), started.elapsed())
