@@ -189,6 +189,8 @@ pub struct Authenticator {
     keyed: Option<Hmac<Sha256>>,
     freshness_window: Duration,
     replay: ReplayGuard,
+    /// The `x-cluster-version` value, rendered once: every request sends it.
+    version: HeaderValue,
 }
 
 impl fmt::Debug for Authenticator {
@@ -225,6 +227,7 @@ impl Authenticator {
             keyed,
             freshness_window,
             replay: ReplayGuard::new(max_senders),
+            version: HeaderValue::from(PROTOCOL_VERSION),
         }
     }
 
@@ -261,10 +264,11 @@ impl Authenticator {
         };
         let signature = self.secret.as_ref().and_then(|_| {
             let mac = self.mac(request, &claimed)?;
-            HeaderValue::from_str(&hex(&mac.finalize().into_bytes())).ok()
+            let mut digits = [0u8; 64];
+            HeaderValue::from_bytes(hex_into(&mac.finalize().into_bytes(), &mut digits)).ok()
         });
         let headers = request.headers_mut();
-        headers.insert(X_CLUSTER_VERSION, HeaderValue::from(PROTOCOL_VERSION));
+        headers.insert(X_CLUSTER_VERSION, self.version.clone());
         // Node names are restricted to visible ASCII, so this cannot fail;
         // should it, the receiver refuses the request as missing its node.
         if let Ok(value) = HeaderValue::from_str(node.as_str()) {
@@ -371,10 +375,11 @@ fn feed_canonical(mac: &mut Hmac<Sha256>, request: &Request<Bytes>, claimed: &Cl
 
 /// Room to render a `u64` in decimal without allocating.
 #[derive(Default)]
-struct Decimal([u8; 20]);
+pub(crate) struct Decimal([u8; 20]);
 
 impl Decimal {
-    fn of(&mut self, mut n: u64) -> &[u8] {
+    /// The ASCII digits of `n`.
+    pub(crate) fn of(&mut self, mut n: u64) -> &[u8] {
         let mut at = self.0.len();
         loop {
             at = at.saturating_sub(1);

@@ -38,6 +38,7 @@ use crate::id::{Incarnation, NodeId, RequestId, Role, StreamId};
 use crate::membership::{Change, Membership};
 use crate::routing::{ClusterRoutes, Subscription};
 use crate::time::{Instant, Now};
+use crate::wire::endpoint::BaseUris;
 use crate::wire::messages::RouteUpdate;
 use crate::wire::messages::{MemberRecord, MemberState, Stamp};
 use crate::wire::Endpoint;
@@ -92,6 +93,8 @@ pub struct Node {
     /// process, across any later refutation, and restart with a new one.
     first_incarnation: Incarnation,
     auth: Authenticator,
+    /// Request URIs by base, each base parsed once.
+    base_uris: BaseUris,
     /// Counter of signed requests: the replay guard's key on the other side.
     signed: u64,
     next_request: u64,
@@ -202,6 +205,7 @@ impl Node {
             role,
             first_incarnation: incarnation,
             auth,
+            base_uris: BaseUris::default(),
             signed: 0,
             next_request: 0,
             latest: now,
@@ -451,7 +455,7 @@ impl Node {
         self.next_request += 1;
         self.signed += 1;
         let id = RequestId(self.next_request);
-        let mut request = endpoint.request(to, body);
+        let mut request = self.base_uris.request(endpoint, to, body);
         let incarnation = self.incarnation();
         self.auth
             .sign(&mut request, &self.id, incarnation, self.signed, now.wall);

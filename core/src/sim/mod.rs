@@ -47,15 +47,16 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod agenda;
 mod checker;
 mod network;
+mod transcript;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::Duration;
 
 use bytes::Bytes;
-use sha2::{Digest, Sha256};
 
 use crate::config::Config;
 use crate::id::{NodeId, RequestId, StreamId};
@@ -67,8 +68,10 @@ use crate::wire::messages::{MemberState, Qos};
 pub use checker::Violation;
 pub use network::NetworkModel;
 
+use agenda::Agenda;
 use checker::{reference_targets, Checker, Published};
 use network::{Dice, Partitions};
+use transcript::{Part, Transcript};
 
 /// Wall-clock time at the simulation's instant zero.
 const EPOCH_WALL_MS: u64 = 1_700_000_000_000;
@@ -172,7 +175,6 @@ enum SimEvent {
     Request {
         from: NodeId,
         life: u64,
-        to_url: String,
         transmit: Transmit,
         answer: bool,
     },
@@ -235,25 +237,17 @@ pub struct Simulation {
     now: Instant,
     step: u64,
     max_steps: u64,
-    order: u64,
-    /// Pending events by (due time, scheduling order). Boxed: events carry
-    /// whole HTTP requests, and the map shifts its values on every insert
-    /// and removal, so it should shift pointers rather than requests.
-    agenda: BTreeMap<(Instant, u64), Box<SimEvent>>,
+    agenda: Agenda<SimEvent>,
     nodes: BTreeMap<NodeId, SimNode>,
     /// Which node serves each core URL (the smallest id, should two share
     /// one), so a request finds its target without a scan of all nodes.
     urls: BTreeMap<String, NodeId>,
-    /// The transcript line being written, kept to spare an allocation per
-    /// event.
-    line: String,
     /// Buffers `after_input` drains a node into, kept for the same reason.
     drained: (Vec<Transmit>, Vec<StreamOutput>, Vec<Event>),
     streams: Vec<SimStream>,
     partitions: Partitions,
     checker: Checker,
-    hasher: Sha256,
-    transcript: Option<Vec<String>>,
+    transcript: Transcript,
     /// The last fault or route change: routing is compared with the
     /// reference only once the cluster had time to settle after it.
     last_disturbance: Instant,
@@ -281,17 +275,14 @@ impl Simulation {
             now: Instant::ZERO,
             step: 0,
             max_steps: 50_000_000,
-            order: 0,
-            agenda: BTreeMap::new(),
+            agenda: Agenda::new(),
             nodes: BTreeMap::new(),
             urls: BTreeMap::new(),
-            line: String::new(),
             drained: (Vec::new(), Vec::new(), Vec::new()),
             streams: Vec::new(),
             partitions: Partitions::default(),
             checker: Checker::default(),
-            hasher: Sha256::new(),
-            transcript: None,
+            transcript: Transcript::new(),
             last_disturbance: Instant::ZERO,
             last_path_change: Instant::ZERO,
             last_crash: None,
@@ -311,7 +302,7 @@ impl Simulation {
 
     /// Keeps the transcript's lines (for debugging; the hash is always kept).
     pub fn record_transcript(mut self) -> Self {
-        self.transcript = Some(Vec::new());
+        self.transcript.keep_lines();
         self
     }
 
@@ -395,13 +386,12 @@ impl Simulation {
 
     /// The hash of everything that happened, in order.
     pub fn transcript_hash(&self) -> String {
-        let digest = self.hasher.clone().finalize();
-        crate::auth::hex(&digest)
+        self.transcript.hash()
     }
 
     /// The transcript's lines, if [`Simulation::record_transcript`] was set.
     pub fn transcript(&self) -> Option<&[String]> {
-        self.transcript.as_deref()
+        self.transcript.lines()
     }
 
     /// What the run did so far.
@@ -442,12 +432,7 @@ impl Simulation {
     /// end.
     pub fn run_for(&mut self, duration: Duration) -> Result<(), Violation> {
         let until = self.now + duration;
-        while let Some(next) = self.agenda.first_entry() {
-            let (at, _) = *next.key();
-            if at > until {
-                break;
-            }
-            let event = *next.remove();
+        while let Some((at, event)) = self.agenda.pop_due(until) {
             self.now = self.now.max(at);
             self.step += 1;
             if self.step > self.max_steps {
@@ -494,21 +479,17 @@ impl Simulation {
     }
 
     fn push(&mut self, at: Instant, event: SimEvent) {
-        self.order += 1;
-        self.agenda.insert((at, self.order), Box::new(event));
+        self.agenda.push(at, event);
     }
 
-    fn log(&mut self, line: std::fmt::Arguments<'_>) {
-        use std::fmt::Write as _;
-        let mut text = std::mem::take(&mut self.line);
-        text.clear();
-        let _ = write!(text, "{} {}", self.now.as_millis(), line);
-        self.hasher.update(text.as_bytes());
-        self.hasher.update(b"\n");
-        if let Some(lines) = &mut self.transcript {
-            lines.push(text.clone());
-        }
-        self.line = text;
+    /// A transcript line for an event that happens on every step.
+    fn log(&mut self, parts: &[Part<'_>]) {
+        self.transcript.write(self.now.as_millis(), parts);
+    }
+
+    /// A transcript line for a rarer event, which may need formatting.
+    fn log_formatted(&mut self, line: std::fmt::Arguments<'_>) {
+        self.transcript.write_formatted(self.now.as_millis(), line);
     }
 
     fn life_of(&self, id: &NodeId) -> Option<u64> {
@@ -533,17 +514,16 @@ impl Simulation {
                             inner.handle_timeout(now);
                         }
                     }
-                    self.log(format_args!("timer {node}"));
+                    self.log(&[Part::Text("timer "), Part::Text(node.as_str())]);
                     self.after_input(&node)?;
                 }
             }
             SimEvent::Request {
                 from,
                 life,
-                to_url,
                 transmit,
                 answer,
-            } => self.deliver_request(from, life, to_url, transmit, answer)?,
+            } => self.deliver_request(from, life, transmit, answer)?,
             SimEvent::Response {
                 node,
                 life,
@@ -554,7 +534,14 @@ impl Simulation {
                 self.input_to(
                     &node,
                     life,
-                    format_args!("response {node} #{} {status}", id.0),
+                    &[
+                        Part::Text("response "),
+                        Part::Text(node.as_str()),
+                        Part::Text(" #"),
+                        Part::Number(id.0),
+                        Part::Text(" "),
+                        Part::Number(u64::from(status)),
+                    ],
                     |n, now| n.handle_response(now, id, result),
                 )?;
             }
@@ -567,7 +554,15 @@ impl Simulation {
                 self.input_to(
                     &node,
                     life,
-                    format_args!("stream-data {node} #{} {}b", request.0, bytes.len()),
+                    &[
+                        Part::Text("stream-data "),
+                        Part::Text(node.as_str()),
+                        Part::Text(" #"),
+                        Part::Number(request.0),
+                        Part::Text(" "),
+                        Part::Number(bytes.len() as u64),
+                        Part::Text("b"),
+                    ],
                     |n, now| n.handle_stream_data(now, request, &bytes),
                 )?;
             }
@@ -579,7 +574,12 @@ impl Simulation {
                 self.input_to(
                     &node,
                     life,
-                    format_args!("stream-end {node} #{}", request.0),
+                    &[
+                        Part::Text("stream-end "),
+                        Part::Text(node.as_str()),
+                        Part::Text(" #"),
+                        Part::Number(request.0),
+                    ],
                     |n, now| n.handle_stream_end(now, request),
                 )?;
             }
@@ -587,7 +587,12 @@ impl Simulation {
                 self.input_to(
                     &node,
                     life,
-                    format_args!("stream-closed {node} {}", stream.0),
+                    &[
+                        Part::Text("stream-closed "),
+                        Part::Text(node.as_str()),
+                        Part::Text(" "),
+                        Part::Number(stream.0),
+                    ],
                     |n, now| n.handle_stream_closed(now, stream),
                 )?;
             }
@@ -602,7 +607,7 @@ impl Simulation {
         &mut self,
         node: &NodeId,
         life: u64,
-        line: std::fmt::Arguments<'_>,
+        line: &[Part<'_>],
         input: impl FnOnce(&mut Node, Now),
     ) -> Result<(), Violation> {
         if self.life_of(node) != Some(life) {
@@ -650,11 +655,14 @@ impl Simulation {
         let id = transmit.id;
         if self.dice.chance(self.model.drop) {
             // Lost on the way: the sender waits out its timeout.
-            self.log(format_args!(
-                "lost {from} #{} {}",
-                id.0,
-                transmit.request.uri().path()
-            ));
+            self.log(&[
+                Part::Text("lost "),
+                Part::Text(from.as_str()),
+                Part::Text(" #"),
+                Part::Number(id.0),
+                Part::Text(" "),
+                Part::Text(transmit.request.uri().path()),
+            ]);
             let at = self.now + timeout;
             self.push(
                 at,
@@ -669,7 +677,6 @@ impl Simulation {
         }
         let duplicate = !transmit.streaming && self.dice.chance(self.model.duplicate);
         let at = self.now + self.dice.latency(&self.model);
-        let to_url = transmit.to.clone();
         if duplicate {
             let copy = Transmit {
                 request: transmit.request.clone(),
@@ -681,7 +688,6 @@ impl Simulation {
                 SimEvent::Request {
                     from: from.clone(),
                     life,
-                    to_url: to_url.clone(),
                     transmit: copy,
                     answer: false,
                 },
@@ -692,7 +698,6 @@ impl Simulation {
             SimEvent::Request {
                 from: from.clone(),
                 life,
-                to_url,
                 transmit,
                 answer: true,
             },
@@ -703,13 +708,17 @@ impl Simulation {
         &mut self,
         from: NodeId,
         life: u64,
-        to_url: String,
         transmit: Transmit,
         answer: bool,
     ) -> Result<(), Violation> {
-        let path = transmit.request.uri().path().to_owned();
-        let id = transmit.id;
-        let target = self.target_of(&to_url);
+        let Transmit {
+            id, to, request, ..
+        } = transmit;
+        // Kept for the transcript once the request is gone; a request's
+        // path is static, so this copies no text.
+        let path = request.uri().path_and_query().cloned();
+        let path = path.as_ref().map_or("/", |p| p.path());
+        let target = self.target_of(&to);
         let reachable = target
             .as_ref()
             .is_some_and(|t| self.partitions.allows(&from, t));
@@ -729,13 +738,19 @@ impl Simulation {
                         },
                     );
                 }
-                self.log(format_args!("partitioned {from} -> {to_url}{path}"));
+                self.log(&[
+                    Part::Text("partitioned "),
+                    Part::Text(from.as_str()),
+                    Part::Text(" -> "),
+                    Part::Text(&to),
+                    Part::Text(path),
+                ]);
                 return Ok(());
             }
             (Some(t), Some(target_life), true) => {
                 let now = self.now();
                 let response = match self.nodes.get_mut(t).and_then(|n| n.node.as_mut()) {
-                    Some(node) => node.handle_request(now, transmit.request),
+                    Some(node) => node.handle_request(now, request),
                     None => return Ok(()),
                 };
                 if let Some(stream) = response.extensions().get::<StreamId>().copied() {
@@ -753,13 +768,19 @@ impl Simulation {
                 }
                 Ok(response)
             }
-            _ => Err(TransportError::Connect(format!("{to_url} is down"))),
+            _ => Err(TransportError::Connect(format!("{to} is down"))),
         };
         let status = result.as_ref().map_or(0, |r| r.status().as_u16());
-        self.log(format_args!(
-            "request {from} -> {to_url}{path} {status}{}",
-            if answer { "" } else { " (duplicate)" }
-        ));
+        self.log(&[
+            Part::Text("request "),
+            Part::Text(from.as_str()),
+            Part::Text(" -> "),
+            Part::Text(&to),
+            Part::Text(path),
+            Part::Text(" "),
+            Part::Number(u64::from(status)),
+            Part::Text(if answer { "" } else { " (duplicate)" }),
+        ]);
         if answer {
             let lost = result.is_ok() && self.dice.chance(self.model.drop);
             let (at, result) = if lost {
@@ -944,7 +965,7 @@ impl Simulation {
     fn observe(&mut self, node: &NodeId, event: Event) -> Result<(), Violation> {
         match event {
             Event::Deliver(delivery) => {
-                self.log(format_args!(
+                self.log_formatted(format_args!(
                     "deliver {node} {} #{} from {} qos{}",
                     delivery.topic.as_str(),
                     delivery.seq,
@@ -974,7 +995,7 @@ impl Simulation {
                     .ok()
                     .and_then(|v| v.as_str().map(str::to_owned))
                     .unwrap_or_default();
-                self.log(format_args!("dropped {node} -> {peer} {count} {reason}"));
+                self.log_formatted(format_args!("dropped {node} -> {peer} {count} {reason}"));
                 *self.dropped_by_reason.entry(reason).or_default() += count;
             }
             other => {
@@ -992,7 +1013,7 @@ impl Simulation {
                     self.last_path_change = self.now;
                 }
                 let text = serde_json::to_string(&other).unwrap_or_default();
-                self.log(format_args!("event {node} {text}"));
+                self.log_formatted(format_args!("event {node} {text}"));
             }
         }
         Ok(())
@@ -1033,7 +1054,7 @@ impl Simulation {
 
     fn perform(&mut self, action: Action) -> Result<(), Violation> {
         let now = self.now();
-        self.log(format_args!("act {action:?}"));
+        self.log_formatted(format_args!("act {action:?}"));
         match action {
             Action::Subscribe { node, filter } => self.host_subscription(&node, &filter, true)?,
             Action::Unsubscribe { node, filter } => {
@@ -1145,7 +1166,7 @@ impl Simulation {
             .collect();
         self.checker
             .routed(node, incarnation, &targets, Published { at: self.now, qos });
-        self.log(format_args!(
+        self.log_formatted(format_args!(
             "publish {node} {topic} qos{} -> {:?}",
             qos.as_u8(),
             routing.remote

@@ -1,11 +1,19 @@
 //! Which method and path carry which body (DESIGN §4).
 
+use std::collections::BTreeMap;
+
 use bytes::Bytes;
-use http::{header, Method, Request, StatusCode};
+use http::uri::{Authority, PathAndQuery, Scheme};
+use http::{header, Method, Request, StatusCode, Uri};
 
 /// Headers a signed request carries: its content type or accept, and the
 /// six the signature adds.
 const REQUEST_HEADERS: usize = 8;
+
+/// How many bases [`BaseUris`] keeps parsed. A node talks to its cores and
+/// the cores' advertised addresses, far fewer than this; past it the cache
+/// starts afresh, so a stream of odd addresses cannot grow it.
+const KEPT_BASES: usize = 256;
 
 /// One operation of the cluster API.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -149,20 +157,25 @@ impl Endpoint {
     }
 
     /// An unsigned request to this endpoint at `base` (`http://host:port`).
+    ///
+    /// A base that does not form a URI leaves the bare path; the runtime then
+    /// reports a transport error for it like for any bad address. A node
+    /// sends through [`BaseUris::request`], which parses each base once.
     pub fn request(self, base: &str, body: Bytes) -> Request<Bytes> {
         let uri = format!("{}{}", base.trim_end_matches('/'), self.path());
+        let uri = uri
+            .parse::<Uri>()
+            .unwrap_or_else(|_| Uri::from_static(self.path()));
+        self.request_with_uri(uri, body)
+    }
+
+    fn request_with_uri(self, uri: Uri, body: Bytes) -> Request<Bytes> {
         let mut request = Request::new(body);
         // Room for the content type and the six signing headers up front:
         // growing a header map rehashes it, once per request otherwise.
         *request.headers_mut() = http::HeaderMap::with_capacity(REQUEST_HEADERS);
         *request.method_mut() = self.method();
-        // A base that does not form a URI leaves the path alone; the runtime
-        // then reports a transport error for it like for any bad address.
-        if let Ok(uri) = uri.parse::<http::Uri>() {
-            *request.uri_mut() = uri;
-        } else if let Ok(uri) = self.path().parse::<http::Uri>() {
-            *request.uri_mut() = uri;
-        }
+        *request.uri_mut() = uri;
         if self.method() == Method::POST {
             request.headers_mut().insert(
                 header::CONTENT_TYPE,
@@ -178,9 +191,110 @@ impl Endpoint {
     }
 }
 
+/// Builds request URIs for the bases a node sends to, parsing each base
+/// once: a node sends to the same few cores over and over, and formatting
+/// and parsing `http://host:port/path` is a noticeable part of a request.
+///
+/// ```
+/// use bytes::Bytes;
+/// use mqtt_cluster_core::wire::endpoint::{BaseUris, Endpoint};
+///
+/// let mut bases = BaseUris::default();
+/// let request = bases.request(Endpoint::Heartbeat, "http://core1:8884", Bytes::new());
+/// assert_eq!(request.uri(), "http://core1:8884/heartbeat");
+/// assert_eq!(
+///     request.uri(),
+///     Endpoint::Heartbeat.request("http://core1:8884", Bytes::new()).uri()
+/// );
+/// ```
+#[derive(Debug, Default)]
+pub struct BaseUris {
+    /// Scheme and authority of each base; `None` for a base that is not
+    /// plain `scheme://authority[/]`, which [`Endpoint::request`] handles.
+    parsed: BTreeMap<String, Option<(Scheme, Authority)>>,
+}
+
+impl BaseUris {
+    /// The same request as [`Endpoint::request`] gives.
+    pub fn request(&mut self, endpoint: Endpoint, base: &str, body: Bytes) -> Request<Bytes> {
+        let parsed = match self.parsed.get(base) {
+            Some(parsed) => parsed.clone(),
+            None => {
+                if self.parsed.len() >= KEPT_BASES {
+                    self.parsed.clear();
+                }
+                let parsed = scheme_and_authority(base);
+                self.parsed.insert(base.to_owned(), parsed.clone());
+                parsed
+            }
+        };
+        let Some((scheme, authority)) = parsed else {
+            return endpoint.request(base, body);
+        };
+        let mut parts = http::uri::Parts::default();
+        parts.scheme = Some(scheme);
+        parts.authority = Some(authority);
+        parts.path_and_query = Some(PathAndQuery::from_static(endpoint.path()));
+        match Uri::from_parts(parts) {
+            Ok(uri) => endpoint.request_with_uri(uri, body),
+            Err(_) => endpoint.request(base, body),
+        }
+    }
+}
+
+/// The scheme and authority of `http://host:port` (a trailing `/` allowed),
+/// or `None` if `base` has anything else.
+fn scheme_and_authority(base: &str) -> Option<(Scheme, Authority)> {
+    let parts = base.parse::<Uri>().ok()?.into_parts();
+    let plain = parts
+        .path_and_query
+        .as_ref()
+        .is_none_or(|p| p.as_str() == "/" || p.as_str().is_empty());
+    match (parts.scheme, parts.authority) {
+        (Some(scheme), Some(authority)) if plain => Some((scheme, authority)),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn base_uris_build_what_endpoint_request_builds() {
+        let mut bases = BaseUris::default();
+        let cases = [
+            "http://core1:8884",
+            "http://core1:8884/",
+            "https://[::1]:443",
+            "http://core1:8884/prefix",
+            "not a url",
+            "",
+        ];
+        for _ in 0..2 {
+            for base in cases {
+                for e in Endpoint::ALL {
+                    let cached = bases.request(e, base, Bytes::from_static(b"{}"));
+                    let direct = e.request(base, Bytes::from_static(b"{}"));
+                    assert_eq!(cached.uri(), direct.uri(), "{base} {e:?}");
+                    assert_eq!(cached.method(), direct.method());
+                    assert_eq!(cached.headers(), direct.headers());
+                }
+            }
+        }
+        assert_eq!(bases.parsed.len(), cases.len());
+    }
+
+    #[test]
+    fn base_uris_stay_bounded() {
+        let mut bases = BaseUris::default();
+        for port in 1..=(KEPT_BASES as u32 * 3) {
+            let base = format!("http://core:{port}");
+            let r = bases.request(Endpoint::Ack, &base, Bytes::new());
+            assert_eq!(r.uri().to_string(), format!("{base}/ack"));
+            assert!(bases.parsed.len() <= KEPT_BASES);
+        }
+    }
 
     #[test]
     fn every_endpoint_is_recognised_by_its_own_method_and_path() {
