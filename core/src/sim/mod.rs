@@ -242,7 +242,8 @@ pub struct Simulation {
     /// Which node serves each core URL (the smallest id, should two share
     /// one), so a request finds its target without a scan of all nodes.
     urls: BTreeMap<String, NodeId>,
-    /// Buffers `after_input` drains a node into, kept for the same reason.
+    /// Buffers `after_input` drains a node into, kept between inputs to
+    /// spare allocations on every event.
     drained: (Vec<Transmit>, Vec<StreamOutput>, Vec<Event>),
     streams: Vec<SimStream>,
     partitions: Partitions,
