@@ -45,6 +45,15 @@ impl std::hash::Hash for NodeId {
     }
 }
 
+// Maps keyed by id can be searched with a name's text, which spares
+// building an id (and allocating) to look up one already known. The text
+// compares and hashes as the id does, as `Borrow` requires.
+impl std::borrow::Borrow<str> for NodeId {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
 impl Ord for NodeId {
     #[inline]
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {

@@ -11,6 +11,7 @@
 //! may disagree; the timestamp limits how long an evicted sender's requests
 //! stay replayable.
 
+mod identity;
 pub mod replay;
 
 use std::fmt;
@@ -28,6 +29,7 @@ use crate::wire::headers::{
     X_CLUSTER_SIGNATURE, X_CLUSTER_TIMESTAMP, X_CLUSTER_VERSION,
 };
 
+pub use identity::Identity;
 use replay::{Rejection, ReplayGuard};
 
 /// The shared cluster secret. Its `Debug` output never shows the value.
@@ -211,6 +213,26 @@ struct Claimed {
     timestamp: WallTime,
 }
 
+impl Claimed {
+    fn signed(&self) -> Signed<'_> {
+        Signed {
+            node: self.node.as_str(),
+            incarnation: self.incarnation,
+            counter: self.counter,
+            timestamp: self.timestamp,
+        }
+    }
+}
+
+/// The identity parts of the signed text, borrowed from whichever side
+/// holds them: the sender's [`Identity`] or the receiver's [`Claimed`].
+struct Signed<'a> {
+    node: &'a str,
+    incarnation: Incarnation,
+    counter: u64,
+    timestamp: WallTime,
+}
+
 impl Authenticator {
     /// An authenticator for a cluster with `secret`.
     ///
@@ -256,25 +278,42 @@ impl Authenticator {
         counter: u64,
         wall: WallTime,
     ) {
-        let claimed = Claimed {
-            node: node.clone(),
-            incarnation,
+        self.sign_as(
+            request,
+            &Identity::new(node.clone(), incarnation),
             counter,
-            timestamp: wall,
-        };
+            wall,
+        );
+    }
+
+    /// [`sign`](Self::sign) for a sender that keeps its [`Identity`]: the
+    /// same headers and signature, without rendering the node and
+    /// incarnation again.
+    pub fn sign_as(
+        &self,
+        request: &mut Request<Bytes>,
+        identity: &Identity,
+        counter: u64,
+        wall: WallTime,
+    ) {
         let signature = self.secret.as_ref().and_then(|_| {
-            let mac = self.mac(request, &claimed)?;
+            let signed = Signed {
+                node: identity.node().as_str(),
+                incarnation: identity.incarnation(),
+                counter,
+                timestamp: wall,
+            };
+            let mac = self.mac(request, &signed)?;
             let mut digits = [0u8; 64];
             HeaderValue::from_bytes(hex_into(&mac.finalize().into_bytes(), &mut digits)).ok()
         });
         let headers = request.headers_mut();
         headers.insert(X_CLUSTER_VERSION, self.version.clone());
-        // Node names are restricted to visible ASCII, so this cannot fail;
-        // should it, the receiver refuses the request as missing its node.
-        if let Ok(value) = HeaderValue::from_str(node.as_str()) {
-            headers.insert(X_CLUSTER_NODE, value);
-        }
-        headers.insert(X_CLUSTER_INCARNATION, HeaderValue::from(incarnation.0));
+        match identity.node_header() {
+            Some(value) => headers.insert(X_CLUSTER_NODE, value.clone()),
+            None => headers.remove(X_CLUSTER_NODE),
+        };
+        headers.insert(X_CLUSTER_INCARNATION, identity.incarnation_header().clone());
         headers.insert(X_CLUSTER_COUNTER, HeaderValue::from(counter));
         headers.insert(
             X_CLUSTER_TIMESTAMP,
@@ -302,10 +341,12 @@ impl Authenticator {
         wall: WallTime,
     ) -> Result<Sender, AuthError> {
         check_version(request)?;
-        let claimed = parse_claimed(request)?;
+        let claimed = parse_claimed(request, &self.replay)?;
         if self.secret.is_some() {
-            let signature = parse_signature(single_header(request, &X_CLUSTER_SIGNATURE)?)?;
-            let mac = self.mac(request, &claimed).ok_or(AuthError::BadSignature)?;
+            let signature = parse_signature(single_value(request, &X_CLUSTER_SIGNATURE)?)?;
+            let mac = self
+                .mac(request, &claimed.signed())
+                .ok_or(AuthError::BadSignature)?;
             mac.verify_slice(&signature)
                 .map_err(|_| AuthError::BadSignature)?;
         }
@@ -337,9 +378,9 @@ impl Authenticator {
 impl Authenticator {
     /// The keyed MAC fed with the canonical string; `None` only if HMAC
     /// refused the key, which it never does for any key length.
-    fn mac(&self, request: &Request<Bytes>, claimed: &Claimed) -> Option<Hmac<Sha256>> {
+    fn mac(&self, request: &Request<Bytes>, signed: &Signed<'_>) -> Option<Hmac<Sha256>> {
         let mut mac = self.keyed.clone()?;
-        feed_canonical(&mut mac, request, claimed);
+        feed_canonical(&mut mac, request, signed);
         Some(mac)
     }
 }
@@ -352,7 +393,7 @@ impl Authenticator {
 ///
 /// Parsed values are rendered back rather than the raw header text, so that
 /// a signature binds exactly what the receiver acts on.
-fn feed_canonical(mac: &mut Hmac<Sha256>, request: &Request<Bytes>, claimed: &Claimed) {
+fn feed_canonical(mac: &mut Hmac<Sha256>, request: &Request<Bytes>, signed: &Signed<'_>) {
     let path = request.uri().path_and_query().map_or("/", |p| p.as_str());
     let mut number = Decimal::default();
     mac.update(number.of(u64::from(PROTOCOL_VERSION)));
@@ -361,13 +402,13 @@ fn feed_canonical(mac: &mut Hmac<Sha256>, request: &Request<Bytes>, claimed: &Cl
     mac.update(b"\n");
     mac.update(path.as_bytes());
     mac.update(b"\n");
-    mac.update(claimed.node.as_str().as_bytes());
+    mac.update(signed.node.as_bytes());
     mac.update(b"\n");
-    mac.update(number.of(claimed.incarnation.0));
+    mac.update(number.of(signed.incarnation.0));
     mac.update(b"\n");
-    mac.update(number.of(claimed.counter));
+    mac.update(number.of(signed.counter));
     mac.update(b"\n");
-    mac.update(number.of(claimed.timestamp.as_unix_millis()));
+    mac.update(number.of(signed.timestamp.as_unix_millis()));
     mac.update(b"\n");
     let mut body_hash = [0u8; 64];
     mac.update(hex_into(&Sha256::digest(request.body()), &mut body_hash));
@@ -396,18 +437,27 @@ impl Decimal {
     }
 }
 
-const HEX_DIGITS: &[u8; 16] = b"0123456789abcdef";
+/// The two lowercase hex digits of every byte value, so that a digest is
+/// written a byte at a time rather than a nibble at a time: every request
+/// writes two, and every receiver one.
+const HEX_PAIRS: [[u8; 2]; 256] = {
+    let digits = b"0123456789abcdef";
+    let mut pairs = [[0u8; 2]; 256];
+    let mut b = 0;
+    while b < 256 {
+        pairs[b] = [digits[b >> 4], digits[b & 0x0f]];
+        b += 1;
+    }
+    pairs
+};
 
 /// Lowercase hex of `bytes`, written into `out` (which must hold twice as
 /// many bytes; the hex is cut short otherwise); returns the part written.
 fn hex_into<'o>(bytes: &[u8], out: &'o mut [u8]) -> &'o [u8] {
     let mut written = 0;
     for (b, pair) in bytes.iter().zip(out.chunks_exact_mut(2)) {
-        if let [hi, lo] = pair {
-            *hi = HEX_DIGITS[usize::from(b >> 4)];
-            *lo = HEX_DIGITS[usize::from(b & 0x0f)];
-            written += 2;
-        }
+        pair.copy_from_slice(&HEX_PAIRS[usize::from(*b)]);
+        written += 2;
     }
     out.get(..written).unwrap_or_default()
 }
@@ -416,19 +466,21 @@ fn hex_into<'o>(bytes: &[u8], out: &'o mut [u8]) -> &'o [u8] {
 pub(crate) fn hex(bytes: &[u8]) -> String {
     let mut out = String::with_capacity(bytes.len().saturating_mul(2));
     for b in bytes {
-        out.push(char::from(HEX_DIGITS[usize::from(b >> 4)]));
-        out.push(char::from(HEX_DIGITS[usize::from(b & 0x0f)]));
+        let [hi, lo] = HEX_PAIRS[usize::from(*b)];
+        out.push(char::from(hi));
+        out.push(char::from(lo));
     }
     out
 }
 
-fn parse_signature(text: &str) -> Result<[u8; 32], AuthError> {
+fn parse_signature(value: &HeaderValue) -> Result<[u8; 32], AuthError> {
     let malformed = |reason| AuthError::MalformedHeader {
         name: X_CLUSTER_SIGNATURE,
         reason,
     };
-    let digits = text.as_bytes();
+    let digits = value.as_bytes();
     if digits.len() != 64 {
+        visible_text(value, &X_CLUSTER_SIGNATURE)?;
         return Err(malformed("expected 64 hex digits"));
     }
     let mut out = [0u8; 32];
@@ -437,6 +489,7 @@ fn parse_signature(text: &str) -> Result<[u8; 32], AuthError> {
             pair.first().copied().and_then(nibble),
             pair.get(1).copied().and_then(nibble),
         ) else {
+            visible_text(value, &X_CLUSTER_SIGNATURE)?;
             return Err(malformed("not a hex digit"));
         };
         *byte = hi.wrapping_shl(4) | lo;
@@ -445,14 +498,20 @@ fn parse_signature(text: &str) -> Result<[u8; 32], AuthError> {
 }
 
 fn nibble(c: u8) -> Option<u8> {
-    char::from(c)
-        .to_digit(16)
-        .and_then(|d| u8::try_from(d).ok())
+    match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        b'A'..=b'F' => Some(c - b'A' + 10),
+        _ => None,
+    }
 }
 
 /// The one value of a header. A repeated protocol header is refused: sender
 /// and receiver might otherwise read different copies.
-fn single_header<'r>(request: &'r Request<Bytes>, name: &HeaderName) -> Result<&'r str, AuthError> {
+fn single_value<'r>(
+    request: &'r Request<Bytes>,
+    name: &HeaderName,
+) -> Result<&'r HeaderValue, AuthError> {
     let mut values = request.headers().get_all(name).iter();
     let value = values
         .next()
@@ -463,6 +522,15 @@ fn single_header<'r>(request: &'r Request<Bytes>, name: &HeaderName) -> Result<&
             reason: "repeated",
         });
     }
+    Ok(value)
+}
+
+/// [`single_value`] as text.
+fn single_header<'r>(request: &'r Request<Bytes>, name: &HeaderName) -> Result<&'r str, AuthError> {
+    visible_text(single_value(request, name)?, name)
+}
+
+fn visible_text<'v>(value: &'v HeaderValue, name: &HeaderName) -> Result<&'v str, AuthError> {
     value.to_str().map_err(|_| AuthError::MalformedHeader {
         name: name.clone(),
         reason: "not visible ASCII",
@@ -470,40 +538,57 @@ fn single_header<'r>(request: &'r Request<Bytes>, name: &HeaderName) -> Result<&
 }
 
 /// A plain decimal: digits only, so that `+5` or ` 5` cannot make two
-/// different header texts mean the same number.
-fn parse_decimal(text: &str) -> Option<u64> {
-    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+/// different header texts mean the same number. Read in one pass, since
+/// every request carries three.
+fn parse_decimal(digits: &[u8]) -> Option<u64> {
+    if digits.is_empty() {
         return None;
     }
-    text.parse().ok()
+    digits.iter().try_fold(0u64, |n, &digit| {
+        if digit.is_ascii_digit() {
+            n.checked_mul(10)?.checked_add(u64::from(digit - b'0'))
+        } else {
+            None
+        }
+    })
 }
 
 fn decimal_header(request: &Request<Bytes>, name: &HeaderName) -> Result<u64, AuthError> {
-    parse_decimal(single_header(request, name)?).ok_or_else(|| AuthError::MalformedHeader {
+    let value = single_value(request, name)?;
+    if let Some(n) = parse_decimal(value.as_bytes()) {
+        return Ok(n);
+    }
+    // Not a number: say whether it was not even text.
+    visible_text(value, name)?;
+    Err(AuthError::MalformedHeader {
         name: name.clone(),
         reason: "expected a decimal number that fits in 64 bits",
     })
 }
 
 fn check_version(request: &Request<Bytes>) -> Result<(), AuthError> {
-    let theirs = single_header(request, &X_CLUSTER_VERSION)?;
-    if parse_decimal(theirs) == Some(u64::from(PROTOCOL_VERSION)) {
-        Ok(())
-    } else {
-        Err(AuthError::IncompatibleVersion {
-            theirs: theirs.chars().take(32).collect(),
-            ours: PROTOCOL_VERSION,
-        })
+    let value = single_value(request, &X_CLUSTER_VERSION)?;
+    if parse_decimal(value.as_bytes()) == Some(u64::from(PROTOCOL_VERSION)) {
+        return Ok(());
     }
+    let theirs = visible_text(value, &X_CLUSTER_VERSION)?;
+    Err(AuthError::IncompatibleVersion {
+        theirs: theirs.chars().take(32).collect(),
+        ours: PROTOCOL_VERSION,
+    })
 }
 
-fn parse_claimed(request: &Request<Bytes>) -> Result<Claimed, AuthError> {
-    let node = NodeId::new(single_header(request, &X_CLUSTER_NODE)?).map_err(|_| {
-        AuthError::MalformedHeader {
+/// The identity headers of `request`; a sender the replay guard knows is
+/// taken from it rather than parsed and allocated again.
+fn parse_claimed(request: &Request<Bytes>, replay: &ReplayGuard) -> Result<Claimed, AuthError> {
+    let name = single_header(request, &X_CLUSTER_NODE)?;
+    let node = match replay.known(name) {
+        Some(known) => known.clone(),
+        None => NodeId::new(name).map_err(|_| AuthError::MalformedHeader {
             name: X_CLUSTER_NODE,
             reason: "not a valid node name",
-        }
-    })?;
+        })?,
+    };
     let incarnation = Incarnation(decimal_header(request, &X_CLUSTER_INCARNATION)?);
     let counter = decimal_header(request, &X_CLUSTER_COUNTER)?;
     if counter == 0 {

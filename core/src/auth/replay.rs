@@ -185,6 +185,12 @@ impl ReplayGuard {
         self.senders.get(node).map(|t| t.incarnation)
     }
 
+    /// The remembered id named `name`, if any: a receiver can take it
+    /// instead of building the id again from the header.
+    pub fn known(&self, name: &str) -> Option<&NodeId> {
+        self.senders.get_key_value(name).map(|(id, _)| id)
+    }
+
     /// Forgets `node` altogether.
     pub fn forget(&mut self, node: &NodeId) {
         if let Some(t) = self.senders.remove(node) {

@@ -228,6 +228,61 @@ fn numbers_must_be_plain_decimals() {
 }
 
 #[test]
+fn header_bytes_that_are_not_text_are_named_as_such() {
+    let auth = keyed("k");
+    for name in [
+        X_CLUSTER_VERSION,
+        X_CLUSTER_INCARNATION,
+        X_CLUSTER_COUNTER,
+        X_CLUSTER_TIMESTAMP,
+        X_CLUSTER_SIGNATURE,
+    ] {
+        let mut r = signed(&auth, 1);
+        r.headers_mut()
+            .insert(&name, HeaderValue::from_bytes("1é".as_bytes()).unwrap());
+        let err = keyed("k").verify(&r, wall(T0)).unwrap_err();
+        assert_eq!(
+            err,
+            AuthError::MalformedHeader {
+                name: name.clone(),
+                reason: "not visible ASCII"
+            }
+        );
+    }
+}
+
+#[test]
+fn the_largest_decimal_is_read_and_one_more_is_refused() {
+    assert_eq!(parse_decimal(b"18446744073709551615"), Some(u64::MAX));
+    assert_eq!(parse_decimal(b"18446744073709551616"), None);
+    assert_eq!(parse_decimal(b"0042"), Some(42));
+    assert_eq!(parse_decimal(b""), None);
+}
+
+#[test]
+fn sign_as_writes_what_sign_writes() {
+    let auth = keyed("k");
+    let me = Identity::new(node("w1"), Incarnation(3));
+    for counter in [1, 2, u64::MAX] {
+        let mut a = request("POST", "/forward?batch=1", b"{}");
+        let mut b = a.clone();
+        auth.sign(&mut a, &node("w1"), Incarnation(3), counter, wall(T0));
+        auth.sign_as(&mut b, &me, counter, wall(T0));
+        assert_eq!(a.headers(), b.headers());
+    }
+    assert_eq!((me.node(), me.incarnation()), (&node("w1"), Incarnation(3)));
+}
+
+#[test]
+fn a_known_sender_is_named_by_the_id_already_held() {
+    let mut auth = keyed("k");
+    let first = auth.verify(&signed(&auth, 1), wall(T0)).unwrap();
+    let second = auth.verify(&signed(&auth, 2), wall(T0)).unwrap();
+    assert_eq!(first.node, second.node);
+    assert!(std::ptr::eq(first.node.as_str(), second.node.as_str()));
+}
+
+#[test]
 fn counter_zero_is_refused() {
     let auth = keyed("k");
     let r = signed(&auth, 0);

@@ -31,7 +31,7 @@ use std::collections::{BTreeMap, VecDeque};
 
 use bytes::Bytes;
 
-use crate::auth::Authenticator;
+use crate::auth::{Authenticator, Identity};
 use crate::config::{Config, ConfigError};
 use crate::forward::link::BatchId;
 use crate::id::{Incarnation, NodeId, RequestId, Role, StreamId};
@@ -93,6 +93,8 @@ pub struct Node {
     /// process, across any later refutation, and restart with a new one.
     first_incarnation: Incarnation,
     auth: Authenticator,
+    /// What requests are signed as; replaced when the incarnation changes.
+    identity: Identity,
     /// Request URIs by base, each base parsed once.
     base_uris: BaseUris,
     /// Counter of signed requests: the replay guard's key on the other side.
@@ -200,11 +202,13 @@ impl Node {
         );
         let core = CoreDuty::new(&config);
         let worker = WorkerDuty::new(&config);
+        let identity = Identity::new(id.clone(), incarnation);
         let mut node = Node {
             id,
             role,
             first_incarnation: incarnation,
             auth,
+            identity,
             base_uris: BaseUris::default(),
             signed: 0,
             next_request: 0,
@@ -457,8 +461,11 @@ impl Node {
         let id = RequestId(self.next_request);
         let mut request = self.base_uris.request(endpoint, to, body);
         let incarnation = self.incarnation();
+        if self.identity.incarnation() != incarnation {
+            self.identity = Identity::new(self.id.clone(), incarnation);
+        }
         self.auth
-            .sign(&mut request, &self.id, incarnation, self.signed, now.wall);
+            .sign_as(&mut request, &self.identity, self.signed, now.wall);
         self.pending.insert(id, pending);
         self.transmits.push_back(Transmit {
             id,

@@ -7,7 +7,8 @@
 //! text is the same, and a line is written for every event, so formatting
 //! machinery would be a sizeable share of a run.
 
-use std::fmt::{self, Write as _};
+use std::fmt;
+use std::io::Write as _;
 
 use sha2::{Digest, Sha256};
 
@@ -26,8 +27,10 @@ pub(super) enum Part<'a> {
 pub(super) struct Transcript {
     hasher: Sha256,
     lines: Option<Vec<String>>,
-    /// The line being written, kept to spare an allocation per event.
-    line: String,
+    /// The line being written, kept to spare an allocation per event. Bytes
+    /// rather than a `String`: the parts are appended with plain copies,
+    /// and every part is text, so the line is always UTF-8.
+    line: Vec<u8>,
 }
 
 impl Transcript {
@@ -36,7 +39,7 @@ impl Transcript {
         Transcript {
             hasher: Sha256::new(),
             lines: None,
-            line: String::new(),
+            line: Vec::new(),
         }
     }
 
@@ -49,10 +52,10 @@ impl Transcript {
     pub(super) fn write(&mut self, at_ms: u64, parts: &[Part<'_>]) {
         self.line.clear();
         push_decimal(&mut self.line, at_ms);
-        self.line.push(' ');
+        self.line.push(b' ');
         for part in parts {
             match part {
-                Part::Text(text) => self.line.push_str(text),
+                Part::Text(text) => self.line.extend_from_slice(text.as_bytes()),
                 Part::Number(n) => push_decimal(&mut self.line, *n),
             }
         }
@@ -63,7 +66,7 @@ impl Transcript {
     /// `Debug` or other formatting.
     pub(super) fn write_formatted(&mut self, at_ms: u64, text: fmt::Arguments<'_>) {
         self.line.clear();
-        // Writing into a `String` cannot fail.
+        // Writing into a `Vec` cannot fail.
         let _ = write!(self.line, "{at_ms} {text}");
         self.finish_line();
     }
@@ -79,19 +82,17 @@ impl Transcript {
     }
 
     fn finish_line(&mut self) {
-        self.hasher.update(self.line.as_bytes());
+        self.hasher.update(&self.line);
         self.hasher.update(b"\n");
         if let Some(lines) = &mut self.lines {
-            lines.push(self.line.clone());
+            lines.push(String::from_utf8_lossy(&self.line).into_owned());
         }
     }
 }
 
 /// Appends `n` in decimal, as `Display` would.
-fn push_decimal(out: &mut String, n: u64) {
-    let mut room = Decimal::default();
-    // Digits are ASCII: pushed one by one, they need no UTF-8 check.
-    out.extend(room.of(n).iter().map(|&digit| char::from(digit)));
+fn push_decimal(out: &mut Vec<u8>, n: u64) {
+    out.extend_from_slice(Decimal::default().of(n));
 }
 
 #[cfg(test)]
