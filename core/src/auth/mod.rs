@@ -17,7 +17,7 @@ pub mod replay;
 use std::fmt;
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use hmac::{Hmac, Mac};
 use http::{HeaderName, HeaderValue, Request, StatusCode};
 use sha2::{Digest, Sha256};
@@ -296,17 +296,37 @@ impl Authenticator {
         counter: u64,
         wall: WallTime,
     ) {
-        let signature = self.secret.as_ref().and_then(|_| {
+        let mac = self.secret.as_ref().and_then(|_| {
             let signed = Signed {
                 node: identity.node().as_str(),
                 incarnation: identity.incarnation(),
                 counter,
                 timestamp: wall,
             };
-            let mac = self.mac(request, &signed)?;
-            let mut digits = [0u8; 64];
-            HeaderValue::from_bytes(hex_into(&mac.finalize().into_bytes(), &mut digits)).ok()
+            self.mac(request, &signed)
         });
+        // The counter, the timestamp and the signature share one buffer:
+        // three header values for one allocation.
+        let mut number = Decimal::default();
+        let mut text = BytesMut::with_capacity(20 + 20 + 64);
+        text.extend_from_slice(number.of(counter));
+        let counter_end = text.len();
+        text.extend_from_slice(number.of(wall.as_unix_millis()));
+        let timestamp_end = text.len();
+        if let Some(mac) = mac {
+            let mut digits = [0u8; 64];
+            text.extend_from_slice(hex_into(&mac.finalize().into_bytes(), &mut digits));
+        }
+        let text = text.freeze();
+        // Digits are valid header bytes: the fallbacks are never taken.
+        let counter_value = HeaderValue::from_maybe_shared(text.slice(..counter_end))
+            .unwrap_or_else(|_| HeaderValue::from(counter));
+        let timestamp_value =
+            HeaderValue::from_maybe_shared(text.slice(counter_end..timestamp_end))
+                .unwrap_or_else(|_| HeaderValue::from(wall.as_unix_millis()));
+        let signature = (text.len() > timestamp_end)
+            .then(|| HeaderValue::from_maybe_shared(text.slice(timestamp_end..)).ok())
+            .flatten();
         let headers = request.headers_mut();
         headers.insert(X_CLUSTER_VERSION, self.version.clone());
         match identity.node_header() {
@@ -314,11 +334,8 @@ impl Authenticator {
             None => headers.remove(X_CLUSTER_NODE),
         };
         headers.insert(X_CLUSTER_INCARNATION, identity.incarnation_header().clone());
-        headers.insert(X_CLUSTER_COUNTER, HeaderValue::from(counter));
-        headers.insert(
-            X_CLUSTER_TIMESTAMP,
-            HeaderValue::from(wall.as_unix_millis()),
-        );
+        headers.insert(X_CLUSTER_COUNTER, counter_value);
+        headers.insert(X_CLUSTER_TIMESTAMP, timestamp_value);
         match signature {
             Some(value) => {
                 headers.insert(X_CLUSTER_SIGNATURE, value);
@@ -483,28 +500,43 @@ fn parse_signature(value: &HeaderValue) -> Result<[u8; 32], AuthError> {
         visible_text(value, &X_CLUSTER_SIGNATURE)?;
         return Err(malformed("expected 64 hex digits"));
     }
+    // Digits are random, so a branch per digit is mispredicted half the
+    // time: look each one up, and check them all at the end.
     let mut out = [0u8; 32];
+    let mut invalid = 0u8;
     for (byte, pair) in out.iter_mut().zip(digits.chunks_exact(2)) {
-        let (Some(hi), Some(lo)) = (
-            pair.first().copied().and_then(nibble),
-            pair.get(1).copied().and_then(nibble),
-        ) else {
-            visible_text(value, &X_CLUSTER_SIGNATURE)?;
-            return Err(malformed("not a hex digit"));
-        };
-        *byte = hi.wrapping_shl(4) | lo;
+        if let [hi, lo] = pair {
+            let (hi, lo) = (NIBBLES[usize::from(*hi)], NIBBLES[usize::from(*lo)]);
+            invalid |= hi | lo;
+            *byte = hi.wrapping_shl(4) | (lo & 0x0f);
+        }
+    }
+    if invalid & NOT_HEX != 0 {
+        visible_text(value, &X_CLUSTER_SIGNATURE)?;
+        return Err(malformed("not a hex digit"));
     }
     Ok(out)
 }
 
-fn nibble(c: u8) -> Option<u8> {
-    match c {
-        b'0'..=b'9' => Some(c - b'0'),
-        b'a'..=b'f' => Some(c - b'a' + 10),
-        b'A'..=b'F' => Some(c - b'A' + 10),
-        _ => None,
+/// Marks a byte that is not a hex digit in [`NIBBLES`].
+const NOT_HEX: u8 = 0x80;
+
+/// The value of every hex digit, either case; [`NOT_HEX`] for other bytes.
+const NIBBLES: [u8; 256] = {
+    let mut table = [NOT_HEX; 256];
+    let mut c = 0;
+    while c < 10 {
+        table[b'0' as usize + c] = c as u8;
+        c += 1;
     }
-}
+    let mut c = 0;
+    while c < 6 {
+        table[b'a' as usize + c] = 10 + c as u8;
+        table[b'A' as usize + c] = 10 + c as u8;
+        c += 1;
+    }
+    table
+};
 
 /// The one value of a header. A repeated protocol header is refused: sender
 /// and receiver might otherwise read different copies.

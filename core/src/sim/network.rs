@@ -1,7 +1,7 @@
 //! The simulated network: latency, loss, duplication and partitions, all
 //! drawn from one seeded generator.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use rand_chacha::ChaCha8Rng;
@@ -108,9 +108,12 @@ impl Dice {
 }
 
 /// Which pairs of nodes cannot reach each other.
+///
+/// Kept as the set of unreachable nodes per sender, so that asking about a
+/// pair, which every request does, neither clones ids nor searches pairs.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(super) struct Partitions {
-    cut: BTreeSet<(NodeId, NodeId)>,
+    cut: BTreeMap<NodeId, BTreeSet<NodeId>>,
 }
 
 impl Partitions {
@@ -119,8 +122,8 @@ impl Partitions {
         for x in a {
             for y in b {
                 if x != y {
-                    self.cut.insert((x.clone(), y.clone()));
-                    self.cut.insert((y.clone(), x.clone()));
+                    self.cut.entry(x.clone()).or_default().insert(y.clone());
+                    self.cut.entry(y.clone()).or_default().insert(x.clone());
                 }
             }
         }
@@ -133,7 +136,9 @@ impl Partitions {
 
     /// Whether `from` can reach `to`.
     pub(super) fn allows(&self, from: &NodeId, to: &NodeId) -> bool {
-        !self.cut.contains(&(from.clone(), to.clone()))
+        self.cut
+            .get(from)
+            .is_none_or(|unreachable| !unreachable.contains(to))
     }
 
     pub(super) fn is_empty(&self) -> bool {
