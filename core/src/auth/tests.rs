@@ -519,6 +519,31 @@ fn header_value() -> impl Strategy<Value = Option<Vec<u8>>> {
 
 proptest! {
     #[test]
+    fn decimals_render_as_display_does_and_read_back(n in any::<u64>(), small in 0u64..1000) {
+        for n in [n, small, u64::MAX, 0, 9, 10, 99, 100] {
+            let mut room = Decimal::default();
+            let digits = room.of(n);
+            let shown = n.to_string();
+            prop_assert_eq!(digits, shown.as_bytes());
+            prop_assert_eq!(parse_decimal(digits), Some(n));
+        }
+    }
+
+    #[test]
+    fn hex_is_lowercase_and_reads_back(bytes in any::<[u8; 32]>()) {
+        let mut digits = [0u8; 64];
+        let text = hex_into(&bytes, &mut digits).to_vec();
+        let owned = hex(&bytes);
+        prop_assert_eq!(&text, owned.as_bytes());
+        let expected: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        prop_assert_eq!(&text, expected.as_bytes());
+        let value = HeaderValue::from_bytes(&text).unwrap();
+        prop_assert_eq!(parse_signature(&value).unwrap(), bytes);
+        let upper = HeaderValue::from_bytes(text.to_ascii_uppercase().as_slice()).unwrap();
+        prop_assert_eq!(parse_signature(&upper).unwrap(), bytes);
+    }
+
+    #[test]
     fn arbitrary_headers_never_panic_and_refusals_record_nothing(
         values in proptest::collection::vec(header_value(), 6),
         now in any::<u64>(),
