@@ -320,3 +320,54 @@ fn the_checker_catches_duplicates_when_dedup_is_broken() {
     });
     assert!(caught, "the checker never noticed a duplicate delivery");
 }
+
+#[test]
+fn transcript_lines_for_publishes_and_deliveries_read_as_formatting_writes_them() {
+    let mut sim = Simulation::new(3, NetworkModel::reliable()).record_transcript();
+    let layout = build(&mut sim, 1, 2, "");
+    sim.run_for(Duration::from_secs(2)).unwrap();
+    let (from, to) = (layout.workers[0].clone(), layout.workers[1].clone());
+    sim.act(Action::Subscribe {
+        node: to.clone(),
+        filter: "a/#".into(),
+    })
+    .unwrap();
+    sim.run_for(Duration::from_secs(2)).unwrap();
+    // Plain text is written from parts, text that needs escaping through
+    // `Debug`: both must read as `Debug` writes them.
+    let actions = [
+        ("a/b", "plain payload", Qos::AtLeastOnce),
+        ("a/c", "say \"hi\"\n", Qos::AtMostOnce),
+    ];
+    for (topic, payload, qos) in actions {
+        let action = Action::Publish {
+            node: from.clone(),
+            topic: topic.into(),
+            payload: payload.into(),
+            qos,
+        };
+        let expected = format!("act {action:?}");
+        sim.act(action).unwrap();
+        sim.run_for(Duration::from_secs(1)).unwrap();
+        let lines = sim.transcript().unwrap();
+        assert!(
+            lines.iter().any(|l| l.ends_with(&expected)),
+            "no line ends with {expected}"
+        );
+        let published = format!(
+            "publish {from} {topic} qos{} -> {:?}",
+            qos.as_u8(),
+            vec![to.clone()]
+        );
+        assert!(lines.iter().any(|l| l.ends_with(&published)), "{published}");
+        let delivered = format!(" deliver {to} {topic} #");
+        let line = lines
+            .iter()
+            .find(|l| l.contains(&delivered))
+            .expect("delivered");
+        assert!(
+            line.ends_with(&format!("from {from} qos{}", qos.as_u8())),
+            "{line}"
+        );
+    }
+}

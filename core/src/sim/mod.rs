@@ -71,7 +71,7 @@ pub use network::NetworkModel;
 use agenda::Agenda;
 use checker::{reference_targets, Checker, Published};
 use network::{Dice, Partitions};
-use transcript::{Part, Transcript};
+use transcript::{debug_is_verbatim, qos_name, Part, Transcript};
 
 /// Wall-clock time at the simulation's instant zero.
 const EPOCH_WALL_MS: u64 = 1_700_000_000_000;
@@ -491,6 +491,31 @@ impl Simulation {
     /// A transcript line for a rarer event, which may need formatting.
     fn log_formatted(&mut self, line: std::fmt::Arguments<'_>) {
         self.transcript.write_formatted(self.now.as_millis(), line);
+    }
+
+    /// The line `act {action:?}`. A publish, the most frequent action, is
+    /// written from parts when its text needs no escaping: the same text,
+    /// without formatting a payload character by character.
+    fn log_action(&mut self, action: &Action) {
+        match action {
+            Action::Publish {
+                node,
+                topic,
+                payload,
+                qos,
+            } if debug_is_verbatim(topic) && debug_is_verbatim(payload) => self.log(&[
+                Part::Text("act Publish { node: \""),
+                Part::Text(node.as_str()),
+                Part::Text("\", topic: \""),
+                Part::Text(topic),
+                Part::Text("\", payload: \""),
+                Part::Text(payload),
+                Part::Text("\", qos: "),
+                Part::Text(qos_name(*qos)),
+                Part::Text(" }"),
+            ]),
+            other => self.log_formatted(format_args!("act {other:?}")),
+        }
     }
 
     fn life_of(&self, id: &NodeId) -> Option<u64> {
@@ -966,13 +991,18 @@ impl Simulation {
     fn observe(&mut self, node: &NodeId, event: Event) -> Result<(), Violation> {
         match event {
             Event::Deliver(delivery) => {
-                self.log_formatted(format_args!(
-                    "deliver {node} {} #{} from {} qos{}",
-                    delivery.topic.as_str(),
-                    delivery.seq,
-                    delivery.origin,
-                    delivery.qos.as_u8()
-                ));
+                self.log(&[
+                    Part::Text("deliver "),
+                    Part::Text(node.as_str()),
+                    Part::Text(" "),
+                    Part::Text(delivery.topic.as_str()),
+                    Part::Text(" #"),
+                    Part::Number(delivery.seq),
+                    Part::Text(" from "),
+                    Part::Text(delivery.origin.as_str()),
+                    Part::Text(" qos"),
+                    Part::Number(u64::from(delivery.qos.as_u8())),
+                ]);
                 let recent = self.last_disturbance.max(self.last_path_change);
                 let path_changed = self.now.saturating_since(recent) <= self.settle_time();
                 if let Err((invariant, detail)) =
@@ -1055,7 +1085,7 @@ impl Simulation {
 
     fn perform(&mut self, action: Action) -> Result<(), Violation> {
         let now = self.now();
-        self.log_formatted(format_args!("act {action:?}"));
+        self.log_action(&action);
         match action {
             Action::Subscribe { node, filter } => self.host_subscription(&node, &filter, true)?,
             Action::Unsubscribe { node, filter } => {
@@ -1167,11 +1197,25 @@ impl Simulation {
             .collect();
         self.checker
             .routed(node, incarnation, &targets, Published { at: self.now, qos });
-        self.log_formatted(format_args!(
-            "publish {node} {topic} qos{} -> {:?}",
-            qos.as_u8(),
-            routing.remote
-        ));
+        // `publish {node} {topic} qos{n} -> {remote:?}`, the list written
+        // as `Debug` writes it (node names need no escaping).
+        let mut line = Vec::with_capacity(8 + 3 * routing.remote.len());
+        line.extend([
+            Part::Text("publish "),
+            Part::Text(node.as_str()),
+            Part::Text(" "),
+            Part::Text(topic),
+            Part::Text(" qos"),
+            Part::Number(u64::from(qos.as_u8())),
+            Part::Text(" -> ["),
+        ]);
+        for (i, target) in routing.remote.iter().enumerate() {
+            line.push(Part::Text(if i == 0 { "\"" } else { ", \"" }));
+            line.push(Part::Text(target.as_str()));
+            line.push(Part::Text("\""));
+        }
+        line.push(Part::Text("]"));
+        self.log(&line);
 
         let settled = self.partitions.is_empty()
             && self.now.saturating_since(self.last_disturbance) > self.settle_time();

@@ -13,6 +13,7 @@ use std::io::Write as _;
 use sha2::{Digest, Sha256};
 
 use crate::auth::Decimal;
+use crate::wire::messages::Qos;
 
 /// A piece of a transcript line.
 #[derive(Clone, Copy, Debug)]
@@ -90,6 +91,23 @@ impl Transcript {
     }
 }
 
+/// Whether `{:?}` of `text` is `text` in quotes: true for printable ASCII
+/// without quotes or backslashes, which is what scenario topics and
+/// payloads nearly always are.
+pub(super) fn debug_is_verbatim(text: &str) -> bool {
+    text.bytes()
+        .all(|b| (b' '..=b'~').contains(&b) && b != b'"' && b != b'\\')
+}
+
+/// `{:?}` of `qos`.
+pub(super) fn qos_name(qos: Qos) -> &'static str {
+    match qos {
+        Qos::AtMostOnce => "AtMostOnce",
+        Qos::AtLeastOnce => "AtLeastOnce",
+        Qos::ExactlyOnce => "ExactlyOnce",
+    }
+}
+
 /// Appends `n` in decimal, as `Display` would.
 fn push_decimal(out: &mut Vec<u8>, n: u64) {
     out.extend_from_slice(Decimal::default().of(n));
@@ -122,6 +140,20 @@ mod tests {
             parts.lines().and_then(|l| l.last()).map(String::as_str),
             Some("18446744073709551615 response w1 #18446744073709551615 200")
         );
+    }
+
+    #[test]
+    fn verbatim_text_is_what_debug_quotes_unchanged() {
+        for text in ["", "room/1/t", "x x", "~!#$%&'()*+,-./:;<=>?@[]^_`{|}"] {
+            assert!(debug_is_verbatim(text), "{text}");
+            assert_eq!(format!("{text:?}"), format!("\"{text}\""));
+        }
+        for text in ["a\"b", "a\\b", "tab\there", "new\nline", "é", "\u{7f}"] {
+            assert!(!debug_is_verbatim(text), "{text:?}");
+        }
+        for qos in [Qos::AtMostOnce, Qos::AtLeastOnce, Qos::ExactlyOnce] {
+            assert_eq!(qos_name(qos), format!("{qos:?}"));
+        }
     }
 
     #[test]
