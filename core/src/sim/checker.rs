@@ -166,10 +166,12 @@ pub(super) type ReferenceTargets = (
     BTreeMap<(String, String), BTreeSet<NodeId>>,
 );
 
-/// What a message on `topic` must reach, from what each host subscribed.
-pub(super) fn reference_targets(
+/// What a message on `topic` must reach, from what each running host
+/// subscribed (borrowed: a publish is checked against it, and copying every
+/// host's subscriptions for each would cost more than the check).
+pub(super) fn reference_targets<'a>(
     topic: &TopicName,
-    truth: &BTreeMap<NodeId, BTreeMap<Subscription, usize>>,
+    truth: impl IntoIterator<Item = (&'a NodeId, &'a BTreeMap<Subscription, usize>)>,
 ) -> ReferenceTargets {
     let mut plain = BTreeSet::new();
     let mut groups: BTreeMap<(String, String), BTreeSet<NodeId>> = BTreeMap::new();

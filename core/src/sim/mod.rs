@@ -1221,13 +1221,12 @@ impl Simulation {
             && self.now.saturating_since(self.last_disturbance) > self.settle_time();
         if settled {
             self.checker.routing_checks += 1;
-            let truth: BTreeMap<NodeId, BTreeMap<Subscription, usize>> = self
+            let truth = self
                 .nodes
                 .iter()
                 .filter(|(_, n)| n.node.as_ref().is_some_and(|x| x.phase() == Phase::Running))
-                .map(|(id, n)| (id.clone(), n.subscriptions.clone()))
-                .collect();
-            let (plain, groups) = reference_targets(&topic_name, &truth);
+                .map(|(id, n)| (id, &n.subscriptions));
+            let (plain, groups) = reference_targets(&topic_name, truth);
             let mut chosen: BTreeSet<NodeId> = routing.remote.iter().cloned().collect();
             if routing.local {
                 chosen.insert(node.clone());
