@@ -528,18 +528,19 @@ impl Simulation {
     fn handle(&mut self, event: SimEvent) -> Result<(), Violation> {
         match event {
             SimEvent::Timer { node, life, token } => {
+                let now = self.now();
                 let due = self
                     .nodes
-                    .get(&node)
-                    .is_some_and(|n| n.life == life && n.timer_token == token && n.node.is_some());
-                if due {
-                    let now = self.now();
-                    if let Some(n) = self.nodes.get_mut(&node) {
-                        n.timer_at = None;
-                        if let Some(inner) = n.node.as_mut() {
-                            inner.handle_timeout(now);
-                        }
-                    }
+                    .get_mut(&node)
+                    .filter(|n| n.life == life && n.timer_token == token);
+                if let Some(SimNode {
+                    node: Some(inner),
+                    timer_at,
+                    ..
+                }) = due
+                {
+                    *timer_at = None;
+                    inner.handle_timeout(now);
                     self.log(&[Part::Text("timer "), Part::Text(node.as_str())]);
                     self.after_input(&node)?;
                 }
@@ -636,14 +637,18 @@ impl Simulation {
         line: &[Part<'_>],
         input: impl FnOnce(&mut Node, Now),
     ) -> Result<(), Violation> {
-        if self.life_of(node) != Some(life) {
-            return Ok(());
-        }
-        self.log(line);
         let now = self.now();
-        if let Some(inner) = self.nodes.get_mut(node).and_then(|n| n.node.as_mut()) {
-            input(inner, now);
-        }
+        let Some(inner) = self
+            .nodes
+            .get_mut(node)
+            .filter(|n| n.life == life)
+            .and_then(|n| n.node.as_mut())
+        else {
+            return Ok(());
+        };
+        // The transcript, not `self.log`: the node is still borrowed.
+        self.transcript.write(self.now.as_millis(), line);
+        input(inner, now);
         self.after_input(node)
     }
 
@@ -672,12 +677,9 @@ impl Simulation {
             .map_or(Duration::from_secs(5), |n| n.config.request_timeout)
     }
 
-    /// Puts a node's request on the wire.
-    fn send(&mut self, from: &NodeId, transmit: Transmit) {
-        let Some(life) = self.life_of(from) else {
-            return;
-        };
-        let timeout = self.request_timeout(from);
+    /// Puts a request of `from`, in its `life`, on the wire; `timeout` is
+    /// how long `from` waits for an answer.
+    fn send(&mut self, from: &NodeId, life: u64, timeout: Duration, transmit: Transmit) {
         let id = transmit.id;
         if self.dice.chance(self.model.drop) {
             // Lost on the way: the sender waits out its timeout.
@@ -847,8 +849,13 @@ impl Simulation {
     /// bytes to their readers, its events to the checker; its timer is set.
     fn after_input(&mut self, id: &NodeId) -> Result<(), Violation> {
         let (mut transmits, mut outputs, mut events) = std::mem::take(&mut self.drained);
-        let deadline = {
-            let Some(node) = self.nodes.get_mut(id).and_then(|n| n.node.as_mut()) else {
+        let (deadline, life, timeout) = {
+            let Some(n) = self.nodes.get_mut(id) else {
+                self.drained = (transmits, outputs, events);
+                return Ok(());
+            };
+            let (life, timeout) = (n.life, n.config.request_timeout);
+            let Some(node) = n.node.as_mut() else {
                 self.drained = (transmits, outputs, events);
                 return Ok(());
             };
@@ -861,10 +868,10 @@ impl Simulation {
             while let Some(e) = node.poll_event() {
                 events.push(e);
             }
-            node.poll_timeout()
+            (node.poll_timeout(), life, timeout)
         };
         for transmit in transmits.drain(..) {
-            self.send(id, transmit);
+            self.send(id, life, timeout, transmit);
         }
         for output in outputs.drain(..) {
             self.carry_stream_output(id, output);
