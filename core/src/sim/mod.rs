@@ -825,7 +825,9 @@ impl Simulation {
                 .streams
                 .iter_mut()
                 .rev()
-                .find(|s| s.worker == from && s.request == id)
+                // Numbers first: comparing them is cheaper than comparing
+                // names, and every answer searches every stream.
+                .find(|s| s.request == id && s.worker == from)
             {
                 s.last_arrival = s.last_arrival.max(at);
             }
@@ -920,7 +922,7 @@ impl Simulation {
         let Some(index) = self
             .streams
             .iter()
-            .position(|s| s.core == *core && s.stream == stream)
+            .position(|s| s.stream == stream && s.core == *core)
         else {
             return;
         };
