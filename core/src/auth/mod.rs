@@ -513,14 +513,13 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
 }
 
 fn parse_signature(value: &HeaderValue) -> Result<[u8; 32], AuthError> {
-    let malformed = |reason| AuthError::MalformedHeader {
-        name: X_CLUSTER_SIGNATURE,
-        reason,
-    };
     let digits = value.as_bytes();
     if digits.len() != 64 {
-        visible_text(value, &X_CLUSTER_SIGNATURE)?;
-        return Err(malformed("expected 64 hex digits"));
+        return Err(malformed(
+            value,
+            &X_CLUSTER_SIGNATURE,
+            "expected 64 hex digits",
+        ));
     }
     // Digits are random, so a branch per digit is mispredicted half the
     // time: look each one up, and check them all at the end.
@@ -534,8 +533,7 @@ fn parse_signature(value: &HeaderValue) -> Result<[u8; 32], AuthError> {
         }
     }
     if invalid & NOT_HEX != 0 {
-        visible_text(value, &X_CLUSTER_SIGNATURE)?;
-        return Err(malformed("not a hex digit"));
+        return Err(malformed(value, &X_CLUSTER_SIGNATURE, "not a hex digit"));
     }
     Ok(out)
 }
@@ -591,6 +589,18 @@ fn visible_text<'v>(value: &'v HeaderValue, name: &HeaderName) -> Result<&'v str
     })
 }
 
+/// The error for a value of `name` that was read as bytes and refused:
+/// that it is not text at all if so, `reason` otherwise.
+fn malformed(value: &HeaderValue, name: &HeaderName, reason: &'static str) -> AuthError {
+    match visible_text(value, name) {
+        Err(not_text) => not_text,
+        Ok(_) => AuthError::MalformedHeader {
+            name: name.clone(),
+            reason,
+        },
+    }
+}
+
 /// A plain decimal: digits only, so that `+5` or ` 5` cannot make two
 /// different header texts mean the same number. Read in one pass, since
 /// every request carries three.
@@ -609,14 +619,12 @@ fn parse_decimal(digits: &[u8]) -> Option<u64> {
 
 fn decimal_header(request: &Request<Bytes>, name: &HeaderName) -> Result<u64, AuthError> {
     let value = single_value(request, name)?;
-    if let Some(n) = parse_decimal(value.as_bytes()) {
-        return Ok(n);
-    }
-    // Not a number: say whether it was not even text.
-    visible_text(value, name)?;
-    Err(AuthError::MalformedHeader {
-        name: name.clone(),
-        reason: "expected a decimal number that fits in 64 bits",
+    parse_decimal(value.as_bytes()).ok_or_else(|| {
+        malformed(
+            value,
+            name,
+            "expected a decimal number that fits in 64 bits",
+        )
     })
 }
 

@@ -261,17 +261,27 @@ fn the_largest_decimal_is_read_and_one_more_is_refused() {
 }
 
 #[test]
-fn sign_as_writes_what_sign_writes() {
-    let auth = keyed("k");
+fn a_kept_identity_signs_each_request_with_its_own_numbers() {
+    // Counter, timestamp and signature are cut from one buffer: each must
+    // come out whole and in its own header.
     let me = Identity::new(node("w1"), Incarnation(3));
-    for counter in [1, 2, u64::MAX] {
-        let mut a = request("POST", "/forward?batch=1", b"{}");
-        let mut b = a.clone();
-        auth.sign(&mut a, &node("w1"), Incarnation(3), counter, wall(T0));
-        auth.sign_as(&mut b, &me, counter, wall(T0));
-        assert_eq!(a.headers(), b.headers());
-    }
     assert_eq!((me.node(), me.incarnation()), (&node("w1"), Incarnation(3)));
+    for secret in [None, Some(Secret::new("k"))] {
+        let open = secret.is_none();
+        let mut auth = Authenticator::new(secret, WINDOW, 16);
+        for (counter, ts) in [(1, T0), (10, T0 + 1), (u64::MAX, T0 + 999)] {
+            let mut r = request("POST", "/forward?batch=1", b"{}");
+            auth.sign_as(&mut r, &me, counter, wall(ts));
+            let h = r.headers();
+            assert_eq!(h[&X_CLUSTER_NODE], "w1");
+            assert_eq!(h[&X_CLUSTER_INCARNATION], "3");
+            assert_eq!(h[&X_CLUSTER_COUNTER], counter.to_string().as_str());
+            assert_eq!(h[&X_CLUSTER_TIMESTAMP], ts.to_string().as_str());
+            assert_eq!(h.get(&X_CLUSTER_SIGNATURE).is_none(), open);
+            let sender = auth.verify(&r, wall(ts)).unwrap();
+            assert_eq!(sender.counter, counter);
+        }
+    }
 }
 
 #[test]

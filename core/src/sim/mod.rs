@@ -850,28 +850,24 @@ impl Simulation {
     /// Drains a node after an input: its requests go on the wire, its stream
     /// bytes to their readers, its events to the checker; its timer is set.
     fn after_input(&mut self, id: &NodeId) -> Result<(), Violation> {
-        let (mut transmits, mut outputs, mut events) = std::mem::take(&mut self.drained);
-        let (deadline, life, timeout) = {
-            let Some(n) = self.nodes.get_mut(id) else {
-                self.drained = (transmits, outputs, events);
-                return Ok(());
-            };
-            let (life, timeout) = (n.life, n.config.request_timeout);
-            let Some(node) = n.node.as_mut() else {
-                self.drained = (transmits, outputs, events);
-                return Ok(());
-            };
-            while let Some(t) = node.poll_transmit() {
-                transmits.push(t);
-            }
-            while let Some(o) = node.poll_stream() {
-                outputs.push(o);
-            }
-            while let Some(e) = node.poll_event() {
-                events.push(e);
-            }
-            (node.poll_timeout(), life, timeout)
+        let Some(n) = self.nodes.get_mut(id) else {
+            return Ok(());
         };
+        let (life, timeout) = (n.life, n.config.request_timeout);
+        let Some(node) = n.node.as_mut() else {
+            return Ok(());
+        };
+        let (mut transmits, mut outputs, mut events) = std::mem::take(&mut self.drained);
+        while let Some(t) = node.poll_transmit() {
+            transmits.push(t);
+        }
+        while let Some(o) = node.poll_stream() {
+            outputs.push(o);
+        }
+        while let Some(e) = node.poll_event() {
+            events.push(e);
+        }
+        let deadline = node.poll_timeout();
         for transmit in transmits.drain(..) {
             self.send(id, life, timeout, transmit);
         }
