@@ -24,8 +24,10 @@
 //! this order: [`Node::poll_transmit`] (requests to send),
 //! [`Node::poll_stream`] (bytes for the streams a core serves),
 //! [`Node::poll_event`] (news for the host), then [`Node::poll_timeout`]
-//! (when to call `handle_timeout` next). Time never goes backwards inside a
-//! node: an earlier `now` counts as the latest one seen.
+//! (when to call `handle_timeout` next). Monotonic time never goes
+//! backwards inside a node: an earlier instant counts as the latest one
+//! seen. Wall time is taken as given, so a clock stepped forward and back
+//! (NTP, a resumed VM) signs with the right time again at once.
 //!
 //! ## The whole loop, in memory
 //!

@@ -33,6 +33,19 @@ struct Member {
     url: Option<String>,
     reachability: Reachability,
     events: Vec<Event>,
+    /// How far this node's wall clock is from the harness's, in ms.
+    wall_offset_ms: i64,
+}
+
+impl Member {
+    /// `now` as this node's clocks read it: the same instant, its own wall.
+    fn clock(&self, now: Now) -> Now {
+        let wall = now
+            .wall
+            .as_unix_millis()
+            .saturating_add_signed(self.wall_offset_ms);
+        Now::new(now.instant, WallTime::from_unix_millis(wall))
+    }
 }
 
 /// A fault the harness injects into the next matching request.
@@ -113,6 +126,7 @@ impl PumpedCluster {
         let now = self.now();
         for (request, data) in self.stalled.remove(worker).unwrap_or_default() {
             if let Some(member) = self.members.get_mut(worker) {
+                let now = member.clock(now);
                 match data {
                     Some(bytes) => member.node.handle_stream_data(now, request, &bytes),
                     None => member.node.handle_stream_end(now, request),
@@ -146,6 +160,7 @@ impl PumpedCluster {
                 url,
                 reachability: Reachability::Up,
                 events: Vec::new(),
+                wall_offset_ms: 0,
             },
         );
         self.pump();
@@ -185,6 +200,14 @@ impl PumpedCluster {
         }
     }
 
+    /// Sets how far `id`'s wall clock is from the harness's (a stepped or
+    /// skewed clock); its monotonic clock is unchanged.
+    pub fn set_wall_offset(&mut self, id: &NodeId, offset: i64) {
+        if let Some(member) = self.members.get_mut(id) {
+            member.wall_offset_ms = offset;
+        }
+    }
+
     /// Kills a node: it disappears with its streams.
     pub fn kill(&mut self, id: &NodeId) {
         self.end_streams_of(id);
@@ -204,7 +227,7 @@ impl PumpedCluster {
     pub fn request(&mut self, id: &NodeId, request: http::Request<Bytes>) -> http::Response<Bytes> {
         let now = self.now();
         let member = self.members.get_mut(id).expect("known node");
-        let response = member.node.handle_request(now, request);
+        let response = member.node.handle_request(member.clock(now), request);
         self.pump();
         response
     }
@@ -226,7 +249,7 @@ impl PumpedCluster {
                     let now = self.now();
                     for member in self.members.values_mut() {
                         if member.reachability == Reachability::Up {
-                            member.node.handle_timeout(now);
+                            member.node.handle_timeout(member.clock(now));
                         }
                     }
                 }
@@ -287,7 +310,7 @@ impl PumpedCluster {
                 let mut result = match target.as_ref().and_then(|t| self.members.get_mut(t)) {
                     _ if fault == Some(Fault::LoseRequest) => Err(TransportError::Timeout),
                     Some(peer) if peer.reachability == Reachability::Up => {
-                        Ok(peer.node.handle_request(now, transmit.request))
+                        Ok(peer.node.handle_request(peer.clock(now), transmit.request))
                     }
                     Some(_) => Err(TransportError::Timeout),
                     None => Err(TransportError::Connect("no such host".into())),
@@ -314,7 +337,9 @@ impl PumpedCluster {
                     continue;
                 }
                 if let Some(member) = self.members.get_mut(&id) {
-                    member.node.handle_response(now, transmit.id, result);
+                    member
+                        .node
+                        .handle_response(member.clock(now), transmit.id, result);
                 }
             }
         }
@@ -352,6 +377,7 @@ impl PumpedCluster {
         let Some(worker) = self.members.get_mut(&open.worker) else {
             return;
         };
+        let now = worker.clock(now);
         match data {
             Some(bytes) => {
                 // Feed the bytes in two pieces split mid-frame: the decoder
@@ -377,10 +403,10 @@ impl PumpedCluster {
         self.streams = kept;
         for s in ended {
             if let Some(worker) = self.members.get_mut(&s.worker).filter(|_| s.worker != *id) {
-                worker.node.handle_stream_end(now, s.request);
+                worker.node.handle_stream_end(worker.clock(now), s.request);
             }
             if let Some(core) = self.members.get_mut(&s.core).filter(|_| s.core != *id) {
-                core.node.handle_stream_closed(now, s.stream);
+                core.node.handle_stream_closed(core.clock(now), s.stream);
             }
         }
     }

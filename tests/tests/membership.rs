@@ -468,3 +468,71 @@ fn two_cores_registering_two_workers_at_the_same_moment_give_distinct_ids() {
     assert_eq!(ids.len(), 4);
     assert_agree(&cluster, &[&id("core1"), &id("core2"), &wa, &wb]);
 }
+
+/// A wall clock stepped ten minutes away and back again (NTP, a resumed VM),
+/// on a worker or on a core, costs only the requests signed or checked while
+/// it was wrong: once it is right again every request is accepted at once,
+/// and nobody is suspected, declared dead or failed over.
+#[test]
+fn a_wall_clock_stepped_away_and_back_locks_nobody_out() {
+    const TEN_MINUTES_MS: i64 = 10 * 60 * 1000;
+    for (jumper, offset) in [
+        ("w1", TEN_MINUTES_MS),
+        ("w1", -TEN_MINUTES_MS),
+        ("core1", TEN_MINUTES_MS),
+        ("core1", -TEN_MINUTES_MS),
+    ] {
+        let Five {
+            mut cluster,
+            cores,
+            workers,
+        } = five();
+        let jumper = id(jumper);
+        let events_before: Vec<usize> = cores
+            .iter()
+            .chain(&workers)
+            .map(|n| cluster.events(n).len())
+            .collect();
+
+        let from = cluster.log.len();
+        cluster.set_wall_offset(&jumper, offset);
+        cluster.run_for(HEARTBEAT);
+        let refused = cluster.log[from..]
+            .iter()
+            .filter(|(_, _, _, status)| *status == 401)
+            .count();
+        assert!(
+            refused > 0,
+            "the step made no request stale ({jumper} {offset:+})"
+        );
+
+        cluster.set_wall_offset(&jumper, 0);
+        let from = cluster.log.len();
+        cluster.run_for(DEAD * 3);
+        let refused: Vec<_> = cluster.log[from..]
+            .iter()
+            .filter(|(_, _, _, status)| *status == 401)
+            .collect();
+        assert!(
+            refused.is_empty(),
+            "{jumper} {offset:+}: refused after the clock came back: {refused:?}"
+        );
+        let all: Vec<&NodeId> = cores.iter().chain(workers.iter()).collect();
+        assert_agree(&cluster, &all);
+        for (node, before) in cores.iter().chain(&workers).zip(events_before) {
+            let news: Vec<&Event> = cluster.events(node)[before..]
+                .iter()
+                .filter(|e| {
+                    matches!(
+                        e,
+                        Event::MemberSuspect { .. }
+                            | Event::MemberDead { .. }
+                            | Event::CoreUnreachable { .. }
+                            | Event::Reincarnated { .. }
+                    )
+                })
+                .collect();
+            assert!(news.is_empty(), "{jumper} {offset:+}: {node} saw {news:?}");
+        }
+    }
+}

@@ -436,13 +436,14 @@ impl Node {
 
     // ----- shared plumbing -----
 
-    /// Time never goes backwards inside the node: an earlier `now` counts as
-    /// the latest one seen.
+    /// Monotonic time never goes backwards inside the node: an earlier
+    /// instant counts as the latest one seen. Wall time is taken as given,
+    /// jumps included: it only stamps signatures and checks peers' stamps,
+    /// and keeping the largest one ever seen would make a node sign with a
+    /// future time after its clock was stepped back (NTP, a resumed VM),
+    /// refused by every peer until real time caught up.
     fn advance(&mut self, now: Now) -> Now {
-        self.latest = Now::new(
-            self.latest.instant.max(now.instant),
-            self.latest.wall.max(now.wall),
-        );
+        self.latest = Now::new(self.latest.instant.max(now.instant), now.wall);
         self.latest
     }
 
