@@ -89,7 +89,15 @@
 //! [`routing`] matches topics against the cluster's subscriptions;
 //! [`queue`] bounds what waits for a peer; [`runtime`] holds what every
 //! runtime's run loop does around a node.
+//!
+//! ## Features
+//!
+//! - `sim`: [`sim`], the deterministic whole-cluster simulator (seeded
+//!   network with delay, loss, duplication, reordering, partitions and
+//!   crashes, and a checker of the guarantees). Add it to a dev-dependency
+//!   to test your own cluster setups; production builds leave it off.
 #![forbid(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![deny(missing_docs)]
 #![cfg_attr(
     not(test),
@@ -106,6 +114,7 @@ pub mod queue;
 pub mod routing;
 pub mod runtime;
 #[cfg(feature = "sim")]
+#[cfg_attr(docsrs, doc(cfg(feature = "sim")))]
 pub mod sim;
 pub mod time;
 pub mod wire;
@@ -117,3 +126,9 @@ pub use node::{
     Transmit, TransportError,
 };
 pub use time::{Instant, Now, WallTime};
+
+/// The README's examples, compiled and run as doctests so the registry page
+/// never shows code that does not build.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

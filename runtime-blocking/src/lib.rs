@@ -134,3 +134,9 @@ pub use stats::RuntimeStats;
 
 /// The core crate, re-exported so a host needs only this one dependency.
 pub use mqtt_cluster_core as core;
+
+/// The README's examples, compiled and run as doctests so the registry page
+/// never shows code that does not build.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

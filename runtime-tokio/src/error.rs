@@ -30,6 +30,7 @@ pub enum StartError {
     },
     /// TLS was asked for and could not be set up.
     #[cfg(feature = "tls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
     #[error(transparent)]
     Tls(#[from] crate::tls::TlsError),
     /// Started outside a tokio runtime.

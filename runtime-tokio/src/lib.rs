@@ -84,6 +84,16 @@
 //! cluster refused this node's credentials: the node does nothing more, and
 //! the host should shut it down.
 //!
+//! ## Features
+//!
+//! - `cli` (default): the `mqtt-cluster` binary (`node`, `demo`, `status`,
+//!   `simulate`) and what only it needs (clap, a log subscriber, the core's
+//!   simulator). A broker embedding the library turns it off with
+//!   `default-features = false`.
+//! - `tls`: HTTPS between nodes with rustls ([`Options::tls`], `TlsOptions`);
+//!   cores serve HTTPS and every node checks peers against a CA. Items that
+//!   need it are marked in these docs.
+//!
 //! ## Logging
 //!
 //! The crate logs with `tracing` and installs no subscriber. Every request
@@ -91,6 +101,7 @@
 //! as `METHOD path from -> to status`.
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod body;
 mod client;
@@ -112,8 +123,15 @@ pub use operator::{Operator, OperatorError};
 pub use options::Options;
 pub use stats::RuntimeStats;
 #[cfg(feature = "tls")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
 pub use tls::{TlsError, TlsOptions};
 pub use traffic::{Observer, Traffic};
 
 /// The core crate, re-exported so a host needs only this one dependency.
 pub use mqtt_cluster_core as core;
+
+/// The README's examples, compiled and run as doctests so the registry page
+/// never shows code that does not build.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

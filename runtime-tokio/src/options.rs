@@ -162,6 +162,7 @@ impl Options {
     /// TLS: the certificate a core serves HTTPS with, and the CA that peers'
     /// certificates are checked against for `https://` URLs.
     #[cfg(feature = "tls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
     pub fn tls(self, tls: crate::tls::TlsOptions) -> Self {
         Options {
             tls: Some(tls),
