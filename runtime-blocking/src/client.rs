@@ -7,7 +7,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use crossbeam_channel::Sender;
 use http::{Response, StatusCode};
 use mqtt_cluster_core::{NodeId, Transmit, TransportError};
 

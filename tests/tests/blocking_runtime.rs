@@ -33,13 +33,11 @@ fn a_body_announced_as_a_terabyte_is_refused_and_the_core_serves_on() {
     let absurd = b"POST /forward HTTP/1.1\r\nhost: t\r\ncontent-length: 1000000000000\r\n\r\nabc";
     let (status, body) = exchange_within(addr, absurd, Duration::from_secs(2));
     assert_eq!((status, error_kind(&body).as_str()), (413, "too_large"));
-    assert_eq!(node.runtime_stats().unwrap().connections_abandoned, 1);
-    // A body over the limit but safe to discard is refused the ordinary way.
+    // A body over the limit but small is refused the same way.
     let large =
         b"POST /forward HTTP/1.1\r\nhost: t\r\nconnection: close\r\ncontent-length: 5000\r\n\r\n";
     let (status, body) = exchange(addr, large);
     assert_eq!((status, error_kind(&body).as_str()), (413, "too_large"));
-    assert_eq!(node.runtime_stats().unwrap().connections_abandoned, 1);
     let health = b"GET /health HTTP/1.1\r\nhost: t\r\nconnection: close\r\n\r\n";
     assert_eq!(exchange(addr, health).0, 200);
     assert_eq!(node.status().unwrap(), before);

@@ -181,7 +181,7 @@ fn serve_request(reader: &mut BufReader<Timed>, head: Head, context: &ServerCont
     };
     // Held until the node has answered: the body read meanwhile is what it
     // bounds.
-    let Some(_held) = pending.try_take() else {
+    let Some(held) = pending.try_take() else {
         let message = "too many requests are being served; try again";
         let busy = refusal(StatusCode::SERVICE_UNAVAILABLE, "busy", message);
         return refuse(reader, busy, context);
@@ -229,7 +229,10 @@ fn serve_request(reader: &mut BufReader<Timed>, head: Head, context: &ServerCont
     {
         return refuse(reader, stopped(), context);
     }
-    match replied.recv() {
+    let replied = replied.recv();
+    // Answered: a push stream holds its connection, not a request slot.
+    drop(held);
+    match replied {
         Ok(Reply {
             response,
             stream: Some((frames, id)),
