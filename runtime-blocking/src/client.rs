@@ -7,11 +7,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use crossbeam_channel::Sender;
 use http::{Response, StatusCode};
 use mqtt_cluster_core::{NodeId, Transmit, TransportError};
 
-use crate::driver::Input;
+use crate::driver::{Input, InputSender};
 
 /// How long an idle pooled connection is kept: less than the tokio
 /// runtime's server keeps an idle connection (30 s), so the client retires
@@ -29,7 +28,7 @@ pub(crate) struct Carrier {
     /// since the body lasts as long as the core feeds it.
     streams: ureq::Agent,
     max_body: usize,
-    inputs: Sender<Input>,
+    inputs: InputSender,
     node: NodeId,
 }
 
@@ -38,7 +37,7 @@ impl Carrier {
         node: NodeId,
         timeout: Duration,
         max_body: usize,
-        inputs: Sender<Input>,
+        inputs: InputSender,
     ) -> Self {
         // Redirects are not followed: no peer of ours sends one, and
         // following would carry a signed request somewhere else.

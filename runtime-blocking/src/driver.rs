@@ -15,7 +15,7 @@ use crossbeam_channel::{Receiver, Select, Sender, TrySendError};
 use http::{Request, Response};
 use mqtt_cluster_core::node::{Message, PublishError, Routing};
 use mqtt_cluster_core::routing::TopicError;
-use mqtt_cluster_core::runtime::{EventBacklog, Offer, PushReader};
+use mqtt_cluster_core::runtime::{carries_deliveries, EventBacklog, Offer, PushReader};
 use mqtt_cluster_core::{
     Event, Node, RequestId, Stats, Status, StreamId, StreamOutput, Transmit, TransportError,
 };
@@ -86,6 +86,55 @@ pub(crate) enum Input {
     StreamClosed { stream: StreamId },
 }
 
+impl Input {
+    /// Whether it may bring the host deliveries: a peer's `/forward`, or
+    /// anything of this worker's push stream (kept together, in order).
+    fn carries_deliveries(&self) -> bool {
+        match self {
+            Input::Request { request, .. } => carries_deliveries(request.uri()),
+            Input::Response { streaming, .. } => *streaming,
+            Input::StreamData { .. } | Input::StreamEnd { .. } => true,
+            Input::StreamClosed { .. } => false,
+        }
+    }
+}
+
+/// Where the server and the request threads hand the node's thread what
+/// came in: inputs that may bring deliveries go through a channel of their
+/// own, which the node's thread stops reading while deliveries wait for the
+/// host, so that the node's control traffic (heartbeats, their answers,
+/// `/sync`, acks) never waits behind a slow host.
+#[derive(Clone, Debug)]
+pub(crate) struct InputSender {
+    control: Sender<Input>,
+    deliveries: Sender<Input>,
+}
+
+impl InputSender {
+    /// The sender, and the receivers of control inputs and of inputs that
+    /// carry deliveries, each with room for `capacity`.
+    pub(crate) fn channels(capacity: usize) -> (Self, Receiver<Input>, Receiver<Input>) {
+        let (control, control_rx) = crossbeam_channel::bounded(capacity);
+        let (deliveries, deliveries_rx) = crossbeam_channel::bounded(capacity);
+        let sender = InputSender {
+            control,
+            deliveries,
+        };
+        (sender, control_rx, deliveries_rx)
+    }
+
+    /// Hands `input` to the node's thread, waiting for room; an error once
+    /// the node has stopped.
+    pub(crate) fn send(&self, input: Input) -> Result<(), ()> {
+        let channel = if input.carries_deliveries() {
+            &self.deliveries
+        } else {
+            &self.control
+        };
+        channel.send(input).map_err(|_| ())
+    }
+}
+
 /// The core's answer to a served request, and for `GET /stream` the
 /// stream's frames.
 #[derive(Debug)]
@@ -107,6 +156,7 @@ pub(crate) struct Parts {
     pub(crate) clock: Clock,
     pub(crate) commands: Receiver<Command>,
     pub(crate) inputs: Receiver<Input>,
+    pub(crate) deliveries: Receiver<Input>,
     pub(crate) abort: Receiver<()>,
     pub(crate) events: Sender<Event>,
     pub(crate) event_capacity: usize,
@@ -125,6 +175,8 @@ pub(crate) struct Driver {
     /// A command taken while stalled, run once the host has read events.
     deferred: Option<Command>,
     inputs: Receiver<Input>,
+    /// Inputs that may bring deliveries: not read while deliveries wait.
+    deliveries: Receiver<Input>,
     abort: Receiver<()>,
     events: Sender<Event>,
     /// Events produced while the event channel was full.
@@ -166,6 +218,7 @@ impl Driver {
             commands: parts.commands,
             deferred: None,
             inputs: parts.inputs,
+            deliveries: parts.deliveries,
             abort: parts.abort,
             events: parts.events,
             backlog: EventBacklog::new(parts.event_capacity),
@@ -218,10 +271,16 @@ impl Driver {
                 }
             }
             for _ in 0..MAX_INPUTS_PER_WAKE {
-                if !self.takes_network() {
+                match self.inputs.try_recv() {
+                    Ok(input) => self.on_input(input),
+                    Err(_) => break,
+                }
+            }
+            for _ in 0..MAX_INPUTS_PER_WAKE {
+                if !self.takes_deliveries() {
                     break;
                 }
-                match self.inputs.try_recv() {
+                match self.deliveries.try_recv() {
                     Ok(input) => self.on_input(input),
                     Err(_) => break,
                 }
@@ -233,15 +292,17 @@ impl Driver {
     }
 
     /// Blocks until something is ready: a host call (unless one waits
-    /// already), a network input (unless events wait for the host), room
-    /// for a waiting event, an abort, or the deadline.
+    /// already), a network input (one that may bring deliveries only while
+    /// none wait for the host), room for a waiting event, an abort, or the
+    /// deadline. The timer always runs: it keeps the heartbeats going.
     fn wait(&mut self) -> Wake {
-        let takes_network = self.takes_network();
-        let deadline = self.deadline().filter(|_| !self.stalled());
+        let takes_deliveries = self.takes_deliveries();
+        let deadline = self.deadline();
         let mut select = Select::new();
         let abort = select.recv(&self.abort);
         let command = self.deferred.is_none().then(|| select.recv(&self.commands));
-        let input = takes_network.then(|| select.recv(&self.inputs));
+        let input = select.recv(&self.inputs);
+        let delivery = takes_deliveries.then(|| select.recv(&self.deliveries));
         // Room in the host's channel, for the oldest waiting event.
         let event = (!self.backlog.is_empty()).then(|| select.send(&self.events));
         let operation = match deadline {
@@ -257,11 +318,15 @@ impl Driver {
             Wake::Abort
         } else if Some(index) == command {
             Wake::Command(operation.recv(&self.commands).ok())
-        } else if Some(index) == input {
+        } else if index == input {
             // The carrier and the server hold senders for as long as the
             // node runs, so the channel cannot close here.
             operation
                 .recv(&self.inputs)
+                .map_or(Wake::EventSent, Wake::Input)
+        } else if Some(index) == delivery {
+            operation
+                .recv(&self.deliveries)
                 .map_or(Wake::EventSent, Wake::Input)
         } else {
             debug_assert_eq!(Some(index), event);
@@ -278,18 +343,17 @@ impl Driver {
         }
     }
 
-    /// Whether to take network input: not while events wait for the host
-    /// (that is what pushes back on peers), except while leaving, so the
-    /// leave can finish.
-    fn takes_network(&self) -> bool {
-        self.backlog.takes_network(self.leaving.is_some())
+    /// Whether to take network input that may bring deliveries: not while
+    /// deliveries wait for the host (that is what pushes back on peers),
+    /// except while leaving, so the leave can finish.
+    fn takes_deliveries(&self) -> bool {
+        self.backlog.takes_deliveries(self.leaving.is_some())
     }
 
-    /// Whether the host's own calls and the timer must wait too: once they
-    /// alone (not a burst from the network, which stops once the backlog
-    /// starts) have added a channel's worth of events the host has not
-    /// read. A host that reads its events on the thread that publishes
-    /// never gets here, so it cannot deadlock on its own publish.
+    /// Whether the host's own calls must wait: once they alone have added a
+    /// channel's worth of events the host has not read. A host that reads
+    /// its events on the thread that publishes never gets here, so it
+    /// cannot deadlock on its own publish.
     fn stalled(&self) -> bool {
         self.backlog.stalled(self.leaving.is_some())
     }
@@ -309,6 +373,12 @@ impl Driver {
     }
 
     fn on_command(&mut self, command: Command) {
+        self.backlog.begin_host_call();
+        self.run_command(command);
+        self.backlog.end_host_call();
+    }
+
+    fn run_command(&mut self, command: Command) {
         let now = self.clock.now();
         match command {
             Command::Subscribe { filter, reply } => {
@@ -381,7 +451,6 @@ impl Driver {
             }
         }
         self.drain();
-        self.backlog.end_network_input();
     }
 
     fn on_timer(&mut self) {
@@ -495,7 +564,7 @@ impl Driver {
         }
         log::info!("{}: leaving the cluster", self.node.id());
         self.leaving = Some(Leaving {
-            deadline: std::time::Instant::now() + self.shutdown_timeout,
+            deadline: after(self.shutdown_timeout),
             waiters: vec![reply],
         });
         self.node.leave(self.clock.now());
@@ -532,8 +601,9 @@ impl Driver {
         RuntimeStats {
             requests_received: self.counters.requests.load(Relaxed),
             requests_refused_by_runtime: self.counters.refused.load(Relaxed),
-            connections_abandoned: self.counters.abandoned.load(Relaxed),
-            acceptors_replaced: self.counters.acceptors_replaced.load(Relaxed),
+            connections_accepted: self.counters.connections.load(Relaxed),
+            connections_refused: self.counters.connections_refused.load(Relaxed),
+            accept_failures: self.counters.accept_failures.load(Relaxed),
             requests_sent: self.requests_sent,
             requests_in_flight: self.in_flight,
             streams_served: self.served.len(),
@@ -541,6 +611,15 @@ impl Driver {
             events_waiting: self.backlog.len(),
         }
     }
+}
+
+/// The moment `timeout` from now; a year from now for a timeout too long to
+/// add (`Duration::MAX` means "no limit" to a caller).
+fn after(timeout: Duration) -> std::time::Instant {
+    let now = std::time::Instant::now();
+    now.checked_add(timeout)
+        .or_else(|| now.checked_add(Duration::from_secs(365 * 86_400)))
+        .unwrap_or(now)
 }
 
 /// Offers an event to the host's channel without waiting.

@@ -11,10 +11,10 @@ use mqtt_cluster_core::{Config, Event, Node, NodeId, Role, Stats, Status};
 
 use crate::client::Carrier;
 use crate::clock::{os_seed, Clock};
-use crate::driver::{Command, Driver, Parts};
+use crate::driver::{Command, Driver, InputSender, Parts};
 use crate::error::{ClusterError, StartError};
 use crate::options::Options;
-use crate::server::{self, ServerContext};
+use crate::server::{self, ServerContext, Slots};
 use crate::stats::{Counters, RuntimeStats};
 use crate::threads::Threads;
 
@@ -85,7 +85,7 @@ impl Cluster {
         let local_addr = listener.as_ref().and_then(|l| l.local_addr().ok());
 
         let (command_tx, commands) = crossbeam_channel::bounded(options.command_capacity);
-        let (input_tx, inputs) = crossbeam_channel::bounded(options.input_capacity);
+        let (input_tx, inputs, deliveries) = InputSender::channels(options.input_capacity);
         let (event_tx, events) = crossbeam_channel::bounded(options.event_capacity);
         let (abort_tx, abort) = crossbeam_channel::bounded(1);
         let (stopped_tx, stopped) = crossbeam_channel::bounded::<()>(0);
@@ -97,6 +97,11 @@ impl Cluster {
                 let context = ServerContext {
                     inputs: input_tx.clone(),
                     max_body,
+                    timeout,
+                    header_timeout: options.header_timeout,
+                    connections: Slots::new(options.max_connections),
+                    pending_deliveries: Slots::new(options.max_pending_requests),
+                    pending_control: Slots::new(options.max_pending_requests),
                     counters: counters.clone(),
                     threads: threads.clone(),
                 };
@@ -115,6 +120,7 @@ impl Cluster {
             clock,
             commands,
             inputs,
+            deliveries,
             abort,
             events: event_tx,
             event_capacity: options.event_capacity,

@@ -1,8 +1,9 @@
 //! # mqtt-cluster-blocking
 //!
 //! Runs a [`mqtt_cluster_core::Node`] on plain threads, for brokers that
-//! are not async: tiny_http serves a core's API, ureq sends every node's
-//! requests, and std threads with bounded channels tie them together. A
+//! are not async: a small HTTP/1.1 server of its own serves a core's API,
+//! ureq sends every node's requests, and std threads with bounded channels
+//! tie them together. A
 //! broker embeds a cluster node with [`Cluster::start`] and drives it
 //! through the [`ClusterHandle`] it gets back. The runtime only moves bytes
 //! and time in and out of the node: every decision (retries, failover,
@@ -43,9 +44,9 @@
 //!   `None`; takes more ready inputs up to a cap; and waits again. Time is
 //!   the monotonic clock in milliseconds since the node started, paired
 //!   with the system clock as wall time.
-//! - **A core serves HTTP/1.1** (tiny_http) on `host:port` or on a listener
-//!   given with [`Options::listener`]. Each request is handled on a thread
-//!   of its own: its body is read up to the node's `maxBodySize` and no
+//! - **A core serves HTTP/1.1** on `host:port` or on a listener given with
+//!   [`Options::listener`]. Each connection is served on a thread of its
+//!   own, one request after the other (see the limits below): its body is read up to the node's `maxBodySize` and no
 //!   further (the core then answers `413`), and handed to the node's
 //!   thread, which answers it with `handle_request`. `GET /stream` is then
 //!   written on that thread as a chunked body, each frame flushed as the
@@ -69,37 +70,44 @@
 //! pushes back instead of dropping anything (a dropped delivery would be a
 //! lost QoS 1 message):
 //!
-//! 1. with the event channel full, the node's thread stops taking network
-//!    input (requests served, responses and stream bytes received), so
-//!    peers' requests wait and, after `requestTimeout`, fail and are
-//!    retried by their senders; host calls and timers still run, so a host
-//!    that publishes from the thread that reads events does not deadlock;
-//! 2. if the host keeps calling without reading until its calls and the
-//!    timers alone have added another channel's worth of events, host calls
-//!    wait too, until it reads.
+//! 1. while a delivery waits behind the full event channel, the node's
+//!    thread takes no network input that may bring more: peers' `/forward`
+//!    requests and this worker's push stream wait in a channel of their
+//!    own, and a `/forward` not taken within `requestTimeout` fails and is
+//!    retried by its sender. Everything else goes on: heartbeats and their
+//!    answers, registration, `/sync`, `/routes`, acks, the answers to the
+//!    node's own requests, its timers and host calls. A host that is merely
+//!    slow therefore never makes its node look dead (no failover, no
+//!    suspicion), and a host that publishes from the thread that reads
+//!    events does not deadlock;
+//! 2. if the host keeps calling without reading until its own calls have
+//!    added a channel's worth of events, host calls wait too, until it
+//!    reads.
 //!
 //! A push stream whose reader falls [`Options::stream_buffer`] frames
 //! behind is closed, so one slow worker cannot stall its core; the worker
 //! reconnects and receives again whatever it had not acknowledged.
 //!
-//! ## Limits, and what the runtime does about tiny_http's
+//! ## Limits on what clients can make a core hold
 //!
-//! - tiny_http sets no timeouts on the connections it serves: a peer that
-//!   sends a head and then nothing holds one thread until it hangs up (the
-//!   core still answers everyone else). Requests this node *sends* are
-//!   all bounded by `requestTimeout`.
-//! - tiny_http throws away the unread rest of a body into one buffer of
-//!   that size. For a body announced larger than 1 GiB (far beyond any
-//!   `maxBodySize`) that would abort the process, so the runtime answers
-//!   `413` and then keeps the connection open instead, counting it in
-//!   [`RuntimeStats::connections_abandoned`].
-//! - tiny_http's acceptor ends for good at its first failed `accept` (out
-//!   of file descriptors, say), which closes the port. A watchdog checks
-//!   the port every second and, finding it closed, listens on it anew,
-//!   counting it in [`RuntimeStats::acceptors_replaced`].
-//! - tiny_http's chunked writer holds small writes back until 8 KiB have
-//!   gathered, which would hold push stream frames back: the runtime
-//!   writes a stream's chunks itself and flushes each batch of frames.
+//! The core's HTTP/1.1 server is the runtime's own (heads parsed with
+//! `httparse`), so that it can bound what unauthenticated clients take:
+//!
+//! - at most [`Options::max_connections`] connections are served at once,
+//!   each on one thread; one more is closed as soon as it is accepted
+//!   ([`RuntimeStats::connections_refused`]);
+//! - a head must arrive within [`Options::header_timeout`] (idle time
+//!   between requests included, and however slowly it trickles), a body
+//!   within `requestTimeout`; a head over 16 KiB is refused `431`;
+//! - a body is read no further than one byte past `maxBodySize` (the core
+//!   then answers `413`), and one announced larger is not read at all; the
+//!   connection is then closed after the answer, never kept;
+//! - at most [`Options::max_pending_requests`] requests of each kind
+//!   (`/forward`, all others) are held from their head to their answer;
+//!   one more is answered `503 busy` without its body being read;
+//! - a failed `accept` (out of file descriptors, say) is counted in
+//!   [`RuntimeStats::accept_failures`] and tried again after a short pause.
+//!
 //! - HTTPS is not offered: use the tokio runtime with its `tls` feature, or
 //!   a TLS-terminating proxy in front of the cores.
 //!
@@ -129,7 +137,9 @@ mod threads;
 
 pub use error::{ClusterError, StartError};
 pub use handle::{Cluster, ClusterHandle, Events};
-pub use options::Options;
+pub use options::{
+    Options, DEFAULT_HEADER_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_PENDING_REQUESTS,
+};
 pub use stats::RuntimeStats;
 
 /// The core crate, re-exported so a host needs only this one dependency.

@@ -7,8 +7,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 pub(crate) struct Counters {
     pub(crate) requests: AtomicU64,
     pub(crate) refused: AtomicU64,
-    pub(crate) abandoned: AtomicU64,
-    pub(crate) acceptors_replaced: AtomicU64,
+    pub(crate) connections: AtomicU64,
+    pub(crate) connections_refused: AtomicU64,
+    pub(crate) accept_failures: AtomicU64,
 }
 
 impl Counters {
@@ -22,19 +23,22 @@ impl Counters {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct RuntimeStats {
+    /// Connections a core accepted.
+    pub connections_accepted: u64,
+    /// Connections a core closed at once because it already served
+    /// [`Options::max_connections`](crate::Options::max_connections).
+    pub connections_refused: u64,
+    /// Times accepting a connection failed (out of file descriptors, say);
+    /// the core tries again after a short pause.
+    pub accept_failures: u64,
     /// Requests a core received.
     pub requests_received: u64,
-    /// Requests the runtime answered itself, without the core: a request
-    /// whose head could not be turned into HTTP types, a broken body, or a
-    /// node that had stopped.
+    /// Requests the runtime answered itself, without the core: a head that
+    /// is not HTTP/1.1 or too large, a body broken or not received in time,
+    /// more requests held than
+    /// [`Options::max_pending_requests`](crate::Options::max_pending_requests),
+    /// or a node that had stopped.
     pub requests_refused_by_runtime: u64,
-    /// Connections given up after answering `413` to a body announced
-    /// larger than could safely be read and discarded (see the crate docs
-    /// on limits): their socket stays open until the process exits.
-    pub connections_abandoned: u64,
-    /// Times the server's acceptor failed (out of file descriptors, say)
-    /// and a new one took over the listener.
-    pub acceptors_replaced: u64,
     /// Requests this node sent.
     pub requests_sent: u64,
     /// Requests sent and not yet answered (push streams not counted).

@@ -11,10 +11,10 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use mqtt_cluster_core::{NodeId, Transmit, TransportError};
-use tokio::sync::mpsc;
 
 use crate::body::{read_limited, Limited};
-use crate::driver::Input;
+use crate::driver::{Input, InputSender};
+use crate::stats::Counters;
 use crate::traffic::{Observer, Traffic};
 
 #[cfg(not(feature = "tls"))]
@@ -55,9 +55,12 @@ pub(crate) struct Carrier {
     client: Client<Connector, Full<Bytes>>,
     timeout: Duration,
     max_body: usize,
-    inputs: mpsc::Sender<Input>,
+    inputs: InputSender,
     observer: Option<Observer>,
     node: NodeId,
+    /// TLS is configured: no request goes to an `http://` peer.
+    tls_only: bool,
+    counters: Arc<Counters>,
 }
 
 impl Carrier {
@@ -65,8 +68,10 @@ impl Carrier {
         node: NodeId,
         timeout: Duration,
         max_body: usize,
-        inputs: mpsc::Sender<Input>,
+        inputs: InputSender,
         observer: Option<Observer>,
+        tls_only: bool,
+        counters: Arc<Counters>,
         #[cfg(feature = "tls")] tls: Option<tokio_rustls::TlsConnector>,
     ) -> Self {
         let client = build_client(
@@ -81,7 +86,24 @@ impl Carrier {
             inputs,
             observer,
             node,
+            tls_only,
+            counters,
         }
+    }
+
+    /// Why a request to `to` must not be sent: with TLS configured, a plain
+    /// `http://` peer would see the signed request, and anyone on the path
+    /// its body, in the clear. Counted and logged once per refusal.
+    fn refuse_in_clear(&self, to: &str) -> Option<TransportError> {
+        let plain = to
+            .get(..7)
+            .is_some_and(|scheme| scheme.eq_ignore_ascii_case("http://"));
+        if !(self.tls_only && plain) {
+            return None;
+        }
+        Counters::bump(&self.counters.refused_in_clear);
+        tracing::warn!(node = %self.node, peer = %to, "not sending a request in the clear: TLS is configured and the peer is not https");
+        Some(TransportError::Insecure { url: to.to_owned() })
     }
 
     async fn report(&self, input: Input) {
@@ -107,6 +129,16 @@ pub(crate) async fn exchange(carrier: Arc<Carrier>, transmit: Transmit) {
         request,
         ..
     } = transmit;
+    if let Some(error) = carrier.refuse_in_clear(&to) {
+        let result = Err(error);
+        return carrier
+            .report(Input::Response {
+                id,
+                result,
+                streaming: false,
+            })
+            .await;
+    }
     let started = tokio::time::Instant::now();
     let (method, path, size) = describe_request(&request);
     let attempt = async {
@@ -152,6 +184,16 @@ pub(crate) async fn stream(carrier: Arc<Carrier>, transmit: Transmit) {
         request,
         ..
     } = transmit;
+    if let Some(error) = carrier.refuse_in_clear(&to) {
+        let result = Err(error);
+        return carrier
+            .report(Input::Response {
+                id,
+                result,
+                streaming: true,
+            })
+            .await;
+    }
     let started = tokio::time::Instant::now();
     let (method, path, size) = describe_request(&request);
     let head = tokio::time::timeout(

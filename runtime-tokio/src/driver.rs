@@ -13,7 +13,7 @@ use bytes::Bytes;
 use http::{Request, Response};
 use mqtt_cluster_core::node::{Message, PublishError, Routing};
 use mqtt_cluster_core::routing::TopicError;
-use mqtt_cluster_core::runtime::{EventBacklog, Offer, PushReader};
+use mqtt_cluster_core::runtime::{carries_deliveries, EventBacklog, Offer, PushReader};
 use mqtt_cluster_core::{
     Event, Node, RequestId, Stats, Status, StreamId, StreamOutput, Transmit, TransportError,
 };
@@ -85,6 +85,56 @@ pub(crate) enum Input {
     StreamEnd { id: RequestId },
 }
 
+impl Input {
+    /// Whether it may bring the host deliveries: a peer's `/forward`, or
+    /// anything of this worker's push stream (kept together, in order).
+    fn carries_deliveries(&self) -> bool {
+        match self {
+            Input::Request { request, .. } => carries_deliveries(request.uri()),
+            Input::Response { streaming, .. } => *streaming,
+            Input::StreamData { .. } | Input::StreamEnd { .. } => true,
+        }
+    }
+}
+
+/// Where the server and the request tasks hand the driver what came in:
+/// inputs that may bring deliveries go through a channel of their own,
+/// which the driver stops reading while deliveries wait for the host, so
+/// that the node's control traffic (heartbeats, their answers, `/sync`,
+/// acks) never waits behind a slow host.
+#[derive(Clone, Debug)]
+pub(crate) struct InputSender {
+    control: mpsc::Sender<Input>,
+    deliveries: mpsc::Sender<Input>,
+}
+
+impl InputSender {
+    /// The sender, and the receivers of control inputs and of inputs that
+    /// carry deliveries, each with room for `capacity`.
+    pub(crate) fn channels(
+        capacity: usize,
+    ) -> (Self, mpsc::Receiver<Input>, mpsc::Receiver<Input>) {
+        let (control, control_rx) = mpsc::channel(capacity);
+        let (deliveries, deliveries_rx) = mpsc::channel(capacity);
+        let sender = InputSender {
+            control,
+            deliveries,
+        };
+        (sender, control_rx, deliveries_rx)
+    }
+
+    /// Hands `input` to the driver, waiting for room; an error once the
+    /// driver is gone.
+    pub(crate) async fn send(&self, input: Input) -> Result<(), ()> {
+        let channel = if input.carries_deliveries() {
+            &self.deliveries
+        } else {
+            &self.control
+        };
+        channel.send(input).await.map_err(|_| ())
+    }
+}
+
 /// The core's answer to a served request, and for `GET /stream` the body's
 /// frames.
 #[derive(Debug)]
@@ -106,6 +156,7 @@ pub(crate) struct Parts {
     pub(crate) clock: Clock,
     pub(crate) commands: mpsc::Receiver<Command>,
     pub(crate) inputs: mpsc::Receiver<Input>,
+    pub(crate) deliveries: mpsc::Receiver<Input>,
     pub(crate) events: mpsc::Sender<Event>,
     pub(crate) event_capacity: usize,
     pub(crate) stream_buffer: usize,
@@ -123,6 +174,8 @@ pub(crate) struct Driver {
     /// A command taken while stalled, run once the host has read events.
     deferred: Option<Command>,
     inputs: mpsc::Receiver<Input>,
+    /// Inputs that may bring deliveries: not read while deliveries wait.
+    deliveries: mpsc::Receiver<Input>,
     events: mpsc::Sender<Event>,
     /// Events produced while the event channel was full.
     backlog: EventBacklog,
@@ -159,6 +212,7 @@ impl Driver {
             commands: parts.commands,
             deferred: None,
             inputs: parts.inputs,
+            deliveries: parts.deliveries,
             events: parts.events,
             backlog: EventBacklog::new(parts.event_capacity),
             served: BTreeMap::new(),
@@ -192,7 +246,8 @@ impl Driver {
             }
             self.arm_timer();
             let has_backlog = !self.backlog.is_empty();
-            let timer_on = self.armed.is_some() && !self.stalled();
+            // Timers always run: they keep the node's heartbeats going.
+            let timer_on = self.armed.is_some();
             let takes_command = self.deferred.is_none();
             tokio::select! {
                 command = self.commands.recv(), if takes_command => match command {
@@ -204,7 +259,10 @@ impl Driver {
                     // as if the process had died.
                     None => return self.stop(),
                 },
-                Some(input) = self.inputs.recv(), if self.takes_network() => self.on_input(input),
+                Some(input) = self.inputs.recv() => self.on_input(input),
+                Some(input) = self.deliveries.recv(), if self.takes_deliveries() => {
+                    self.on_input(input);
+                }
                 // An owned permit, so the handler may use `self` freely.
                 permit = self.events.clone().reserve_owned(), if has_backlog => match permit {
                     Ok(permit) => {
@@ -228,10 +286,16 @@ impl Driver {
                 }
             }
             for _ in 0..MAX_INPUTS_PER_WAKE {
-                if !self.takes_network() {
+                match self.inputs.try_recv() {
+                    Ok(input) => self.on_input(input),
+                    Err(_) => break,
+                }
+            }
+            for _ in 0..MAX_INPUTS_PER_WAKE {
+                if !self.takes_deliveries() {
                     break;
                 }
-                match self.inputs.try_recv() {
+                match self.deliveries.try_recv() {
                     Ok(input) => self.on_input(input),
                     Err(_) => break,
                 }
@@ -248,23 +312,28 @@ impl Driver {
         }
     }
 
-    /// Whether to take network input: not while events wait for the host
-    /// (that is what pushes back on peers), except while leaving, so the
-    /// leave can finish.
-    fn takes_network(&self) -> bool {
-        self.backlog.takes_network(self.leaving.is_some())
+    /// Whether to take network input that may bring deliveries: not while
+    /// deliveries wait for the host (that is what pushes back on peers),
+    /// except while leaving, so the leave can finish.
+    fn takes_deliveries(&self) -> bool {
+        self.backlog.takes_deliveries(self.leaving.is_some())
     }
 
-    /// Whether the host's own calls and the timer must wait too: once they
-    /// alone (not a burst from the network, which stops once the backlog
-    /// starts) have added a channel's worth of events the host has not read.
-    /// A host that reads its events in the same task that publishes never
-    /// gets here, so it cannot deadlock on its own publish.
+    /// Whether the host's own calls must wait: once they alone have added a
+    /// channel's worth of events the host has not read. A host that reads
+    /// its events in the same task that publishes never gets here, so it
+    /// cannot deadlock on its own publish.
     fn stalled(&self) -> bool {
         self.backlog.stalled(self.leaving.is_some())
     }
 
     fn on_command(&mut self, command: Command) {
+        self.backlog.begin_host_call();
+        self.run_command(command);
+        self.backlog.end_host_call();
+    }
+
+    fn run_command(&mut self, command: Command) {
         let now = self.clock.now();
         match command {
             Command::Subscribe { filter, reply } => {
@@ -330,7 +399,6 @@ impl Driver {
             Input::StreamEnd { id } => self.reader.end(&mut self.node, now, id),
         }
         self.drain();
-        self.backlog.end_network_input();
     }
 
     fn on_timer(&mut self) {
@@ -463,7 +531,7 @@ impl Driver {
         }
         tracing::info!(node = %self.node.id(), "leaving the cluster");
         self.leaving = Some(Leaving {
-            deadline: tokio::time::Instant::now() + self.shutdown_timeout,
+            deadline: after(self.shutdown_timeout),
             waiters: vec![reply],
         });
         self.node.leave(self.clock.now());
@@ -499,6 +567,8 @@ impl Driver {
             connections_accepted: self.counters.connections.load(Relaxed),
             requests_received: self.counters.requests.load(Relaxed),
             requests_refused_by_runtime: self.counters.refused.load(Relaxed),
+            connections_refused: self.counters.connections_refused.load(Relaxed),
+            requests_refused_in_clear: self.counters.refused_in_clear.load(Relaxed),
             requests_sent: self.requests_sent,
             requests_in_flight: self.in_flight,
             streams_served: self.served.len(),
@@ -506,6 +576,15 @@ impl Driver {
             events_waiting: self.backlog.len(),
         }
     }
+}
+
+/// The moment `timeout` from now; a year from now for a timeout too long to
+/// add (`Duration::MAX` means "no limit" to a caller).
+fn after(timeout: Duration) -> tokio::time::Instant {
+    let now = tokio::time::Instant::now();
+    now.checked_add(timeout)
+        .or_else(|| now.checked_add(Duration::from_secs(365 * 86_400)))
+        .unwrap_or(now)
 }
 
 /// Offers an event to the host's channel without waiting.

@@ -7,13 +7,13 @@ use mqtt_cluster_core::node::{Message, Routing};
 use mqtt_cluster_core::runtime::stream_buffer_shortfall;
 use mqtt_cluster_core::{Config, Event, Node, NodeId, Role, Stats, Status};
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, oneshot, Mutex};
+use tokio::sync::{mpsc, oneshot, Mutex, Semaphore};
 use tokio::task::AbortHandle;
 
 use crate::body::ClosedStreams;
 use crate::client::Carrier;
 use crate::clock::{os_seed, Clock};
-use crate::driver::{Command, Driver, Parts};
+use crate::driver::{Command, Driver, InputSender, Parts};
 use crate::error::{ClusterError, StartError};
 use crate::options::Options;
 use crate::server::{self, ServerContext};
@@ -86,9 +86,14 @@ impl Cluster {
                 })?),
             };
         let local_addr = listener.as_ref().and_then(|l| l.local_addr().ok());
+        // With TLS configured, no signed request goes out in the clear.
+        #[cfg(feature = "tls")]
+        let tls_only = tls.is_some();
+        #[cfg(not(feature = "tls"))]
+        let tls_only = false;
 
         let (command_tx, commands) = mpsc::channel(options.command_capacity);
-        let (input_tx, inputs) = mpsc::channel(options.input_capacity);
+        let (input_tx, inputs, deliveries) = InputSender::channels(options.input_capacity);
         let (event_tx, events) = mpsc::channel(options.event_capacity);
         let counters = Arc::new(Counters::default());
         let server = listener.map(|listener| {
@@ -96,6 +101,10 @@ impl Cluster {
                 inputs: input_tx.clone(),
                 max_body,
                 timeout,
+                header_timeout: options.header_timeout,
+                connections: permits(options.max_connections),
+                pending_deliveries: permits(options.max_pending_requests),
+                pending_control: permits(options.max_pending_requests),
                 counters: counters.clone(),
                 #[cfg(feature = "tls")]
                 tls: tls.as_ref().and_then(|t| t.acceptor.clone()),
@@ -108,6 +117,8 @@ impl Cluster {
             max_body,
             input_tx,
             options.observer,
+            tls_only,
+            counters.clone(),
             #[cfg(feature = "tls")]
             tls.and_then(|t| t.connector),
         ));
@@ -116,6 +127,7 @@ impl Cluster {
             clock,
             commands,
             inputs,
+            deliveries,
             events: event_tx,
             event_capacity: options.event_capacity,
             stream_buffer: options.stream_buffer,
@@ -366,4 +378,9 @@ impl Events {
     pub fn try_next(&self) -> Option<Event> {
         self.queue.try_lock().ok()?.try_recv().ok()
     }
+}
+
+/// A semaphore of `n` permits, at most as many as tokio can count.
+fn permits(n: usize) -> Arc<Semaphore> {
+    Arc::new(Semaphore::new(n.min(Semaphore::MAX_PERMITS)))
 }

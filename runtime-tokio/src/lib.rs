@@ -61,17 +61,21 @@
 //! pushes back instead of dropping anything (a dropped delivery would be a
 //! lost QoS 1 message):
 //!
-//! 1. with the event channel full, the driver stops taking network input
-//!    (requests served, responses and stream bytes received), so peers'
-//!    requests wait and, after `requestTimeout`, fail and are retried by
-//!    their senders; host calls and timers still run, so a host that
-//!    publishes from the same task that reads events does not deadlock;
-//! 2. if the host keeps calling without reading until its calls and the
-//!    timers alone have added another channel's worth of events, host calls
-//!    wait too, until it reads.
+//! 1. while a delivery waits behind the full event channel, the driver
+//!    takes no network input that may bring more: peers' `/forward`
+//!    requests and this worker's push stream wait in a channel of their
+//!    own, and a `/forward` not taken within `requestTimeout` fails and is
+//!    retried by its sender. Everything else goes on: heartbeats and their
+//!    answers, registration, `/sync`, `/routes`, acks, the answers to the
+//!    node's own requests, its timers and host calls. A host that is merely
+//!    slow therefore never makes its node look dead (no failover, no
+//!    suspicion), and a host that publishes from the same task that reads
+//!    events does not deadlock;
+//! 2. if the host keeps calling without reading until its own calls have
+//!    added a channel's worth of events, host calls wait too, until it
+//!    reads.
 //!
-//! A host that never reads events therefore looks dead to the cluster after
-//! `suspectTimeout`. A push stream whose reader falls
+//! A push stream whose reader falls
 //! [`Options::stream_buffer`] frames behind is closed instead, so one slow
 //! worker cannot stall its core; the worker reconnects and receives again
 //! whatever it had not acknowledged.
@@ -120,7 +124,9 @@ mod traffic;
 pub use error::{ClusterError, StartError};
 pub use handle::{Cluster, ClusterHandle, Events};
 pub use operator::{Operator, OperatorError};
-pub use options::Options;
+pub use options::{
+    Options, DEFAULT_HEADER_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_PENDING_REQUESTS,
+};
 pub use stats::RuntimeStats;
 #[cfg(feature = "tls")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]

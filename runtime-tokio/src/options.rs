@@ -8,6 +8,16 @@ use tokio::net::TcpListener;
 
 use crate::traffic::{Observer, Traffic};
 
+/// Connections a core serves at once, by default: well under the usual
+/// limit of 1024 file descriptors, with room for the node's own requests.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 512;
+/// Requests per kind (deliveries, control) a core holds at once while it
+/// reads them or they wait for the node, by default.
+pub const DEFAULT_MAX_PENDING_REQUESTS: usize = 32;
+/// How long a connection may take to send a request's head, or sit idle
+/// between requests, by default.
+pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// How the runtime runs a node: everything that is about this process rather
 /// than the cluster, so it stays out of plugin.yaml.
 ///
@@ -28,6 +38,9 @@ pub struct Options {
     pub(crate) input_capacity: usize,
     pub(crate) stream_buffer: usize,
     pub(crate) shutdown_timeout: Option<Duration>,
+    pub(crate) max_connections: usize,
+    pub(crate) max_pending_requests: usize,
+    pub(crate) header_timeout: Duration,
     pub(crate) observer: Option<Observer>,
     #[cfg(feature = "tls")]
     pub(crate) tls: Option<crate::tls::TlsOptions>,
@@ -43,6 +56,9 @@ impl Default for Options {
             input_capacity: 1024,
             stream_buffer: 1024,
             shutdown_timeout: None,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_pending_requests: DEFAULT_MAX_PENDING_REQUESTS,
+            header_timeout: DEFAULT_HEADER_TIMEOUT,
             observer: None,
             #[cfg(feature = "tls")]
             tls: None,
@@ -60,6 +76,9 @@ impl fmt::Debug for Options {
             .field("input_capacity", &self.input_capacity)
             .field("stream_buffer", &self.stream_buffer)
             .field("shutdown_timeout", &self.shutdown_timeout)
+            .field("max_connections", &self.max_connections)
+            .field("max_pending_requests", &self.max_pending_requests)
+            .field("header_timeout", &self.header_timeout)
             .field("observer", &self.observer.is_some())
             .finish()
     }
@@ -140,10 +159,59 @@ impl Options {
 
     /// How long [`ClusterHandle::shutdown`](crate::ClusterHandle::shutdown)
     /// waits for the leave to be acknowledged and for requests in flight
-    /// to finish. Default: twice `requestTimeout`.
+    /// to finish. Default: twice `requestTimeout`. [`Duration::MAX`] (or
+    /// any timeout too long to add to the clock) waits for a year at most.
     pub fn shutdown_timeout(self, timeout: Duration) -> Self {
         Options {
             shutdown_timeout: Some(timeout),
+            ..self
+        }
+    }
+
+    /// The most connections a core serves at once; one more is closed as
+    /// soon as it is accepted, and counted in
+    /// [`RuntimeStats::connections_refused`](crate::RuntimeStats::connections_refused).
+    /// Peers' pooled connections and push streams count too, so keep it
+    /// above the number of members. At least 1; default
+    /// [`DEFAULT_MAX_CONNECTIONS`] (512).
+    ///
+    /// A client that holds connections without sending (see
+    /// [`header_timeout`](Options::header_timeout)) can take every slot
+    /// until they time out; what it cannot do is exhaust the process's file
+    /// descriptors or memory.
+    pub fn max_connections(self, connections: usize) -> Self {
+        Options {
+            max_connections: connections.max(1),
+            ..self
+        }
+    }
+
+    /// The most requests of each kind a core holds at once from their head
+    /// until the node has answered them: each may hold up to `maxBodySize`
+    /// before it is authenticated. The kinds are those that may bring
+    /// deliveries (`/forward`) and all others, so that `/forward` requests
+    /// waiting for a slow host never crowd out heartbeats. One more is
+    /// answered `503 busy` without its body being read, and counted in
+    /// [`RuntimeStats::requests_refused_by_runtime`](crate::RuntimeStats::requests_refused_by_runtime);
+    /// its sender retries. Worst-case memory for bodies is twice this times
+    /// `maxBodySize`. At least 1; default [`DEFAULT_MAX_PENDING_REQUESTS`]
+    /// (32).
+    pub fn max_pending_requests(self, requests: usize) -> Self {
+        Options {
+            max_pending_requests: requests.max(1),
+            ..self
+        }
+    }
+
+    /// How long a served connection may take to send a request's head, and
+    /// may sit idle between requests, before the core closes it; a body
+    /// must then arrive within `requestTimeout`. Keep it above the clients'
+    /// pool idle time (20 s in both runtimes), or pooled connections are
+    /// closed under them. At least 1 ms; default [`DEFAULT_HEADER_TIMEOUT`]
+    /// (30 s).
+    pub fn header_timeout(self, timeout: Duration) -> Self {
+        Options {
+            header_timeout: timeout.max(Duration::from_millis(1)),
             ..self
         }
     }

@@ -1,5 +1,13 @@
 //! A core's HTTP server: every request, read with a size limit, goes to the
 //! driver, which answers it with `Node::handle_request`.
+//!
+//! Nothing a client does unauthenticated can make it hold more than
+//! [`Options::max_connections`](crate::Options::max_connections)
+//! connections, or more than twice
+//! [`Options::max_pending_requests`](crate::Options::max_pending_requests)
+//! bodies; a connection that sends nothing is closed after
+//! [`Options::header_timeout`](crate::Options::header_timeout), a body that
+//! does not arrive within `requestTimeout` is refused.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -12,20 +20,17 @@ use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
+use mqtt_cluster_core::runtime::carries_deliveries;
 use mqtt_cluster_core::wire::error_response;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, Semaphore};
 use tokio::task::{JoinHandle, JoinSet};
 
 use crate::body::{drain_in_background, read_limited, Limited, OutBody};
 use crate::client::chain;
-use crate::driver::{Input, Reply};
+use crate::driver::{Input, InputSender, Reply};
 use crate::stats::Counters;
 
-/// How long a connection may sit between requests (and a request take to
-/// send its head). Longer than the client pool's idle time, so that a pooled
-/// connection is retired by the client before the server closes it under it.
-const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 /// What is read and thrown away of a refused body, so that the peer sees the
 /// answer rather than a reset.
 const DRAIN_BYTES: usize = 1 << 20;
@@ -36,9 +41,17 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
 /// What every connection of one core shares.
 pub(crate) struct ServerContext {
-    pub(crate) inputs: mpsc::Sender<Input>,
+    pub(crate) inputs: InputSender,
     pub(crate) max_body: usize,
     pub(crate) timeout: Duration,
+    /// How long a connection may take to send a head, or sit idle.
+    pub(crate) header_timeout: Duration,
+    /// One permit per connection served.
+    pub(crate) connections: Arc<Semaphore>,
+    /// One permit per request held, from its head to its answer: requests
+    /// that may bring deliveries, and the others, apart.
+    pub(crate) pending_deliveries: Arc<Semaphore>,
+    pub(crate) pending_control: Arc<Semaphore>,
     pub(crate) counters: Arc<Counters>,
     #[cfg(feature = "tls")]
     pub(crate) tls: Option<tokio_rustls::TlsAcceptor>,
@@ -68,7 +81,22 @@ async fn accept_loop(listener: TcpListener, context: Arc<ServerContext>) {
             accepted = listener.accept() => match accepted {
                 Ok((stream, remote)) => {
                     Counters::bump(&context.counters.connections);
-                    connections.spawn(connection(stream, remote, context.clone()));
+                    match context.connections.clone().try_acquire_owned() {
+                        Ok(permit) => {
+                            let context = context.clone();
+                            connections.spawn(async move {
+                                connection(stream, remote, context).await;
+                                drop(permit);
+                            });
+                        }
+                        // Closed at once: holding it, even unread, would
+                        // hold a file descriptor.
+                        Err(_) => {
+                            Counters::bump(&context.counters.connections_refused);
+                            tracing::debug!(%remote, "refusing a connection: too many served");
+                            drop(stream);
+                        }
+                    }
                 }
                 Err(error) => {
                     tracing::warn!(%error, "accepting a connection failed");
@@ -98,10 +126,11 @@ async fn serve<I>(io: I, remote: SocketAddr, context: Arc<ServerContext>)
 where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
+    let header_timeout = context.header_timeout;
     let service = service_fn(move |request| answer(request, context.clone()));
     let served = http1::Builder::new()
         .timer(TokioTimer::new())
-        .header_read_timeout(IDLE_TIMEOUT)
+        .header_read_timeout(header_timeout)
         .keep_alive(true)
         .serve_connection(io, service)
         .await;
@@ -117,6 +146,23 @@ async fn answer(
 ) -> Result<Response<OutBody>, Infallible> {
     Counters::bump(&context.counters.requests);
     let (parts, body) = request.into_parts();
+    let pending = if carries_deliveries(&parts.uri) {
+        &context.pending_deliveries
+    } else {
+        &context.pending_control
+    };
+    // Held until the node has answered: the body read meanwhile is what it
+    // bounds. Refused without reading the body, which also closes the
+    // connection.
+    let Ok(_held) = pending.clone().try_acquire_owned() else {
+        let message = "too many requests are being served; try again";
+        return Ok(refuse(
+            &context,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "busy",
+            message,
+        ));
+    };
     let limit = context.max_body;
     let announced = parts
         .headers

@@ -8,6 +8,8 @@ pub(crate) struct Counters {
     pub(crate) connections: AtomicU64,
     pub(crate) requests: AtomicU64,
     pub(crate) refused: AtomicU64,
+    pub(crate) refused_in_clear: AtomicU64,
+    pub(crate) connections_refused: AtomicU64,
 }
 
 impl Counters {
@@ -28,6 +30,13 @@ pub struct RuntimeStats {
     /// Requests the runtime answered itself, without the core: a body not
     /// received in time, a broken body, or a node that had stopped.
     pub requests_refused_by_runtime: u64,
+    /// Connections a core closed at once because it already served
+    /// [`Options::max_connections`](crate::Options::max_connections).
+    pub connections_refused: u64,
+    /// Requests this node did not send because TLS is configured and the
+    /// peer's address is plain `http://` (each reported to the node as
+    /// [`TransportError::Insecure`](mqtt_cluster_core::TransportError::Insecure)).
+    pub requests_refused_in_clear: u64,
     /// Requests this node sent.
     pub requests_sent: u64,
     /// Requests sent and not yet answered (push streams not counted).

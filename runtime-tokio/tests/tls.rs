@@ -98,3 +98,31 @@ async fn half_a_certificate_is_refused_at_start() {
         .unwrap_err();
     assert!(matches!(error, StartError::Tls(_)), "{error}");
 }
+
+/// A node with TLS configured sends nothing signed in the clear: a peer at
+/// an `http://` address gets no request at all, and every refusal is
+/// counted (and reported to the node as a transport error).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_with_tls_sends_nothing_to_a_plain_http_peer() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let url = format!("http://127.0.0.1:{port}");
+    let core = Config::from_yaml_str(&format!(
+        "core: true\nhost: 127.0.0.1\nport: {port}\nnodeName: core1\nadvertise: {url}\n\
+         clusters: [{url}]\nsecret: {SECRET}\n{TIMING}"
+    ))
+    .unwrap();
+    let core = start(core, Options::new().listener(listener)).await;
+    let worker = start(worker("w1", &url), Options::new().tls(client_tls())).await;
+    eventually("the worker refuses to register in the clear", || async {
+        let runtime = worker.handle.runtime_stats().await.unwrap();
+        let stats = worker.handle.stats().await.unwrap();
+        runtime.requests_refused_in_clear >= 3 && stats.transport_errors >= 3
+    })
+    .await;
+    assert_eq!(worker.handle.status().await.unwrap().core, None);
+    let served = core.handle.runtime_stats().await.unwrap();
+    assert_eq!(served.requests_received, 0, "nothing reached the core");
+    assert_eq!(served.connections_accepted, 0);
+    assert_eq!(core.handle.status().await.unwrap().members.len(), 1);
+}

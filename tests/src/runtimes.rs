@@ -30,7 +30,7 @@ pub const DEADLINE: Duration = Duration::from_secs(20);
 pub enum Runtime {
     /// `mqtt-cluster-tokio`: tokio and hyper.
     Tokio,
-    /// `mqtt-cluster-blocking`: threads, tiny_http and ureq.
+    /// `mqtt-cluster-blocking`: threads, its own HTTP/1.1 server and ureq.
     Blocking,
 }
 

@@ -576,7 +576,7 @@ fn hostile_requests(mix: Mix) {
             let mut answer = Vec::new();
             let _ = stream.read_to_end(&mut answer);
             let text = String::from_utf8_lossy(&answer);
-            // Whatever came back is HTTP (tiny_http echoes the version a
+            // Whatever came back is HTTP (a server may echo the version a
             // request claimed), and never a success for bytes that carry
             // no valid signature.
             if !text.is_empty() {

@@ -43,6 +43,14 @@ pub enum TransportError {
     /// The runtime is shutting down and dropped the request.
     #[error("cancelled")]
     Cancelled,
+    /// Not sent: the runtime has TLS configured and the peer's address is
+    /// plain `http://`, where the signed request (and its body) would
+    /// cross the network in the clear.
+    #[error("refused to send in the clear to {url}: TLS is configured, the peer is not https")]
+    Insecure {
+        /// The peer's address.
+        url: String,
+    },
 }
 
 /// Bytes for a stream a core is serving (see

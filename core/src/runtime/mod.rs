@@ -14,6 +14,6 @@ mod backlog;
 mod push_reader;
 mod stream_buffer;
 
-pub use backlog::{EventBacklog, Offer};
+pub use backlog::{carries_deliveries, EventBacklog, Offer};
 pub use push_reader::PushReader;
 pub use stream_buffer::stream_buffer_shortfall;
