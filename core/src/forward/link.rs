@@ -14,6 +14,14 @@
 //! takes every later batch with it, which holds for stop-and-wait links
 //! (`max_batches_in_flight == 1`, HTTP) and for streams (a broken stream
 //! fails everything unacknowledged through [`Link::rewind`]).
+//!
+//! Size: a batch is cut by count (`batch_size`) and by bytes
+//! (`max_batch_bytes`, each item's [`Carried::wire_len`] plus one separator
+//! between items), so that it fits the receiver's body limit. An item that
+//! could never fit is refused at [`Link::push`]; a receiver that still
+//! answers "too large" ([`Link::too_large`]) makes the link cut smaller
+//! batches, down to one item, and an item refused on its own is dropped:
+//! whatever can still go goes.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
@@ -28,6 +36,10 @@ pub trait Carried {
     /// The MQTT QoS of the message: 0, 1 or 2. Anything above 0 is retried
     /// until acknowledged or expired; 0 is sent once.
     fn qos(&self) -> u8;
+
+    /// The bytes the item takes in a batch (separators between items not
+    /// counted): what [`LinkSettings::max_batch_bytes`] is measured in.
+    fn wire_len(&self) -> usize;
 }
 
 /// Why a link gave up on a message.
@@ -42,6 +54,8 @@ pub enum DropReason {
     Qos0Lost,
     /// The link was closed (the peer died or left) with the message aboard.
     PeerGone,
+    /// The message alone is larger than the receiver takes in one body.
+    TooLarge,
 }
 
 /// A message a link gave up on, and why.
@@ -69,6 +83,11 @@ pub struct LinkSettings {
     pub max_in_flight: usize,
     /// The most messages in one batch (`batchSize`).
     pub batch_size: usize,
+    /// The most bytes of items in one batch: the sum of their
+    /// [`Carried::wire_len`] plus one separator byte between two items
+    /// (from `maxBodySize`, less the batch's envelope). An item larger than
+    /// this on its own is refused by [`Link::push`].
+    pub max_batch_bytes: usize,
     /// The first wait before a retry (`retryBackoff`).
     pub retry_backoff: Duration,
     /// The longest wait before a retry (`retryBackoffMax`).
@@ -107,6 +126,8 @@ pub struct LinkStats {
 struct Entry<T> {
     item: T,
     queued_at: Instant,
+    /// The item's [`Carried::wire_len`], taken once at push.
+    size: usize,
 }
 
 /// The items of one batch in flight, borrowed from the link
@@ -161,6 +182,9 @@ struct Batch<T> {
 ///     fn qos(&self) -> u8 {
 ///         self.1
 ///     }
+///     fn wire_len(&self) -> usize {
+///         self.0.len()
+///     }
 /// }
 ///
 /// let mut link = Link::new(LinkSettings {
@@ -168,6 +192,7 @@ struct Batch<T> {
 ///     policy: QueuePolicy::DiscardNewest,
 ///     max_in_flight: 10,
 ///     batch_size: 10,
+///     max_batch_bytes: 1024,
 ///     retry_backoff: Duration::from_millis(200),
 ///     retry_backoff_max: Duration::from_secs(5),
 ///     expiry: Duration::from_secs(60),
@@ -202,6 +227,9 @@ pub struct Link<T> {
     backoff: Duration,
     /// Nothing is sent before this instant (set by a failure).
     retry_at: Option<Instant>,
+    /// The byte budget batches are cut to now: `max_batch_bytes`, or less
+    /// after the peer refused a batch as too large.
+    batch_bytes: usize,
     latest: Instant,
     sent: u64,
     acked: u64,
@@ -227,6 +255,7 @@ impl<T: Carried + Clone> Link<T> {
             next_id: 1,
             backoff: settings.retry_backoff,
             retry_at: None,
+            batch_bytes: settings.max_batch_bytes,
             latest: Instant::ZERO,
             sent: 0,
             acked: 0,
@@ -243,13 +272,21 @@ impl<T: Carried + Clone> Link<T> {
 
     /// Queues an item; returns what the policy dropped, if anything: the
     /// item itself under [`QueuePolicy::DiscardNewest`], the oldest queued
-    /// one under [`QueuePolicy::DiscardOldest`].
+    /// one under [`QueuePolicy::DiscardOldest`]. An item larger than
+    /// `max_batch_bytes` on its own never goes on the link: it comes back
+    /// at once as [`DropReason::TooLarge`].
     pub fn push(&mut self, now: Instant, item: T) -> Option<Dropped<T>> {
         let now = self.observe(now);
-        match self.queue.push(Entry {
+        let size = item.wire_len();
+        let entry = Entry {
             item,
             queued_at: now,
-        }) {
+            size,
+        };
+        if size > self.settings.max_batch_bytes {
+            return Some(self.drop_entry(entry, DropReason::TooLarge));
+        }
+        match self.queue.push(entry) {
             Push::Queued => None,
             Push::DroppedNewest(entry) | Push::DroppedOldest(entry) => {
                 Some(self.drop_entry(entry, DropReason::QueueFull))
@@ -262,7 +299,9 @@ impl<T: Carried + Clone> Link<T> {
     /// Nothing goes while a retry wait runs, while `max_batches_in_flight`
     /// batches are unacknowledged, or when there is nothing to send. Items
     /// awaiting a retry go first, then queued items as long as fewer than
-    /// `max_in_flight` messages are in flight; at most `batch_size` in all.
+    /// `max_in_flight` messages are in flight; at most `batch_size` in all,
+    /// and no more bytes than the budget (`max_batch_bytes`, or less after a
+    /// [`too_large`](Self::too_large)), though always at least one item.
     pub fn next_batch(&mut self, now: Instant) -> Option<(BatchId, Vec<T>)> {
         let id = self.next_batch_in_place(now)?;
         let items = self.batch_items(id)?.cloned().collect();
@@ -286,22 +325,38 @@ impl<T: Carried + Clone> Link<T> {
         }
         let waiting = self.retry.len().saturating_add(self.queue.len());
         let mut entries = Vec::with_capacity(waiting.min(self.settings.batch_size));
+        // Bytes the batch takes so far, separators included.
+        let mut bytes = 0usize;
+        let budget = self.batch_bytes;
+        let fits = |entries: &Vec<Entry<T>>, bytes: usize, next: &Entry<T>| {
+            entries.is_empty() || bytes.saturating_add(1).saturating_add(next.size) <= budget
+        };
         // Each entry taken is counted as sent-unacked at once, so that
         // `in_flight()` stays exact while the batch is being filled.
         while entries.len() < self.settings.batch_size {
+            if !self.retry.front().is_some_and(|e| fits(&entries, bytes, e)) {
+                break;
+            }
             let Some(entry) = self.retry.pop_front() else {
                 break;
             };
+            bytes = grown(bytes, &entries, entry.size);
             self.sent_unacked = self.sent_unacked.saturating_add(1);
             entries.push(entry);
         }
         let resent = entries.len();
-        while entries.len() < self.settings.batch_size
+        // Queued items go only behind every retry, to keep the order.
+        while self.retry.is_empty()
+            && entries.len() < self.settings.batch_size
             && self.in_flight() < self.settings.max_in_flight
         {
+            if !self.queue.front().is_some_and(|e| fits(&entries, bytes, e)) {
+                break;
+            }
             let Some(entry) = self.queue.pop() else {
                 break;
             };
+            bytes = grown(bytes, &entries, entry.size);
             self.sent_unacked = self.sent_unacked.saturating_add(1);
             entries.push(entry);
         }
@@ -369,6 +424,51 @@ impl<T: Carried + Clone> Link<T> {
             .saturating_mul(2)
             .min(self.settings.retry_backoff_max);
         drops
+    }
+
+    /// The peer refused batch `batch` as too large for its body limit
+    /// (`413`): it took none of it. A batch of one item drops that item
+    /// ([`DropReason::TooLarge`]): it can never go. A larger batch halves the
+    /// link's byte budget (to at most half of what that batch took) and goes
+    /// back, every item of it, QoS 0 included since none was delivered, in
+    /// front of everything else, to be sent again at once in smaller
+    /// batches. Repeated refusals thus end, within a few rounds, in batches of
+    /// one item, and nothing behind a message that cannot go waits for it.
+    ///
+    /// Later batches in flight, if any, are taken back as by
+    /// [`failed`](Self::failed), without a wait. An id not in flight changes
+    /// nothing.
+    pub fn too_large(&mut self, now: Instant, batch: BatchId) -> Vec<Dropped<T>> {
+        let now = self.observe(now);
+        let Some(position) = self.batches.iter().position(|b| b.id == batch) else {
+            return Vec::new();
+        };
+        let mut failed = self.batches.split_off(position);
+        let Some(refused) = failed.pop_front() else {
+            return Vec::new();
+        };
+        let mut drops = self.take_back(now, failed);
+        self.sent_unacked = self.sent_unacked.saturating_sub(refused.entries.len());
+        if let [_] = refused.entries.as_slice() {
+            for entry in refused.entries {
+                drops.push(self.drop_entry(entry, DropReason::TooLarge));
+            }
+        } else {
+            let took = refused.entries.iter().fold(0usize, |sum, e| {
+                sum.saturating_add(e.size).saturating_add(1)
+            });
+            self.batch_bytes = self.batch_bytes.min(took / 2);
+            for entry in refused.entries.into_iter().rev() {
+                self.retry.push_front(entry);
+            }
+        }
+        drops
+    }
+
+    /// The byte budget batches are cut to now: `max_batch_bytes`, or less
+    /// once the peer refused a batch as too large.
+    pub fn batch_bytes(&self) -> usize {
+        self.batch_bytes
     }
 
     /// The stream carrying this link broke: every unacknowledged batch fails
@@ -517,6 +617,12 @@ impl<T: Carried + Clone> Link<T> {
     }
 }
 
+/// Bytes of a batch after adding an item of `size` to `entries`.
+fn grown<T>(bytes: usize, entries: &[Entry<T>], size: usize) -> usize {
+    let separator = usize::from(!entries.is_empty());
+    bytes.saturating_add(separator).saturating_add(size)
+}
+
 fn count(n: usize) -> u64 {
     u64::try_from(n).unwrap_or(u64::MAX)
 }
@@ -537,6 +643,14 @@ mod tests {
         fn qos(&self) -> u8 {
             self.qos
         }
+        fn wire_len(&self) -> usize {
+            size_of(self.id)
+        }
+    }
+
+    /// Items' sizes vary with their id, from 1 to 7 bytes.
+    fn size_of(id: u64) -> usize {
+        (id % 7 + 1) as usize
     }
 
     fn msg(id: u64, qos: u8) -> Msg {
@@ -553,6 +667,7 @@ mod tests {
             policy: QueuePolicy::DiscardNewest,
             max_in_flight: 100,
             batch_size: 10,
+            max_batch_bytes: 1_000,
             retry_backoff: Duration::from_millis(100),
             retry_backoff_max: Duration::from_millis(1000),
             expiry: Duration::from_millis(10_000),
@@ -930,6 +1045,73 @@ mod tests {
     }
 
     #[test]
+    fn link_cuts_batches_by_bytes_and_refuses_what_never_fits() {
+        // Sizes are `id % 7 + 1`: items 1..=5 take 2..=6 bytes.
+        let mut link = Link::new(LinkSettings {
+            max_batch_bytes: 10,
+            ..settings()
+        });
+        push_all(&mut link, ms(0), &[(1, 1), (2, 1), (3, 1), (4, 1), (5, 1)]);
+        // 2 + 1 + 3 + 1 + 4 = 11 > 10: items 1 and 2 (6 bytes) only.
+        let (id, batch) = link.next_batch(ms(0)).unwrap();
+        assert_eq!(ids(&batch), [1, 2]);
+        link.ack_through(id);
+        let (id, batch) = link.next_batch(ms(0)).unwrap();
+        assert_eq!(ids(&batch), [3, 4], "4 + 1 + 5 = 10 fits exactly");
+        link.ack_through(id);
+        assert_eq!(ids(&link.next_batch(ms(0)).unwrap().1), [5]);
+
+        let mut small = Link::new(LinkSettings {
+            max_batch_bytes: 6,
+            ..settings()
+        });
+        let dropped = small.push(ms(0), msg(6, 1)).unwrap();
+        assert_eq!((dropped.item.id, dropped.reason), (6, DropReason::TooLarge));
+        assert_eq!(small.stats().dropped.get(&DropReason::TooLarge), Some(&1));
+        assert!(small.is_idle(), "it never went on the link");
+    }
+
+    #[test]
+    fn link_too_large_answers_shrink_batches_until_one_item_is_dropped() {
+        let mut link = Link::new(LinkSettings {
+            max_batch_bytes: 1_000,
+            ..settings()
+        });
+        push_all(&mut link, ms(0), &[(1, 1), (2, 0), (3, 1), (4, 0), (5, 1)]);
+        let (id, batch) = link.next_batch(ms(0)).unwrap();
+        assert_eq!(ids(&batch), [1, 2, 3, 4, 5]);
+        // 2+3+4+5+6 bytes and 5 separators: 25; the budget halves to 12.
+        assert!(link.too_large(ms(0), id).is_empty(), "none of it was lost");
+        assert_eq!(link.batch_bytes(), 12);
+        let (id, batch) = link.next_batch(ms(0)).unwrap();
+        assert_eq!(ids(&batch), [1, 2, 3], "QoS 0 goes again too");
+        assert!(link.too_large(ms(0), id).is_empty());
+        let (id, batch) = link.next_batch(ms(0)).unwrap();
+        assert_eq!(ids(&batch), [1, 2]);
+        assert!(link.too_large(ms(0), id).is_empty());
+        let (id, batch) = link.next_batch(ms(0)).unwrap();
+        assert_eq!(ids(&batch), [1]);
+        let drops = link.too_large(ms(0), id);
+        assert_eq!(dropped_ids(&drops, DropReason::TooLarge), [1]);
+        // Everything behind the refused item still goes, at once.
+        let (id, batch) = link.next_batch(ms(0)).unwrap();
+        assert_eq!(ids(&batch), [2]);
+        link.ack_through(id);
+        let rest: Vec<u64> = std::iter::from_fn(|| {
+            let (id, batch) = link.next_batch(ms(0))?;
+            link.ack_through(id);
+            Some(ids(&batch))
+        })
+        .flatten()
+        .collect();
+        assert_eq!(rest, [3, 4, 5]);
+        assert!(link.is_idle());
+        assert_eq!(link.stats().acked, 4);
+        // A late or unknown refusal changes nothing.
+        assert!(link.too_large(ms(0), id).is_empty());
+    }
+
+    #[test]
     fn link_zero_counts_are_taken_as_one() {
         let mut link = Link::new(LinkSettings {
             queue_length: 0,
@@ -968,6 +1150,7 @@ mod tests {
         Rewind,
         Expire,
         Advance(u16),
+        TooLarge(u8),
     }
 
     fn arb_op() -> impl Strategy<Value = Op> {
@@ -979,6 +1162,7 @@ mod tests {
             1 => Just(Op::Rewind),
             2 => Just(Op::Expire),
             3 => (0..400u16).prop_map(Op::Advance),
+            1 => any::<u8>().prop_map(Op::TooLarge),
         ]
     }
 
@@ -993,14 +1177,16 @@ mod tests {
             1..4usize,
             1..4usize,
             200..2_000u64,
+            5..24usize,
         )
             .prop_map(
-                |(queue_length, policy, max_in_flight, batch_size, max_batches, expiry)| {
+                |(queue_length, policy, max_in_flight, batch_size, max_batches, expiry, bytes)| {
                     LinkSettings {
                         queue_length,
                         policy,
                         max_in_flight,
                         batch_size,
+                        max_batch_bytes: bytes,
                         retry_backoff: Duration::from_millis(50),
                         retry_backoff_max: Duration::from_millis(400),
                         expiry: Duration::from_millis(expiry),
@@ -1092,8 +1278,18 @@ mod tests {
                     let id = self.next_item;
                     self.next_item += 1;
                     self.held.insert(id, (qos, self.now));
-                    if let Some(d) = link.push(now, msg(id, qos)) {
-                        prop_assert_eq!(d.reason, DropReason::QueueFull);
+                    let too_large = size_of(id) > self.settings.max_batch_bytes;
+                    let dropped = link.push(now, msg(id, qos));
+                    prop_assert_eq!(
+                        too_large,
+                        dropped
+                            .as_ref()
+                            .is_some_and(|d| d.item.id == id && d.reason == DropReason::TooLarge)
+                    );
+                    if let Some(d) = dropped {
+                        if !too_large {
+                            prop_assert_eq!(d.reason, DropReason::QueueFull);
+                        }
                         prop_assert!(!self.in_model_batch(d.item.id));
                         self.finish(d.item.id)?;
                         self.drops += 1;
@@ -1104,6 +1300,10 @@ mod tests {
                         prop_assert!(self.last_batch < Some(id), "ids grow");
                         prop_assert!(!items.is_empty());
                         prop_assert!(items.len() <= self.settings.batch_size);
+                        let bytes: usize =
+                            items.iter().map(|m| size_of(m.id)).sum::<usize>() + items.len() - 1;
+                        prop_assert!(items.len() == 1 || bytes <= link.batch_bytes());
+                        prop_assert!(link.batch_bytes() <= self.settings.max_batch_bytes);
                         prop_assert!(self.batches.len() < self.settings.max_batches_in_flight);
                         for m in &items {
                             prop_assert_eq!(self.held.get(&m.id).map(|h| h.0), Some(m.qos));
@@ -1174,6 +1374,38 @@ mod tests {
                     }
                 }
                 Op::Advance(by) => self.now += u64::from(by),
+                Op::TooLarge(pick) => {
+                    let target = BatchId(
+                        self.last_batch
+                            .map_or(0, |b| b.0)
+                            .saturating_sub(u64::from(pick % 4)),
+                    );
+                    let mut drops = link.too_large(now, target);
+                    let Some(refused) = self.batches.remove(&target) else {
+                        prop_assert!(drops.is_empty(), "refusal of unknown batch dropped items");
+                        return self.check(link);
+                    };
+                    let later: Vec<Msg> = self
+                        .batches
+                        .split_off(&target)
+                        .into_values()
+                        .flatten()
+                        .collect();
+                    if let [alone] = refused.as_slice() {
+                        let at = drops.iter().position(|d| d.item == *alone);
+                        prop_assert!(at.is_some(), "a batch of one refused must drop it");
+                        let d = drops.remove(at.unwrap_or_default());
+                        prop_assert_eq!(d.reason, DropReason::TooLarge);
+                        self.finish(d.item.id)?;
+                        self.drops += 1;
+                    } else {
+                        // None of it was delivered: QoS 0 may go again.
+                        for m in &refused {
+                            self.sent_qos0.remove(&m.id);
+                        }
+                    }
+                    self.check_failure(&later, drops)?;
+                }
             }
             self.check(link)
         }

@@ -25,12 +25,27 @@ use crate::wire::messages::{
     AckRequest, ForwardRequest, ForwardResponse, ForwardedMessage, MessageBatch, Qos, Target,
     MESSAGES_EVENT,
 };
-use crate::wire::{batch_json, decode_response, encode_json, sse, Endpoint};
+use crate::wire::{batch_json, batch_size, decode_response, encode_json, sse, Endpoint};
 
 /// How many origins a receiver remembers for deduplication.
 const MAX_DEDUP_ORIGINS: usize = 65_536;
 
 /// A message the host publishes.
+///
+/// # Size
+///
+/// A message travels base64-encoded inside a JSON body, and every body must
+/// fit the receiver's `maxBodySize`. [`Node::publish`] refuses
+/// ([`PublishError::TooLarge`]) a message that would not fit a body on its
+/// own, and [`Node::max_message_len`] says how many bytes one may take. With
+/// the default `maxBodySize` of 4 MiB, a payload of up to **3 000 000
+/// bytes** always fits, with a topic of up to 1 KiB, properties of up to
+/// 64 KiB and up to 100 target nodes with names of up to 64 bytes; the
+/// exact ceiling is about three quarters of `maxBodySize` less the topic,
+/// names and properties. MQTT allows payloads up to 256 MiB: a broker that
+/// takes larger ones raises `maxBodySize` on **every** node of the cluster
+/// to at least 4/3 of its largest payload plus 64 KiB (for example
+/// `maxBodySize: 32MiB` for payloads up to 24 MB).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Message {
     /// The topic.
@@ -119,11 +134,27 @@ pub enum PublishError {
     /// The node has left or was rejected.
     #[error("the node is not running")]
     NotRunning,
+    /// The message must go to other nodes but takes more bytes than one
+    /// body can carry (`maxBodySize` less the batch's envelope), so no peer
+    /// could ever take it. Nothing was sent or numbered; the node counts it
+    /// (`Stats::publish_refused`) and reports [`Event::PublishRefused`].
+    #[error("message of {size} bytes on the wire exceeds the {limit} bytes one body carries")]
+    TooLarge {
+        /// Bytes the message would take in a batch (base64 payload and
+        /// properties, topic, names and targets as JSON).
+        size: usize,
+        /// The most bytes a message may take ([`Node::max_message_len`]).
+        limit: usize,
+    },
 }
 
 impl Carried for ForwardedMessage {
     fn qos(&self) -> u8 {
         self.qos.as_u8()
+    }
+
+    fn wire_len(&self) -> usize {
+        batch_size::message_len(self)
     }
 }
 
@@ -158,6 +189,7 @@ impl Forwarding {
             policy: config.queue_policy,
             max_in_flight: config.max_in_flight,
             batch_size: config.batch_size,
+            max_batch_bytes: batch_size::forward_budget(config.max_body_size),
             retry_backoff: config.retry_backoff,
             retry_backoff_max: config.retry_backoff_max,
             expiry: config.message_expiry,
@@ -165,6 +197,7 @@ impl Forwarding {
         };
         let stream_settings = LinkSettings {
             max_batches_in_flight: config.max_in_flight,
+            max_batch_bytes: batch_size::stream_budget(config.max_body_size),
             ..http_settings.clone()
         };
         Forwarding {
@@ -248,6 +281,12 @@ impl Node {
     /// A local client published `message`. Returns where it goes: whether
     /// the host delivers it locally, and which nodes it is forwarded to.
     ///
+    /// A message for other nodes that takes more than
+    /// [`max_message_len`](Self::max_message_len) bytes on the wire is
+    /// refused with [`PublishError::TooLarge`] (see [`Message`] for the
+    /// largest payload a default node carries); a message only for local
+    /// subscribers is never refused for its size.
+    ///
     /// ```
     /// # use mqtt_cluster_core::{Config, Instant, Node, Now, WallTime};
     /// use mqtt_cluster_core::node::Message;
@@ -268,17 +307,19 @@ impl Node {
         self.routes.matches(&message.topic, &mut nodes);
         let local = nodes.contains(&self.id);
         nodes.retain(|n| *n != self.id);
-        self.stats.published += 1;
         if !nodes.is_empty() {
+            // Numbers are taken only once the message is known to fit.
             let targets = nodes
                 .iter()
-                .map(|node| {
-                    let seq = self.forwarding.next_seq.entry(node.clone()).or_insert(0);
-                    *seq += 1;
-                    Target {
-                        node: node.clone(),
-                        seq: *seq,
-                    }
+                .map(|node| Target {
+                    node: node.clone(),
+                    seq: self
+                        .forwarding
+                        .next_seq
+                        .get(node)
+                        .copied()
+                        .unwrap_or(0)
+                        .saturating_add(1),
                 })
                 .collect();
             let forwarded = ForwardedMessage {
@@ -291,6 +332,24 @@ impl Node {
                 properties: message.properties,
                 targets,
             };
+            let size = batch_size::message_len(&forwarded);
+            let limit = self.max_message_len();
+            if size > limit {
+                self.match_buffer = nodes;
+                self.stats.publish_refused += 1;
+                self.events.push_back(Event::PublishRefused {
+                    topic: forwarded.topic,
+                    size,
+                    limit,
+                });
+                return Err(PublishError::TooLarge { size, limit });
+            }
+            for target in &forwarded.targets {
+                self.forwarding
+                    .next_seq
+                    .insert(target.node.clone(), target.seq);
+            }
+            self.stats.published += 1;
             match self.role {
                 Role::Worker => {
                     let dropped = self.forwarding.uplink.push(now.instant, forwarded);
@@ -300,6 +359,9 @@ impl Node {
                 Role::Core => self.relay(now, forwarded, true),
             }
         }
+        if nodes.is_empty() {
+            self.stats.published += 1;
+        }
         let routing = Routing {
             local,
             remote: nodes.clone(),
@@ -307,6 +369,24 @@ impl Node {
         self.match_buffer = nodes;
         self.flush(now);
         Ok(routing)
+    }
+
+    /// The most bytes a published message may take on the wire: its JSON in
+    /// a batch (payload and properties in base64, topic, origin and target
+    /// names, numbers), which must fit one body or stream frame of
+    /// `maxBodySize` together with the batch's envelope. [`Node::publish`]
+    /// refuses a larger message for other nodes.
+    ///
+    /// ```
+    /// # use mqtt_cluster_core::{Config, Instant, Node, Now, WallTime};
+    /// # let config = Config::from_yaml_str("core: true\nnodeName: c1\nsecret: s3cret-s3cret\n").unwrap();
+    /// # let now = Now::new(Instant::ZERO, WallTime::from_unix_millis(1));
+    /// let node = Node::new(config, now, 1).unwrap();
+    /// // The default maxBodySize of 4 MiB less the largest stream frame envelope.
+    /// assert_eq!(node.max_message_len(), 4 * 1024 * 1024 - 65);
+    /// ```
+    pub fn max_message_len(&self) -> usize {
+        batch_size::stream_budget(self.config.max_body_size)
     }
 
     /// A core sends a message on towards each of its targets.
@@ -556,6 +636,9 @@ impl Node {
         let conflict = result
             .as_ref()
             .is_ok_and(|r| r.status() == StatusCode::CONFLICT);
+        let too_large = result
+            .as_ref()
+            .is_ok_and(|r| r.status() == StatusCode::PAYLOAD_TOO_LARGE);
         let link = match &peer {
             Some(peer) => self.forwarding.links.get_mut(peer),
             None => Some(&mut self.forwarding.uplink),
@@ -565,7 +648,14 @@ impl Node {
             link.ack_through(batch);
             return;
         }
-        let dropped = link.failed(now.instant, batch);
+        // A peer with a smaller body limit than this node's: smaller
+        // batches go at once, and only a message too large on its own is
+        // dropped, so nothing waits behind it.
+        let dropped = if too_large {
+            link.too_large(now.instant, batch)
+        } else {
+            link.failed(now.instant, batch)
+        };
         let name = peer
             .clone()
             .or_else(|| self.worker.registered_core().cloned());

@@ -104,6 +104,15 @@ impl Node {
             &plain(stats.published),
         );
         family(
+            "mqtt_cluster_publish_refused_total",
+            "counter",
+            "Messages refused at publish, by reason.",
+            &[(
+                "{reason=\"too_large\"}".to_owned(),
+                stats.publish_refused.to_string(),
+            )],
+        );
+        family(
             "mqtt_cluster_delivered_total",
             "counter",
             "Messages from other nodes delivered locally.",

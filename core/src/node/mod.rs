@@ -20,6 +20,7 @@
 mod forwarding;
 mod metrics;
 mod output;
+mod paging;
 mod peers;
 mod routes;
 mod serve;

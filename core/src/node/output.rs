@@ -137,8 +137,23 @@ pub enum Event {
     Left,
     /// A message from another node for the host's local subscribers.
     Deliver(Delivery),
+    /// The host published a message for other nodes that takes more bytes
+    /// than one body carries; [`Node::publish`](crate::Node::publish)
+    /// refused it with
+    /// [`PublishError::TooLarge`](crate::node::PublishError::TooLarge) and
+    /// nothing was sent.
+    PublishRefused {
+        /// Its topic.
+        topic: crate::routing::TopicName,
+        /// Bytes it would take on the wire.
+        size: usize,
+        /// The most a message may take
+        /// ([`Node::max_message_len`](crate::Node::max_message_len)).
+        limit: usize,
+    },
     /// Messages were dropped on their way to `peer` (by queue policy,
-    /// expiry, loss of a QoS 0 batch, or the peer going away).
+    /// expiry, loss of a QoS 0 batch, the peer going away, or a message too
+    /// large for the peer's body limit).
     Dropped {
         /// The peer they were queued for (or the target that could not be
         /// reached).

@@ -21,7 +21,7 @@ use crate::membership::Change;
 use crate::time::{Instant, Now};
 use crate::wire::messages::{
     HeartbeatRequest, HeartbeatResponse, LeaveRequest, MemberRecord, MemberState, RegisterRequest,
-    RegisterResponse, Stamp, StreamFrame, SyncResponse,
+    RegisterResponse, Stamp, SyncResponse,
 };
 use crate::wire::{decode_response, encode_json, status_error, Endpoint, ErrorBody};
 
@@ -407,11 +407,8 @@ impl Node {
         if records.is_empty() || self.core.streams.is_empty() {
             return;
         }
-        let frame = StreamFrame::Members(records.to_vec());
         let streams: Vec<StreamId> = self.core.streams.keys().copied().collect();
-        for stream in streams {
-            self.push_frame(stream, &frame);
-        }
+        self.push_member_frames(&streams, records.to_vec());
         // Streams of workers that are gone now end: the worker, if alive after
         // all, registers again.
         let gone: Vec<StreamId> = self

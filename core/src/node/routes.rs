@@ -19,7 +19,7 @@ use crate::id::{NodeId, Role};
 use crate::routing::{Applied, Subscription, TopicError};
 use crate::time::Now;
 use crate::wire::messages::{
-    RouteChange, RouteUpdate, RouteVersion, RoutesRequest, RoutesResponse, StreamFrame, SyncRequest,
+    RouteChange, RouteUpdate, RouteVersion, RoutesRequest, RoutesResponse,
 };
 use crate::wire::{decode_response, encode_json, Endpoint};
 
@@ -245,10 +245,7 @@ impl Node {
         }
         let streams: Vec<_> = self.core.streams().collect();
         if !streams.is_empty() {
-            let frame = StreamFrame::Routes(updates.clone());
-            for stream in streams {
-                self.push_frame(stream, &frame);
-            }
+            self.push_route_frames(&streams, updates.clone());
         }
         let from_core =
             from.is_some_and(|n| self.membership.get(n).is_some_and(|r| r.role == Role::Core));
@@ -360,20 +357,6 @@ impl Node {
         snapshot: bool,
         routes: Vec<RouteUpdate>,
     ) {
-        if let Some(url) = self.peer_address(peer) {
-            let body = encode_json(&SyncRequest {
-                members,
-                snapshot,
-                routes,
-            });
-            self.send(
-                now,
-                &url,
-                Some(peer.clone()),
-                Endpoint::Sync,
-                body,
-                Pending::CoreSync { peer: peer.clone() },
-            );
-        }
+        self.send_sync_pages(now, peer, members, snapshot, routes);
     }
 }

@@ -16,7 +16,7 @@ use crate::wire::endpoint::RouteError;
 use crate::wire::messages::{
     Accepted, AckRequest, ClusterSettings, ForwardRequest, HeartbeatRequest, HeartbeatResponse,
     LeaveRequest, MemberRecord, MemberState, RegisterRequest, RegisterResponse, RoutesRequest,
-    Stamp, StreamFrame, StreamHello, SyncRequest, SyncResponse,
+    Stamp, StreamFrame, SyncRequest, SyncResponse,
 };
 use crate::wire::{
     self, check_size, decode_json, error_response, json_response, Endpoint, WireError,
@@ -291,8 +291,14 @@ impl Node {
         Ok(json_response(&self.register_answer(&body.node)))
     }
 
+    /// The answer to a registration: as many members as one body carries,
+    /// the core's and the new member's records first, and `partial` if some
+    /// were left out.
     fn register_answer(&self, node: &NodeId) -> RegisterResponse {
-        RegisterResponse {
+        let mut members = self.membership.snapshot();
+        // A stable sort: these two first, the rest in id order.
+        members.sort_by_key(|r| r.id != self.id && r.id != *node);
+        let mut answer = RegisterResponse {
             node_id: node.clone(),
             core: self.id.clone(),
             core_incarnation: self.incarnation(),
@@ -301,8 +307,15 @@ impl Node {
                 suspect_timeout_ms: millis(self.config.suspect_timeout),
                 dead_timeout_ms: millis(self.config.dead_timeout),
             },
-            members: self.membership.snapshot(),
-        }
+            members: Vec::new(),
+            partial: false,
+        };
+        let room = self.config.max_body_size.saturating_sub(
+            wire::paging::json_len(&answer).saturating_add(r#","partial":true"#.len()),
+        );
+        answer.partial = wire::paging::truncate_to(&mut members, room);
+        answer.members = members;
+        answer
     }
 
     /// The sender's record, if it is a live member in the incarnation it
@@ -362,12 +375,14 @@ impl Node {
         // complete, and a broken one is replaced with a fresh snapshot.
         let route_versions =
             (from_core && routes_digest != body.routes_digest).then(|| self.routes.versions());
-        Ok(json_response(&HeartbeatResponse {
+        let mut answer = HeartbeatResponse {
             members_digest: digest,
             members,
             routes_digest,
             route_versions,
-        }))
+        };
+        self.fit_heartbeat_answer(now, &sender.node, from_core, &mut answer);
+        Ok(json_response(&answer))
     }
 
     fn serve_sync(
@@ -440,12 +455,9 @@ impl Node {
         }
         // Whatever the old stream had not acknowledged goes out again here.
         self.rewind_stream_link(now, &sender.node);
-        let hello = StreamFrame::Hello(StreamHello {
-            core: self.id.clone(),
-            members: self.membership.snapshot(),
-            routes: self.routes.snapshots(),
-        });
-        self.push_frame(stream, &hello);
+        for hello in self.hello_frames() {
+            self.push_frame(stream, &hello);
+        }
         let mut response = wire::response_with(StatusCode::OK, "text/event-stream", Bytes::new());
         response.headers_mut().insert(
             header::CACHE_CONTROL,

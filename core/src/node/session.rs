@@ -13,7 +13,7 @@ use crate::id::{NodeId, RequestId};
 use crate::time::{Instant, Now};
 use crate::wire::messages::{
     HeartbeatRequest, HeartbeatResponse, LeaveRequest, RegisterRequest, RegisterResponse,
-    StreamFrame,
+    StreamFrame, StreamHello,
 };
 use crate::wire::sse::SseDecoder;
 use crate::wire::{decode_response, encode_json, status_error, Endpoint};
@@ -37,6 +37,8 @@ enum SessionState {
 struct PushStream {
     request: RequestId,
     decoder: SseDecoder,
+    /// The pages of a hello gathered so far, until its last one.
+    hello: Option<StreamHello>,
 }
 
 /// What a worker keeps beyond the member list.
@@ -170,6 +172,7 @@ impl Node {
             self.worker.stream = Some(PushStream {
                 request,
                 decoder: SseDecoder::new(self.config.max_body_size),
+                hello: None,
             });
         }
     }
@@ -232,7 +235,8 @@ impl Node {
             core: answer.core,
             incarnation: self.incarnation(),
         });
-        let changes = self.adopt_records(now, answer.members, true);
+        // A partial list is completed by the stream's hello.
+        let changes = self.adopt_records(now, answer.members, !answer.partial);
         self.apply_changes(now, changes);
         if self.phase == Phase::Running && self.worker.registered_core().is_some() {
             self.open_stream(now);
@@ -337,7 +341,26 @@ impl Node {
         for frame in frames {
             self.stats.stream_frames_received += 1;
             match StreamFrame::parse(&frame.event, &frame.data) {
-                Ok(StreamFrame::Hello(hello)) => {
+                Ok(StreamFrame::Hello(page)) => {
+                    // A hello in pages is gathered, and applied whole once
+                    // its last page is in.
+                    let Some(stream) = self.worker.stream.as_mut().filter(|s| s.request == id)
+                    else {
+                        break;
+                    };
+                    let hello = match stream.hello.take() {
+                        Some(mut gathered) => {
+                            gathered.members.extend(page.members);
+                            gathered.routes.extend(page.routes);
+                            gathered.more = page.more;
+                            gathered
+                        }
+                        None => page,
+                    };
+                    if hello.more {
+                        stream.hello = Some(hello);
+                        continue;
+                    }
                     let changes = self.adopt_records(now, hello.members, true);
                     self.apply_changes(now, changes);
                     broken |= !self.replace_routes(hello.routes);

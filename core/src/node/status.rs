@@ -123,6 +123,9 @@ pub struct Stats {
     pub failovers: u64,
     /// Messages the host published.
     pub published: u64,
+    /// Messages [`Node::publish`] refused because they take more bytes than
+    /// one body carries ([`PublishError::TooLarge`](super::PublishError::TooLarge)).
+    pub publish_refused: u64,
     /// Messages from other nodes handed to the host.
     pub delivered: u64,
     /// Copies that arrived again and were not handed over twice.

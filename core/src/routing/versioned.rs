@@ -53,6 +53,8 @@ pub enum Applied {
 pub struct ClusterRoutes {
     table: RouteTable,
     versions: BTreeMap<NodeId, (Incarnation, u64)>,
+    /// Snapshots arriving in parts, per member, until their last part.
+    parts: BTreeMap<NodeId, Parts>,
     /// The digest, computed when first asked for after a change.
     digest: std::cell::OnceCell<String>,
 }
@@ -66,6 +68,14 @@ impl std::fmt::Debug for ClusterRoutes {
     }
 }
 
+/// The parts of one snapshot gathered so far.
+#[derive(Debug)]
+struct Parts {
+    version: (Incarnation, u64),
+    next: u32,
+    routes: Vec<Subscription>,
+}
+
 impl ClusterRoutes {
     /// An empty table.
     pub fn new() -> Self {
@@ -73,7 +83,14 @@ impl ClusterRoutes {
     }
 
     /// Applies an update if it follows on from what this node holds.
+    ///
+    /// A [`RouteChange::SnapshotPart`] is taken ([`Applied::Changed`]) if
+    /// it is the next part of the snapshot being gathered (or a first
+    /// part); the table changes when the last part is in.
     pub fn apply(&mut self, update: &RouteUpdate) -> Applied {
+        if let RouteChange::SnapshotPart { part, last, routes } = &update.change {
+            return self.apply_part(update, *part, *last, routes);
+        }
         let have = self.versions.get(&update.node).copied();
         let verdict = match (&update.change, have) {
             (_, Some((incarnation, _))) if update.incarnation < incarnation => Applied::Stale,
@@ -93,6 +110,8 @@ impl ClusterRoutes {
             (RouteChange::Delta { prev, .. }, Some((_, seq))) => {
                 gap_unless(*prev == seq && update.seq > seq)
             }
+            // Parts are gathered by `apply_part`, never applied here.
+            (RouteChange::SnapshotPart { .. }, _) => Applied::Gap,
         };
         if verdict != Applied::Changed {
             return verdict;
@@ -116,15 +135,57 @@ impl ClusterRoutes {
                     self.table.insert(&update.node, route);
                 }
             }
+            RouteChange::SnapshotPart { .. } => return Applied::Gap,
         }
+        self.parts.remove(&update.node);
         self.versions
             .insert(update.node.clone(), (update.incarnation, update.seq));
         self.digest = std::cell::OnceCell::new();
         Applied::Changed
     }
 
+    /// Gathers one part of a snapshot; the last applies the whole.
+    fn apply_part(
+        &mut self,
+        update: &RouteUpdate,
+        part: u32,
+        last: bool,
+        routes: &[Subscription],
+    ) -> Applied {
+        let version = (update.incarnation, update.seq);
+        match self.versions.get(&update.node) {
+            Some(&(incarnation, _)) if update.incarnation < incarnation => return Applied::Stale,
+            Some(&held) if version <= held => return Applied::Duplicate,
+            _ => {}
+        }
+        let mut gathered = match self.parts.remove(&update.node) {
+            Some(g) if part > 0 && g.version == version && g.next == part => g,
+            _ if part == 0 => Parts {
+                version,
+                next: 0,
+                routes: Vec::new(),
+            },
+            _ => return Applied::Gap,
+        };
+        gathered.routes.extend(routes.iter().cloned());
+        gathered.next = part.saturating_add(1);
+        if !last {
+            self.parts.insert(update.node.clone(), gathered);
+            return Applied::Changed;
+        }
+        self.apply(&RouteUpdate {
+            node: update.node.clone(),
+            incarnation: update.incarnation,
+            seq: update.seq,
+            change: RouteChange::Snapshot {
+                routes: gathered.routes,
+            },
+        })
+    }
+
     /// Forgets every route of a member that died or left. Returns how many.
     pub fn remove_member(&mut self, node: &NodeId) -> usize {
+        self.parts.remove(node);
         self.versions.remove(node);
         self.digest = std::cell::OnceCell::new();
         self.table.remove_node(node)
@@ -309,5 +370,76 @@ mod tests {
         one.remove_member(&id("a"));
         assert!(one.routes_of(&id("a")).is_empty());
         assert_ne!(one.digest(), two.digest());
+    }
+
+    fn part(node: &str, seq: u64, part: u32, last: bool, routes: &[&str]) -> RouteUpdate {
+        RouteUpdate {
+            node: id(node),
+            incarnation: Incarnation(1),
+            seq,
+            change: RouteChange::SnapshotPart {
+                part,
+                last,
+                routes: routes.iter().map(|s| sub(s)).collect(),
+            },
+        }
+    }
+
+    #[test]
+    fn a_snapshot_in_parts_applies_whole_when_its_last_part_is_in() {
+        let mut routes = ClusterRoutes::new();
+        routes.apply(&delta("a", 1, 0, 1, &["old"], &[]));
+        let before = routes.digest();
+        assert_eq!(
+            routes.apply(&part("a", 5, 0, false, &["x"])),
+            Applied::Changed
+        );
+        assert_eq!(
+            routes.apply(&part("a", 5, 1, false, &["y"])),
+            Applied::Changed
+        );
+        // Nothing changes before the last part.
+        assert_eq!(routes.routes_of(&id("a")), [sub("old")]);
+        assert_eq!(routes.digest(), before);
+        assert_eq!(
+            routes.apply(&part("a", 5, 2, true, &["z"])),
+            Applied::Changed
+        );
+        assert_eq!(routes.routes_of(&id("a")), [sub("x"), sub("y"), sub("z")]);
+        assert_eq!(routes.version_of(&id("a")), Some((Incarnation(1), 5)));
+        // The same parts again are duplicates; a later delta follows on.
+        assert_eq!(
+            routes.apply(&part("a", 5, 0, false, &["x"])),
+            Applied::Duplicate
+        );
+        assert_eq!(
+            routes.apply(&delta("a", 1, 5, 6, &["w"], &[])),
+            Applied::Changed
+        );
+    }
+
+    #[test]
+    fn a_part_out_of_turn_is_a_gap_and_changes_nothing() {
+        let mut routes = ClusterRoutes::new();
+        assert_eq!(routes.apply(&part("a", 2, 1, true, &["y"])), Applied::Gap);
+        assert_eq!(
+            routes.apply(&part("a", 2, 0, false, &["x"])),
+            Applied::Changed
+        );
+        // A part of another version, or a skipped part, breaks the gathering.
+        assert_eq!(routes.apply(&part("a", 3, 1, true, &["y"])), Applied::Gap);
+        assert_eq!(routes.apply(&part("a", 2, 1, true, &["y"])), Applied::Gap);
+        assert!(routes.routes_of(&id("a")).is_empty());
+        assert_eq!(routes.version_of(&id("a")), None);
+        // Started again from part 0, it completes.
+        assert_eq!(
+            routes.apply(&part("a", 2, 0, false, &["x"])),
+            Applied::Changed
+        );
+        assert_eq!(
+            routes.apply(&part("a", 2, 1, true, &["y"])),
+            Applied::Changed
+        );
+        assert_eq!(routes.routes_of(&id("a")), [sub("x"), sub("y")]);
     }
 }

@@ -111,8 +111,18 @@ pub struct RegisterResponse {
     pub core_incarnation: Incarnation,
     /// The cluster's timing.
     pub settings: ClusterSettings,
-    /// Every member the core knows, the new one included.
+    /// Every member the core knows, the new one included, the core's and
+    /// the new member's records first; only as many as one body carries
+    /// when `partial` is set.
     pub members: Vec<MemberRecord>,
+    /// `members` is not the whole list: the rest did not fit one body, and
+    /// follows on a worker's stream hello or in a core's next syncs.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub partial: bool,
+}
+
+fn is_false(value: &bool) -> bool {
+    !*value
 }
 
 /// `POST /heartbeat`: I am alive, and this is the member list I hold.
@@ -197,6 +207,11 @@ pub struct StreamHello {
     /// A snapshot of every member's routes.
     #[serde(default)]
     pub routes: Vec<RouteUpdate>,
+    /// More hello frames follow, each with more of the members and routes:
+    /// the whole picture did not fit one frame. The picture is complete
+    /// with the first hello frame without `more`.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub more: bool,
 }
 
 /// The SSE event name of [`StreamFrame::Messages`].
@@ -305,6 +320,18 @@ pub enum RouteChange {
     /// Every subscription the member holds.
     Snapshot {
         /// The subscriptions.
+        routes: Vec<Subscription>,
+    },
+    /// One part of a snapshot too large for one body. Parts `0, 1, …` of
+    /// one version follow each other in order, the last with `last` set;
+    /// the receiver gathers them and applies the whole snapshot when the
+    /// last is in. A part out of turn is a gap.
+    SnapshotPart {
+        /// The part's number, from 0.
+        part: u32,
+        /// Whether this part ends the snapshot.
+        last: bool,
+        /// The subscriptions of this part.
         routes: Vec<Subscription>,
     },
 }

@@ -6,9 +6,11 @@
 //! message *means* live in [`crate::node`].
 
 pub mod batch_json;
+pub mod batch_size;
 pub mod endpoint;
 pub mod headers;
 pub mod messages;
+pub mod paging;
 pub mod sse;
 
 use bytes::Bytes;
