@@ -123,6 +123,11 @@ impl ClusterRoutes {
         Applied::Changed
     }
 
+    /// How many members this table holds a version of.
+    pub fn owners(&self) -> usize {
+        self.versions.len()
+    }
+
     /// Forgets every route of a member that died or left. Returns how many.
     pub fn remove_member(&mut self, node: &NodeId) -> usize {
         self.versions.remove(node);
