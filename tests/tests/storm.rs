@@ -13,6 +13,7 @@ use std::time::Duration;
 use mqtt_cluster_core::wire::messages::{RouteChange, SyncRequest};
 use mqtt_cluster_core::{Config, Instant, Node, NodeId, Now, Transmit, TransportError, WallTime};
 use mqtt_cluster_tests::pump::PumpedCluster;
+use mqtt_cluster_tests::runtimes::{eventually, Four, Mix, Runtime};
 
 const SECRET: &str = "correct-horse-battery-staple";
 const CORES: usize = 4;
@@ -298,5 +299,41 @@ fn subscribe_many_on_a_worker_reaches_every_core_in_a_few_requests() {
     cluster.run_for(Duration::from_secs(2));
     for node in ["c1", "c2", "w1", "w2"] {
         assert_eq!(cluster.node(&id(node)).routes().len(), 0, "{node}");
+    }
+}
+
+/// Both handles take many filters in one call, over real HTTP, on every
+/// mix of runtimes; a bad filter refuses the whole call.
+#[test]
+fn both_handles_subscribe_and_unsubscribe_many() {
+    let mixes = [
+        (Runtime::Tokio, Runtime::Tokio),
+        (Runtime::Blocking, Runtime::Blocking),
+        (Runtime::Tokio, Runtime::Blocking),
+        (Runtime::Blocking, Runtime::Tokio),
+    ];
+    for (cores, workers) in mixes {
+        let four = Four::start(Mix { cores, workers });
+        let filters: Vec<String> = (0..20_000).map(|i| format!("devices/{i}/cmd")).collect();
+        assert_eq!(four.w1.subscribe_many(filters.clone()), Ok(20_000));
+        assert_eq!(four.core2.subscribe_many(vec!["ops/#".into()]), Ok(1));
+        eventually("every node holds the routes", || {
+            four.all()
+                .iter()
+                .all(|n| n.status().is_some_and(|s| s.routes == 20_001))
+        });
+        let bad = vec!["fine/#".to_owned(), "bad/#/x".to_owned()];
+        assert!(four.w1.subscribe_many(bad.clone()).is_err());
+        assert!(four.w1.unsubscribe_many(bad).is_err());
+        assert_eq!(four.w1.status().unwrap().local_subscriptions, 20_000);
+        assert_eq!(four.w1.unsubscribe_many(filters), Ok(20_000));
+        eventually("every node dropped the routes", || {
+            four.all()
+                .iter()
+                .all(|n| n.status().is_some_and(|s| s.routes == 1))
+        });
+        for node in four.all() {
+            node.shutdown();
+        }
     }
 }
