@@ -41,6 +41,14 @@ pub(crate) enum Command {
         filter: String,
         reply: Sender<Result<bool, TopicError>>,
     },
+    SubscribeMany {
+        filters: Vec<String>,
+        reply: Sender<Result<usize, TopicError>>,
+    },
+    UnsubscribeMany {
+        filters: Vec<String>,
+        reply: Sender<Result<usize, TopicError>>,
+    },
     Publish {
         message: Message,
         reply: Sender<Result<Routing, PublishError>>,
@@ -386,6 +394,14 @@ impl Driver {
             }
             Command::Unsubscribe { filter, reply } => {
                 let _ = reply.send(self.node.unsubscribe(now, &filter));
+            }
+            Command::SubscribeMany { filters, reply } => {
+                let filters = filters.iter().map(String::as_str);
+                let _ = reply.send(self.node.subscribe_many(now, filters));
+            }
+            Command::UnsubscribeMany { filters, reply } => {
+                let filters = filters.iter().map(String::as_str);
+                let _ = reply.send(self.node.unsubscribe_many(now, filters));
             }
             Command::Publish { message, reply } => {
                 let _ = reply.send(self.node.publish(now, message));

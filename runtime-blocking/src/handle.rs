@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use mqtt_cluster_core::node::{Message, Routing};
-use mqtt_cluster_core::runtime::stream_buffer_shortfall;
+use mqtt_cluster_core::runtime::{stream_buffer_shortfall, unnamed_node_warning};
 use mqtt_cluster_core::{Config, Event, Node, NodeId, Role, Stats, Status};
 
 use crate::client::Carrier;
@@ -60,6 +60,9 @@ impl Cluster {
         let is_core = config.core;
         if let Some(shortfall) = stream_buffer_shortfall(&config, options.stream_buffer) {
             log::warn!("{shortfall}");
+        }
+        if let Some(unnamed) = unnamed_node_warning(&config) {
+            log::warn!("{unnamed}");
         }
         let bind_addr = config.listen_address();
         // The node is created before anything is bound so a bad config
@@ -234,6 +237,31 @@ impl ClusterHandle {
     pub fn unsubscribe(&self, filter: &str) -> Result<bool, ClusterError> {
         let filter = filter.to_owned();
         Ok(self.ask(|reply| Command::Unsubscribe { filter, reply })??)
+    }
+
+    /// Many local subscriptions in one trip to the node, as a broker
+    /// restoring its persistent sessions at start makes them: the cluster
+    /// hears of all of them in one route update instead of one per filter.
+    /// Returns how many were the first local subscriber. One invalid filter
+    /// refuses the whole call and changes nothing.
+    ///
+    /// ```no_run
+    /// # fn run(node: mqtt_cluster_blocking::ClusterHandle) -> Result<(), mqtt_cluster_blocking::ClusterError> {
+    /// // Every persistent session's filters, restored at start.
+    /// let filters: Vec<String> = (0..100_000).map(|i| format!("devices/{i}/cmd")).collect();
+    /// let first = node.subscribe_many(filters)?;
+    /// assert_eq!(first, 100_000);
+    /// # Ok(()) }
+    /// ```
+    pub fn subscribe_many(&self, filters: Vec<String>) -> Result<usize, ClusterError> {
+        Ok(self.ask(|reply| Command::SubscribeMany { filters, reply })??)
+    }
+
+    /// Many local unsubscriptions in one trip to the node, one route update
+    /// for all. Returns how many were the last local subscriber. One invalid
+    /// filter refuses the whole call and changes nothing.
+    pub fn unsubscribe_many(&self, filters: Vec<String>) -> Result<usize, ClusterError> {
+        Ok(self.ask(|reply| Command::UnsubscribeMany { filters, reply })??)
     }
 
     /// A local client published `message`. The answer says whether the host

@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use mqtt_cluster_core::node::{Message, Routing};
-use mqtt_cluster_core::runtime::stream_buffer_shortfall;
+use mqtt_cluster_core::runtime::{stream_buffer_shortfall, unnamed_node_warning};
 use mqtt_cluster_core::{Config, Event, Node, NodeId, Role, Stats, Status};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot, Mutex, Semaphore};
@@ -58,6 +58,9 @@ impl Cluster {
         let is_core = config.core;
         if let Some(shortfall) = stream_buffer_shortfall(&config, options.stream_buffer) {
             tracing::warn!("{shortfall}");
+        }
+        if let Some(unnamed) = unnamed_node_warning(&config) {
+            tracing::warn!("{unnamed}");
         }
         let bind_addr = config.listen_address();
         // The node is created before anything is bound so a bad config
@@ -255,6 +258,35 @@ impl ClusterHandle {
         let filter = filter.to_owned();
         Ok(self
             .ask(|reply| Command::Unsubscribe { filter, reply })
+            .await??)
+    }
+
+    /// Many local subscriptions in one trip to the node, as a broker
+    /// restoring its persistent sessions at start makes them: the cluster
+    /// hears of all of them in one route update instead of one per filter.
+    /// Returns how many were the first local subscriber. One invalid filter
+    /// refuses the whole call and changes nothing.
+    ///
+    /// ```no_run
+    /// # async fn run(node: mqtt_cluster_tokio::ClusterHandle) -> Result<(), mqtt_cluster_tokio::ClusterError> {
+    /// // Every persistent session's filters, restored at start.
+    /// let filters: Vec<String> = (0..100_000).map(|i| format!("devices/{i}/cmd")).collect();
+    /// let first = node.subscribe_many(filters).await?;
+    /// assert_eq!(first, 100_000);
+    /// # Ok(()) }
+    /// ```
+    pub async fn subscribe_many(&self, filters: Vec<String>) -> Result<usize, ClusterError> {
+        Ok(self
+            .ask(|reply| Command::SubscribeMany { filters, reply })
+            .await??)
+    }
+
+    /// Many local unsubscriptions in one trip to the node, one route update
+    /// for all. Returns how many were the last local subscriber. One invalid
+    /// filter refuses the whole call and changes nothing.
+    pub async fn unsubscribe_many(&self, filters: Vec<String>) -> Result<usize, ClusterError> {
+        Ok(self
+            .ask(|reply| Command::UnsubscribeMany { filters, reply })
             .await??)
     }
 

@@ -215,6 +215,28 @@ impl LiveNode {
         }
     }
 
+    /// Many local subscriptions in one call; how many were the first for
+    /// their filter, or the error's text.
+    pub fn subscribe_many(&self, filters: Vec<String>) -> Result<usize, String> {
+        match &self.handle {
+            Handle::Tokio(h) => tokio_runtime()
+                .block_on(h.subscribe_many(filters))
+                .map_err(|e| e.to_string()),
+            Handle::Blocking(h) => h.subscribe_many(filters).map_err(|e| e.to_string()),
+        }
+    }
+
+    /// Many local unsubscriptions in one call; how many were the last for
+    /// their filter, or the error's text.
+    pub fn unsubscribe_many(&self, filters: Vec<String>) -> Result<usize, String> {
+        match &self.handle {
+            Handle::Tokio(h) => tokio_runtime()
+                .block_on(h.unsubscribe_many(filters))
+                .map_err(|e| e.to_string()),
+            Handle::Blocking(h) => h.unsubscribe_many(filters).map_err(|e| e.to_string()),
+        }
+    }
+
     /// A local publish, and where the node routed it.
     pub fn publish(&self, message: Message) -> Routing {
         match &self.handle {

@@ -161,8 +161,14 @@ impl Carried for ForwardedMessage {
 /// Per-peer links, sequence numbers and the deduplication log.
 #[derive(Debug)]
 pub(super) struct Forwarding {
-    /// Next sequence number per destination.
+    /// Last sequence number per destination.
     next_seq: BTreeMap<NodeId, u64>,
+    /// The highest number given to a destination since forgotten. A
+    /// destination numbered afresh starts above it: if a forgotten member
+    /// comes back in the same process, its deduplication log still holds
+    /// this node's old numbers, and restarting from 1 would make it take
+    /// new messages for duplicates.
+    seq_floor: u64,
     /// A worker's single link to whichever core it is registered with.
     uplink: Link<ForwardedMessage>,
     /// A core's links: HTTP to other cores, streams to its workers.
@@ -172,8 +178,12 @@ pub(super) struct Forwarding {
     ack_through: Option<u64>,
     http_settings: LinkSettings,
     stream_settings: LinkSettings,
-    /// Links of peers that went away, kept for their counters.
+    /// Links of peers that went away, kept for their counters while the
+    /// member list remembers the peer.
     closed: BTreeMap<NodeId, LinkStats>,
+    /// The counters of closed links whose peers were forgotten, summed, so
+    /// that members coming and going add no `/metrics` labels.
+    forgotten: LinkStats,
     /// Only the simulator's own self-test turns deduplication off, to prove
     /// its checker notices.
     dedup_disabled: bool,
@@ -202,6 +212,7 @@ impl Forwarding {
         };
         Forwarding {
             next_seq: BTreeMap::new(),
+            seq_floor: 0,
             uplink: Link::new(http_settings.clone()),
             links: BTreeMap::new(),
             delivered: DeliveryLog::new(MAX_DEDUP_ORIGINS),
@@ -209,6 +220,7 @@ impl Forwarding {
             http_settings,
             stream_settings,
             closed: BTreeMap::new(),
+            forgotten: LinkStats::default(),
             dedup_disabled: false,
             hop_buffer: Vec::new(),
         }
@@ -255,10 +267,60 @@ impl Forwarding {
         for (peer, link) in &self.links {
             stats.insert(peer.to_string(), link.stats());
         }
+        if self.forgotten != LinkStats::default() {
+            stats.insert(FORGOTTEN_PEERS.to_owned(), self.forgotten.clone());
+        }
         if self.uplink.stats() != LinkStats::default() {
             stats.insert("uplink".to_owned(), self.uplink.stats());
         }
         stats
+    }
+}
+
+impl Forwarding {
+    /// Forgets what is kept per destination for members the member list no
+    /// longer holds: their sequence counters (remembering the highest
+    /// number given) and their closed links' counters (summed into
+    /// [`FORGOTTEN_PEERS`]).
+    pub(super) fn forget_peers(&mut self, known: impl Fn(&NodeId) -> bool) {
+        let mut floor = self.seq_floor;
+        self.next_seq.retain(|peer, seq| {
+            let keep = known(peer);
+            if !keep {
+                floor = floor.max(*seq);
+            }
+            keep
+        });
+        self.seq_floor = floor;
+        let gone: Vec<NodeId> = self.closed.keys().filter(|p| !known(p)).cloned().collect();
+        for peer in gone {
+            if let Some(stats) = self.closed.remove(&peer) {
+                add_stats(&mut self.forgotten, &stats);
+            }
+        }
+    }
+
+    /// The sequence number of the latest message for `node`.
+    pub(super) fn last_seq(&self, node: &NodeId) -> Option<u64> {
+        self.next_seq.get(node).copied()
+    }
+
+    /// Destinations with a sequence counter, and closed links kept by peer.
+    pub(super) fn tracked(&self) -> (usize, usize) {
+        (self.next_seq.len(), self.closed.len())
+    }
+}
+
+/// The `links` key under which the counters of forgotten peers' links are
+/// summed (no node id can be spelt with parentheses).
+pub const FORGOTTEN_PEERS: &str = "(forgotten)";
+
+fn add_stats(total: &mut LinkStats, more: &LinkStats) {
+    total.sent += more.sent;
+    total.acked += more.acked;
+    total.retries += more.retries;
+    for (reason, n) in &more.dropped {
+        *total.dropped.entry(*reason).or_default() += n;
     }
 }
 
@@ -313,12 +375,15 @@ impl Node {
                 .iter()
                 .map(|node| Target {
                     node: node.clone(),
+                    // A peer whose counter was pruned starts above every
+                    // number handed out before, so its dedup never sees one
+                    // again.
                     seq: self
                         .forwarding
                         .next_seq
                         .get(node)
                         .copied()
-                        .unwrap_or(0)
+                        .unwrap_or(self.forwarding.seq_floor)
                         .saturating_add(1),
                 })
                 .collect();
@@ -387,6 +452,15 @@ impl Node {
     /// ```
     pub fn max_message_len(&self) -> usize {
         batch_size::stream_budget(self.config.max_body_size)
+    }
+
+    /// The sequence number of the latest message this node published to
+    /// `node`: a checker pairs each copy that arrives with the publish it
+    /// came from by it. Numbers run from 1 per destination, and start above
+    /// every number given before for a destination the node forgot and
+    /// meets again.
+    pub fn last_sequence_to(&self, node: &NodeId) -> Option<u64> {
+        self.forwarding.last_seq(node)
     }
 
     /// A core sends a message on towards each of its targets.

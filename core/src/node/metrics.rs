@@ -172,6 +172,12 @@ impl Node {
             &retries,
         );
         family(
+            "mqtt_cluster_route_snapshots_sent_total",
+            "counter",
+            "Route snapshots sent to other cores with /sync.",
+            &plain(stats.route_snapshots_sent),
+        );
+        family(
             "mqtt_cluster_requests_accepted_total",
             "counter",
             "Requests answered with 200.",

@@ -19,6 +19,7 @@
 
 mod forwarding;
 mod metrics;
+mod outbox;
 mod output;
 mod paging;
 mod peers;
@@ -44,12 +45,13 @@ use crate::wire::messages::RouteUpdate;
 use crate::wire::messages::{MemberRecord, MemberState, Stamp};
 use crate::wire::Endpoint;
 
-pub use forwarding::{Delivery, Message, PublishError, Routing};
+pub use forwarding::{Delivery, Message, PublishError, Routing, FORGOTTEN_PEERS};
 pub use output::{Event, StreamOutput, Transmit, TransportError};
 pub use serve::RequestError;
-pub use status::{MemberStatus, Phase, QueueDepth, Stats, Status};
+pub use status::{Bookkeeping, MemberStatus, Phase, QueueDepth, Stats, Status};
 
 use forwarding::Forwarding;
+use outbox::SyncOutbox;
 use peers::CoreDuty;
 use routes::LocalRoutes;
 use session::WorkerDuty;
@@ -115,6 +117,8 @@ pub struct Node {
     local_routes: LocalRoutes,
     /// Route updates to pass to the other cores at the end of this input.
     outgoing_routes: Vec<RouteUpdate>,
+    /// What waits for each other core's next `/sync`.
+    sync_outbox: SyncOutbox,
     forwarding: Forwarding,
     /// Reused by `publish` so a lookup allocates nothing.
     match_buffer: Vec<NodeId>,
@@ -124,8 +128,9 @@ pub struct Node {
 /// What a request the node sent was for, so its response can be understood.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Pending {
-    /// A core registering with the core at `clusters`-slot `slot`.
-    CoreRegister { slot: usize },
+    /// A core registering with the URL of slot `slot` (a [`peers`] slot id,
+    /// stable while slots come and go).
+    CoreRegister { slot: u64 },
     /// A core's heartbeat to another core.
     CoreHeartbeat { peer: NodeId },
     /// Member records pushed to another core.
@@ -226,6 +231,7 @@ impl Node {
             routes: ClusterRoutes::new(),
             local_routes: LocalRoutes::default(),
             outgoing_routes: Vec::new(),
+            sync_outbox: SyncOutbox::default(),
             forwarding: Forwarding::new(&config),
             match_buffer: Vec::new(),
             stats: Stats::default(),
@@ -521,6 +527,29 @@ impl Node {
             self.core_fan_out_to_streams(&records);
         }
         self.check_own_record(now);
+    }
+
+    /// Forgets what is kept per peer for members the member list no longer
+    /// holds (their tombstones expired, or a worker's core dropped them):
+    /// sequence counters, closed link counters, learnt core addresses,
+    /// routes and `/sync` outboxes. Runs at every tick.
+    fn forget_departed(&mut self) {
+        let membership = &self.membership;
+        let known = |n: &NodeId| membership.get(n).is_some();
+        self.forwarding.forget_peers(known);
+        self.core.forget_learnt(known);
+        self.sync_outbox
+            .retain(|peer| membership.get(peer).is_some_and(|r| !r.state.is_gone()));
+        let stale: Vec<NodeId> = self
+            .routes
+            .versions()
+            .into_iter()
+            .map(|v| v.node)
+            .filter(|n| *n != self.id && !known(n))
+            .collect();
+        for node in stale {
+            self.routes.remove_member(&node);
+        }
     }
 
     /// Encodes one SSE frame.

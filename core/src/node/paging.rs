@@ -105,9 +105,9 @@ impl Node {
         members: Vec<MemberRecord>,
         snapshot: bool,
         routes: Vec<RouteUpdate>,
-    ) {
+    ) -> usize {
         let Some(url) = self.peer_address(peer) else {
-            return;
+            return 0;
         };
         let envelope = json_len(&SyncRequest {
             members: Vec::new(),
@@ -136,6 +136,7 @@ impl Node {
                 routes: Vec::new(),
             });
         }
+        let pages = bodies.len();
         for body in bodies {
             self.send(
                 now,
@@ -146,6 +147,7 @@ impl Node {
                 Pending::CoreSync { peer: peer.clone() },
             );
         }
+        pages
     }
 
     /// The hello frames of a new stream: the core's member list and every
@@ -208,14 +210,13 @@ impl Node {
 
     /// Trims a heartbeat answer to one body. The member list, if it does
     /// not fit, is left out and sent another way: to a core as `/sync`
-    /// pages (unless a sync to it is still on its way), to a worker as
+    /// pages (with its next coalesced sync), to a worker as
     /// `members` frames on its stream. Route versions are trimmed to what
     /// fits: a core that misses some of them sends snapshots of those
     /// members, which the receiver takes as duplicates, so the answer stays
     /// correct, only longer to act on.
     pub(super) fn fit_heartbeat_answer(
         &mut self,
-        now: Now,
         to: &NodeId,
         from_core: bool,
         answer: &mut HeartbeatResponse,
@@ -234,11 +235,9 @@ impl Node {
         }
         if let Some(records) = answer.members.take() {
             if from_core {
-                let busy =
-                    self.is_pending(|p| matches!(p, Pending::CoreSync { peer } if peer == to));
-                if !busy {
-                    self.send_sync_pages(now, to, records, true, Vec::new());
-                }
+                // Through the outbox, so that it goes with the peer's next
+                // coalesced sync, in pages, and never beside one in flight.
+                self.sync_outbox.push_members(to, records, true);
             } else if let Some(stream) = self.core.stream_of(to) {
                 self.push_member_frames(&[stream], records);
             }

@@ -25,14 +25,21 @@ use crate::wire::messages::{
 };
 use crate::wire::{decode_response, encode_json, status_error, Endpoint, ErrorBody};
 
+use super::serve::UNKNOWN_ROUTE_OWNER;
+
 /// One URL a core registers with.
 #[derive(Debug, Clone)]
 struct Slot {
+    /// Names the slot in [`Pending::CoreRegister`]; never reused.
+    id: u64,
     url: String,
     /// The core that answered there.
     node: Option<NodeId>,
     /// The URL turned out to be this core's own.
     is_self: bool,
+    /// Learnt from a core that registered, not listed in `clusters`: it
+    /// goes when that core is forgotten or moves.
+    learnt: bool,
     next_attempt: Instant,
     backoff: Duration,
 }
@@ -41,6 +48,7 @@ struct Slot {
 #[derive(Debug, Default)]
 pub(super) struct CoreDuty {
     slots: Vec<Slot>,
+    next_slot: u64,
     streams: BTreeMap<StreamId, NodeId>,
     stream_of: BTreeMap<NodeId, StreamId>,
     next_stream: u64,
@@ -51,7 +59,7 @@ impl CoreDuty {
         let mut duty = CoreDuty::default();
         if config.core {
             for url in &config.clusters {
-                duty.add_slot(&url.to_string(), config.retry_backoff);
+                duty.add_slot(&url.to_string(), None, false, config.retry_backoff);
             }
             if let Some(own) = &config.advertise {
                 let own = own.to_string();
@@ -63,34 +71,54 @@ impl CoreDuty {
         duty
     }
 
-    fn add_slot(&mut self, url: &str, backoff: Duration) {
+    fn add_slot(&mut self, url: &str, node: Option<NodeId>, learnt: bool, backoff: Duration) {
         let url = url.trim_end_matches('/').to_owned();
         if !self.slots.iter().any(|s| s.url == url) {
+            self.next_slot += 1;
             self.slots.push(Slot {
+                id: self.next_slot,
                 url,
-                node: None,
+                node,
                 is_self: false,
+                learnt,
                 next_attempt: Instant::ZERO,
                 backoff,
             });
         }
     }
 
-    /// Remembers where a core that registered with us lives.
+    /// Remembers where a core that registered with us lives. A learnt
+    /// address it left behind (it came back elsewhere) is forgotten.
     pub(super) fn learn_core(&mut self, node: &NodeId, address: Option<&str>) {
         if let Some(address) = address {
             let url = address.trim_end_matches('/');
+            self.slots
+                .retain(|s| !(s.learnt && s.node.as_ref() == Some(node) && s.url != url));
             match self.slots.iter_mut().find(|s| s.url == url) {
                 Some(slot) => slot.node = Some(node.clone()),
-                None => self.slots.push(Slot {
-                    url: url.to_owned(),
-                    node: Some(node.clone()),
-                    is_self: false,
-                    next_attempt: Instant::ZERO,
-                    backoff: Duration::from_millis(100),
-                }),
+                None => self.add_slot(url, Some(node.clone()), true, Duration::from_millis(100)),
             }
         }
+    }
+
+    /// Forgets learnt addresses of cores the member list no longer holds.
+    /// Slots from `clusters` stay: the configuration names them.
+    pub(super) fn forget_learnt(&mut self, known: impl Fn(&NodeId) -> bool) {
+        self.slots
+            .retain(|s| !s.learnt || s.node.as_ref().is_some_and(&known));
+    }
+
+    fn slot(&self, id: u64) -> Option<&Slot> {
+        self.slots.iter().find(|s| s.id == id)
+    }
+
+    fn slot_mut(&mut self, id: u64) -> Option<&mut Slot> {
+        self.slots.iter_mut().find(|s| s.id == id)
+    }
+
+    /// How many addresses this core registers with or has learnt.
+    pub(super) fn slot_count(&self) -> usize {
+        self.slots.len()
     }
 
     fn address_of(&self, node: &NodeId) -> Option<&str> {
@@ -143,7 +171,11 @@ impl Node {
         let keep = self.config.dead_timeout.saturating_mul(10);
         self.membership
             .forget_tombstones(now.instant, keep, super::MAX_TOMBSTONES);
-        for slot in 0..self.core.slots.len() {
+        self.forget_departed();
+        // Syncs that failed go again now.
+        self.sync_outbox.release();
+        let slots: Vec<u64> = self.core.slots.iter().map(|s| s.id).collect();
+        for slot in slots {
             if self.slot_needs_registering(slot, now.instant) {
                 self.core_register(now, slot);
             }
@@ -177,14 +209,14 @@ impl Node {
         }
     }
 
-    fn slot_needs_registering(&self, index: usize, now: Instant) -> bool {
-        let Some(slot) = self.core.slots.get(index) else {
+    fn slot_needs_registering(&self, id: u64, now: Instant) -> bool {
+        let Some(slot) = self.core.slot(id) else {
             return false;
         };
         if slot.is_self || now < slot.next_attempt {
             return false;
         }
-        if self.is_pending(|p| *p == Pending::CoreRegister { slot: index }) {
+        if self.is_pending(|p| *p == Pending::CoreRegister { slot: id }) {
             return false;
         }
         match &slot.node {
@@ -193,8 +225,8 @@ impl Node {
         }
     }
 
-    fn core_register(&mut self, now: Now, slot: usize) {
-        let Some(url) = self.core.slots.get(slot).map(|s| s.url.clone()) else {
+    fn core_register(&mut self, now: Now, slot: u64) {
+        let Some(url) = self.core.slot(slot).map(|s| s.url.clone()) else {
             return;
         };
         let me = self.membership.me().cloned();
@@ -204,7 +236,7 @@ impl Node {
             incarnation: self.incarnation(),
             address: me.and_then(|r| r.address),
         });
-        let peer = self.core.slots.get(slot).and_then(|s| s.node.clone());
+        let peer = self.core.slot(slot).and_then(|s| s.node.clone());
         self.send(
             now,
             &url,
@@ -223,9 +255,9 @@ impl Node {
             .or_else(|| self.membership.get(peer).and_then(|r| r.address.clone()))
     }
 
-    fn slot_failed(&mut self, now: Now, slot: usize) {
+    fn slot_failed(&mut self, now: Now, slot: u64) {
         let max = self.config.retry_backoff_max;
-        if let Some(s) = self.core.slots.get_mut(slot) {
+        if let Some(s) = self.core.slot_mut(slot) {
             s.next_attempt = now.instant + s.backoff;
             s.backoff = s.backoff.saturating_mul(2).min(max);
         }
@@ -234,7 +266,7 @@ impl Node {
     pub(super) fn on_core_register(
         &mut self,
         now: Now,
-        slot: usize,
+        slot: u64,
         result: Result<http::Response<Bytes>, TransportError>,
     ) {
         let Ok(response) = result else {
@@ -243,8 +275,7 @@ impl Node {
         };
         let url = self
             .core
-            .slots
-            .get(slot)
+            .slot(slot)
             .map(|s| s.url.clone())
             .unwrap_or_default();
         match response.status() {
@@ -274,7 +305,7 @@ impl Node {
                 return;
             }
         };
-        if let Some(s) = self.core.slots.get_mut(slot) {
+        if let Some(s) = self.core.slot_mut(slot) {
             s.backoff = self.config.retry_backoff;
             s.node = Some(answer.core.clone());
             s.is_self = answer.core == self.id;
@@ -332,13 +363,11 @@ impl Node {
         }
         if self.membership.digest() != answer.members_digest {
             // The peer lacks something this core has: push the whole list.
-            let busy = self.is_pending(|p| matches!(p, Pending::CoreSync { peer: p } if p == peer));
-            if !busy {
-                self.send_sync(now, peer, self.membership.snapshot(), true, Vec::new());
-            }
+            self.sync_outbox
+                .push_members(peer, self.membership.snapshot(), true);
         }
         if let Some(versions) = answer.route_versions {
-            self.push_route_snapshots(now, peer, &versions);
+            self.push_route_snapshots(peer, &versions);
         }
     }
 
@@ -348,35 +377,64 @@ impl Node {
         peer: &NodeId,
         result: Result<http::Response<Bytes>, TransportError>,
     ) {
-        let Ok(response) = result else { return };
-        if response.status() == StatusCode::CONFLICT {
-            self.reregister_with(now, peer);
-            return;
-        }
-        match decode_response::<SyncResponse>(&response, self.config.max_body_size) {
-            Ok(answer) => {
-                self.membership.heard(peer, now.instant);
-                self.resend_route_snapshots(now, peer, &answer.resync);
+        let answer = match &result {
+            Ok(response) if response.status() == StatusCode::OK => {
+                decode_response::<SyncResponse>(response, self.config.max_body_size)
+                    .map_err(|e| e.kind().to_owned())
             }
-            Err(error) => self.count_bad_response(error.kind()),
-        }
+            Ok(response) => Err(conflict_kind(response)),
+            Err(_) => Err(String::new()),
+        };
+        let answer = match answer {
+            Ok(answer) => answer,
+            Err(kind) => {
+                // Back to the front of the outbox, sent again after the
+                // next tick.
+                let failed = self.sync_outbox.answered(peer, false);
+                match &result {
+                    Ok(r) if r.status() == StatusCode::CONFLICT => self.reregister_with(now, peer),
+                    Ok(_) if kind == UNKNOWN_ROUTE_OWNER => {
+                        // The peer has not heard of members whose routes
+                        // went: their records go along next time.
+                        // A page before the last fails with the payload
+                        // still in flight: its owners count too.
+                        let owners = failed
+                            .iter()
+                            .chain(self.sync_outbox.sending(peer))
+                            .flat_map(|p| p.routes.iter().map(|u| &u.node));
+                        let records: Vec<MemberRecord> = owners
+                            .filter_map(|n| self.membership.get(n).cloned())
+                            .collect();
+                        self.sync_outbox.push_members(peer, records, false);
+                    }
+                    Ok(r) if r.status() == StatusCode::OK => self.count_bad_response(&kind),
+                    Ok(r) => self.count_bad_response(status_error(r).kind()),
+                    Err(_) => {}
+                }
+                return;
+            }
+        };
+        self.sync_outbox.answered(peer, true);
+        self.membership.heard(peer, now.instant);
+        self.resend_route_snapshots(peer, &answer.resync);
     }
 
     /// A peer answered `409`: it does not know this core (it restarted, or
     /// declared this core dead). Register with it again now.
     pub(super) fn reregister_with(&mut self, now: Now, peer: &NodeId) {
-        let slot = match self
-            .core
-            .slots
-            .iter()
-            .position(|s| s.node.as_ref() == Some(peer))
-        {
+        let find = |duty: &CoreDuty| {
+            duty.slots
+                .iter()
+                .find(|s| s.node.as_ref() == Some(peer))
+                .map(|s| s.id)
+        };
+        let slot = match find(&self.core) {
             Some(slot) => Some(slot),
             None => {
                 let address = self.membership.get(peer).and_then(|r| r.address.clone());
-                address.map(|address| {
+                address.and_then(|address| {
                     self.core.learn_core(peer, Some(&address));
-                    self.core.slots.len().saturating_sub(1)
+                    find(&self.core)
                 })
             }
         };
@@ -397,7 +455,8 @@ impl Node {
         if self.role == super::Role::Core {
             let peers: Vec<NodeId> = self.membership.peer_cores().map(|r| r.id.clone()).collect();
             for peer in peers {
-                self.send_sync(now, &peer, records.clone(), false, Vec::new());
+                self.sync_outbox
+                    .push_members(&peer, records.iter().cloned(), false);
             }
         }
     }

@@ -14,6 +14,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use bytes::Bytes;
 use http::StatusCode;
 
+use super::outbox::SyncPayload;
 use super::{Node, Pending, Phase, TransportError};
 use crate::id::{NodeId, Role};
 use crate::routing::{Applied, Subscription, TopicError};
@@ -85,6 +86,84 @@ impl Node {
         self.local_routes.counts.remove(&subscription);
         self.own_route_change(now, vec![], vec![subscription]);
         Ok(true)
+    }
+
+    /// Many local subscriptions at once, as a broker restoring its
+    /// persistent sessions at start makes them: one route update for all,
+    /// so the cluster hears of them in one delta instead of one per filter.
+    /// Returns how many of them were the first local subscriber. Every
+    /// filter is checked first: one invalid filter refuses the whole call
+    /// and changes nothing.
+    ///
+    /// ```
+    /// # use mqtt_cluster_core::{Config, Instant, Node, Now, WallTime};
+    /// # let config = Config::from_yaml_str("core: true\nnodeName: c1\nsecret: s3cret-s3cret\n").unwrap();
+    /// # let now = Now::new(Instant::ZERO, WallTime::from_unix_millis(1));
+    /// # let mut node = Node::new(config, now, 1).unwrap();
+    /// let sessions = ["sensors/1/#", "sensors/2/#", "sensors/1/#"];
+    /// assert_eq!(node.subscribe_many(now, sessions)?, 2);
+    /// assert!(node.subscribe_many(now, ["ok/#", "bad/#/x"]).is_err());
+    /// assert_eq!(node.routes().len(), 2);
+    /// # Ok::<(), mqtt_cluster_core::routing::TopicError>(())
+    /// ```
+    pub fn subscribe_many<'a>(
+        &mut self,
+        now: Now,
+        filters: impl IntoIterator<Item = &'a str>,
+    ) -> Result<usize, TopicError> {
+        let subscriptions = filters
+            .into_iter()
+            .map(Subscription::parse)
+            .collect::<Result<Vec<_>, _>>()?;
+        let now = self.advance(now);
+        let mut added = Vec::new();
+        for subscription in subscriptions {
+            let count = self
+                .local_routes
+                .counts
+                .entry(subscription.clone())
+                .or_insert(0);
+            *count += 1;
+            if *count == 1 {
+                added.push(subscription);
+            }
+        }
+        let first = added.len();
+        if first > 0 {
+            self.own_route_change(now, added, vec![]);
+        }
+        Ok(first)
+    }
+
+    /// Many local unsubscriptions at once: one route update for all.
+    /// Returns how many of them were the last local subscriber. One invalid
+    /// filter refuses the whole call and changes nothing.
+    pub fn unsubscribe_many<'a>(
+        &mut self,
+        now: Now,
+        filters: impl IntoIterator<Item = &'a str>,
+    ) -> Result<usize, TopicError> {
+        let subscriptions = filters
+            .into_iter()
+            .map(Subscription::parse)
+            .collect::<Result<Vec<_>, _>>()?;
+        let now = self.advance(now);
+        let mut removed = Vec::new();
+        for subscription in subscriptions {
+            let Some(count) = self.local_routes.counts.get_mut(&subscription) else {
+                continue;
+            };
+            *count -= 1;
+            if *count == 0 {
+                self.local_routes.counts.remove(&subscription);
+                removed.push(subscription);
+            }
+        }
+        let last = removed.len();
+        if last > 0 {
+            self.own_route_change(now, vec![], removed);
+        }
+        Ok(last)
     }
 
     fn own_route_change(&mut self, now: Now, add: Vec<Subscription>, remove: Vec<Subscription>) {
@@ -225,7 +304,15 @@ impl Node {
                 continue;
             }
             match self.routes.apply(&update) {
-                Applied::Changed => changed.push(update),
+                // A snapshot in parts is passed on whole once its last part
+                // is in; each way on pages it again to fit.
+                Applied::Changed => match &update.change {
+                    RouteChange::SnapshotPart { last: false, .. } => {}
+                    RouteChange::SnapshotPart { last: true, .. } => {
+                        changed.extend(self.routes.snapshot_of(&update.node));
+                    }
+                    _ => changed.push(update),
+                },
                 Applied::Gap => gaps.push(update.node.clone()),
                 Applied::Duplicate | Applied::Stale => {}
             }
@@ -254,53 +341,73 @@ impl Node {
         }
     }
 
-    /// Sends the route updates gathered during one input to every other core.
+    /// Queues the route updates gathered during one input for every other
+    /// core, and sends each peer whatever may go now.
     pub(super) fn flush_route_sync(&mut self, now: Now) {
-        if self.outgoing_routes.is_empty() {
-            return;
+        if !self.outgoing_routes.is_empty() {
+            let routes = std::mem::take(&mut self.outgoing_routes);
+            let peers: Vec<NodeId> = self.membership.peer_cores().map(|r| r.id.clone()).collect();
+            for peer in peers {
+                self.sync_outbox.push_routes(&peer, routes.iter().cloned());
+            }
         }
-        let routes = std::mem::take(&mut self.outgoing_routes);
-        let peers: Vec<NodeId> = self.membership.peer_cores().map(|r| r.id.clone()).collect();
-        for peer in peers {
-            self.send_sync(now, &peer, Vec::new(), false, routes.clone());
+        for peer in self.sync_outbox.waiting() {
+            // A core declared dead hears nothing until it registers again.
+            let live = self
+                .membership
+                .get(&peer)
+                .is_some_and(|r| !r.state.is_gone());
+            if !live {
+                continue;
+            }
+            if let Some(payload) = self.sync_outbox.take(&peer) {
+                self.send_sync(now, &peer, payload);
+            }
         }
     }
 
-    /// Sends a peer snapshots of the members it lacks or holds older
-    /// versions of.
-    pub(super) fn push_route_snapshots(
-        &mut self,
-        now: Now,
-        peer: &NodeId,
-        theirs: &[RouteVersion],
-    ) {
+    /// Queues for a peer snapshots of the members it lacks or holds older
+    /// versions of, unless what is already on its way brings it there.
+    /// Only the members this core speaks for (itself and its workers) are
+    /// considered: another core's members reach the peer from that core,
+    /// and a third core that saw them first would otherwise send a
+    /// snapshot at every heartbeat while they are on their way.
+    pub(super) fn push_route_snapshots(&mut self, peer: &NodeId, theirs: &[RouteVersion]) {
         let theirs: BTreeMap<&NodeId, (crate::Incarnation, u64)> = theirs
             .iter()
             .map(|v| (&v.node, (v.incarnation, v.seq)))
             .collect();
-        let snapshots: Vec<RouteUpdate> = self
+        let lagging: Vec<NodeId> = self
             .routes
-            .snapshots()
+            .versions()
             .into_iter()
-            .filter(|s| {
-                theirs
-                    .get(&s.node)
-                    .is_none_or(|v| *v < (s.incarnation, s.seq))
+            .filter(|ours| {
+                let ours_to_tell = ours.node == self.id
+                    || self
+                        .membership
+                        .get(&ours.node)
+                        .is_some_and(|r| r.home == self.id);
+                if !ours_to_tell {
+                    return false;
+                }
+                let version = (ours.incarnation, ours.seq);
+                theirs.get(&ours.node).is_none_or(|v| *v < version)
+                    && !self.sync_outbox.covers(peer, &ours.node, version)
             })
+            .map(|v| v.node)
             .collect();
-        if !snapshots.is_empty() {
-            self.send_sync(now, peer, Vec::new(), false, snapshots);
-        }
+        self.resend_route_snapshots(peer, &lagging);
     }
 
-    /// Sends snapshots of the named members to a peer that found gaps.
-    pub(super) fn resend_route_snapshots(&mut self, now: Now, peer: &NodeId, nodes: &[NodeId]) {
+    /// Queues snapshots of the named members for a peer that found gaps;
+    /// each replaces the deltas of its member still waiting.
+    pub(super) fn resend_route_snapshots(&mut self, peer: &NodeId, nodes: &[NodeId]) {
         let snapshots: Vec<RouteUpdate> = nodes
             .iter()
             .filter_map(|n| self.routes.snapshot_of(n))
             .collect();
         if !snapshots.is_empty() {
-            self.send_sync(now, peer, Vec::new(), false, snapshots);
+            self.sync_outbox.push_routes(peer, snapshots);
         }
     }
 
@@ -349,14 +456,18 @@ impl Node {
         }
     }
 
-    pub(super) fn send_sync(
-        &mut self,
-        now: Now,
-        peer: &NodeId,
-        members: Vec<crate::wire::messages::MemberRecord>,
-        snapshot: bool,
-        routes: Vec<RouteUpdate>,
-    ) {
-        self.send_sync_pages(now, peer, members, snapshot, routes);
+    /// Sends one coalesced `/sync` to a peer core, in as many pages as it
+    /// takes for each to fit one body; the outbox counts them as one request
+    /// in flight until every page is answered.
+    fn send_sync(&mut self, now: Now, peer: &NodeId, payload: SyncPayload) {
+        let snapshots = payload.snapshots() as u64;
+        let pages = self.send_sync_pages(now, peer, payload.members, payload.full, payload.routes);
+        if pages == 0 {
+            // Nowhere to send it yet: it waits for the next tick.
+            self.sync_outbox.answered(peer, false);
+            return;
+        }
+        self.stats.route_snapshots_sent += snapshots;
+        self.sync_outbox.pages_sent(peer, pages);
     }
 }

@@ -78,10 +78,21 @@ pub enum RequestError {
     /// Workers serve no API.
     #[error("a worker serves no cluster API")]
     NotACore,
+    /// A `/sync` carried routes of a member this core has never heard of
+    /// (and whose record the sync does not bring): applying them would keep
+    /// routes no departure ever removes. The whole sync is refused.
+    #[error("routes of {node}, a member this core has never heard of")]
+    UnknownRouteOwner {
+        /// The member the routes belong to.
+        node: NodeId,
+    },
     /// The node is leaving, has left, or was rejected.
     #[error("the node is shutting down")]
     ShuttingDown,
 }
+
+/// The `error` kind of [`RequestError::UnknownRouteOwner`].
+pub(super) const UNKNOWN_ROUTE_OWNER: &str = "unknown_route_owner";
 
 impl RequestError {
     /// The HTTP status this refusal is answered with.
@@ -96,6 +107,7 @@ impl RequestError {
             | RequestError::NameTaken { .. } => StatusCode::CONFLICT,
             RequestError::CoresOnly { .. } => StatusCode::FORBIDDEN,
             RequestError::NotACore => StatusCode::NOT_FOUND,
+            RequestError::UnknownRouteOwner { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             RequestError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
@@ -112,6 +124,7 @@ impl RequestError {
             RequestError::NameTaken { .. } => "name_taken",
             RequestError::CoresOnly { .. } => "cores_only",
             RequestError::NotACore => "not_a_core",
+            RequestError::UnknownRouteOwner { .. } => UNKNOWN_ROUTE_OWNER,
             RequestError::ShuttingDown => "shutting_down",
         }
     }
@@ -381,7 +394,7 @@ impl Node {
             routes_digest,
             route_versions,
         };
-        self.fit_heartbeat_answer(now, &sender.node, from_core, &mut answer);
+        self.fit_heartbeat_answer(&sender.node, from_core, &mut answer);
         Ok(json_response(&answer))
     }
 
@@ -411,6 +424,16 @@ impl Node {
                 node: sender.node.clone(),
                 theirs: sender.incarnation.0,
                 known: known.incarnation.0,
+            });
+        }
+        // Routes come only for members the cluster knows: this core, or the
+        // sync brings their records.
+        let unknown = body.routes.iter().find(|u| {
+            self.membership.get(&u.node).is_none() && !body.members.iter().any(|m| m.id == u.node)
+        });
+        if let Some(update) = unknown {
+            return Err(RequestError::UnknownRouteOwner {
+                node: update.node.clone(),
             });
         }
         let changes = self.merge_records(now, body.members);

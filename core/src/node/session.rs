@@ -87,6 +87,12 @@ impl Node {
     }
 
     pub(super) fn worker_tick(&mut self, now: Now) {
+        // A worker's copy of the member list keeps tombstones as long as a
+        // core's does; its core stops mentioning them once it forgot them.
+        let keep = self.config.dead_timeout.saturating_mul(10);
+        self.membership
+            .forget_tombstones(now.instant, keep, super::MAX_TOMBSTONES);
+        self.forget_departed();
         match self.worker.state.clone() {
             SessionState::Idle { retry_at } if now.instant >= retry_at => self.worker_register(now),
             SessionState::Idle { .. } | SessionState::Registering => {}

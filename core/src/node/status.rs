@@ -96,6 +96,28 @@ pub struct QueueDepth {
     pub in_flight: usize,
 }
 
+/// How much a node keeps per peer beyond its member list: each of these is
+/// pruned when the member list forgets a member, so members that come and
+/// go (a node started without `nodeName` gets a new id at every restart)
+/// do not make them grow. For operators and tests that check it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Bookkeeping {
+    /// Records in the member list, tombstones included: the bound of the
+    /// others.
+    pub members: usize,
+    /// Destinations with a message sequence counter.
+    pub sequence_counters: usize,
+    /// Closed links whose counters are kept by peer.
+    pub closed_links: usize,
+    /// Addresses a core registers with (from `clusters`, or learnt).
+    pub core_slots: usize,
+    /// Members with routes in the routing table.
+    pub route_owners: usize,
+    /// Peer cores with a `/sync` outbox.
+    pub sync_outboxes: usize,
+}
+
 /// Counters since the node started. Unlike [`Status`], refused requests
 /// count here.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
@@ -134,6 +156,9 @@ pub struct Stats {
     pub unroutable: u64,
     /// Messages dropped, by reason.
     pub dropped: BTreeMap<DropReason, u64>,
+    /// Route snapshots this core sent other cores with `/sync` (a peer
+    /// found a gap, or lagged behind at a heartbeat).
+    pub route_snapshots_sent: u64,
     /// Per-peer link counters.
     pub links: BTreeMap<String, LinkStats>,
 }
@@ -198,6 +223,19 @@ impl Node {
         Stats {
             links: self.forwarding.link_stats(),
             ..self.stats.clone()
+        }
+    }
+
+    /// The sizes of what the node keeps per peer (see [`Bookkeeping`]).
+    pub fn bookkeeping(&self) -> Bookkeeping {
+        let (sequence_counters, closed_links) = self.forwarding.tracked();
+        Bookkeeping {
+            members: self.membership.len(),
+            sequence_counters,
+            closed_links,
+            core_slots: self.core.slot_count(),
+            route_owners: self.routes.owners(),
+            sync_outboxes: self.sync_outbox.len(),
         }
     }
 

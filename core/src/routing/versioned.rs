@@ -183,6 +183,11 @@ impl ClusterRoutes {
         })
     }
 
+    /// How many members this table holds a version of.
+    pub fn owners(&self) -> usize {
+        self.versions.len()
+    }
+
     /// Forgets every route of a member that died or left. Returns how many.
     pub fn remove_member(&mut self, node: &NodeId) -> usize {
         self.parts.remove(node);

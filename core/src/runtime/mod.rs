@@ -9,11 +9,14 @@
 //!   hears of one that was given up.
 //! - [`stream_buffer_shortfall`]: whether a push stream buffer can hold
 //!   what a reconnect resends.
+//! - [`unnamed_node_warning`]: whether the node runs without `nodeName`.
 
 mod backlog;
+mod node_name;
 mod push_reader;
 mod stream_buffer;
 
 pub use backlog::{carries_deliveries, EventBacklog, Offer};
+pub use node_name::unnamed_node_warning;
 pub use push_reader::PushReader;
 pub use stream_buffer::stream_buffer_shortfall;

@@ -259,10 +259,6 @@ pub struct Simulation {
     published: u64,
     deliveries: BTreeMap<NodeId, Vec<Delivery>>,
     dropped_by_reason: BTreeMap<String, u64>,
-    /// Per (origin, its life, target): the last sequence number the origin
-    /// gave. A node numbers per destination from 1 for as long as its
-    /// process lives (a new incarnation without a restart keeps counting).
-    seqs: BTreeMap<(NodeId, u64, NodeId), u64>,
 }
 
 impl Simulation {
@@ -290,7 +286,6 @@ impl Simulation {
             published: 0,
             deliveries: BTreeMap::new(),
             dropped_by_reason: BTreeMap::new(),
-            seqs: BTreeMap::new(),
         }
     }
 
@@ -1193,13 +1188,14 @@ impl Simulation {
         let Ok(routing) = inner.publish(now, message) else {
             return Ok(());
         };
-        let life = self.life_of(node).unwrap_or_default();
-        self.published += 1;
+        // The node's own numbers: they run from 1 per destination, and jump
+        // past the old ones for a destination it forgot and meets again.
         let targets: Vec<(NodeId, u64)> = routing
             .remote
             .iter()
-            .map(|t| (t.clone(), self.next_seq(node, life, t)))
+            .map(|t| (t.clone(), inner.last_sequence_to(t).unwrap_or_default()))
             .collect();
+        self.published += 1;
         self.checker
             .routed(node, incarnation, &targets, Published { at: self.now, qos });
         // `publish {node} {topic} qos{n} -> {remote:?}`, the list written
@@ -1272,16 +1268,6 @@ impl Simulation {
             }
         }
         self.after_input(node)
-    }
-
-    /// The sequence number `origin` gave its latest message to `target`.
-    fn next_seq(&mut self, origin: &NodeId, life: u64, target: &NodeId) -> u64 {
-        let seq = self
-            .seqs
-            .entry((origin.clone(), life, target.clone()))
-            .or_insert(0);
-        *seq += 1;
-        *seq
     }
 
     fn check_queues(&self) -> Result<(), Violation> {
