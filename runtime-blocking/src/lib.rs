@@ -60,7 +60,8 @@
 //!
 //! Threads are reused: a job goes to a thread that is idle, and a new one
 //! starts only when none is. Idle threads exit after a few seconds. The
-//! node bounds what it has in flight, which bounds the threads.
+//! node bounds what it has in flight, and [`Options::max_connections`] what
+//! it serves, which bounds the threads.
 //!
 //! ## Backpressure
 //!

@@ -3,8 +3,9 @@
 //! Requests to peers and requests served may each block for up to
 //! `requestTimeout` (or, for a push stream, for as long as it lasts), so a
 //! fixed pool would let a few slow peers hold up everyone else. The node
-//! already bounds how many requests it has in flight, which bounds the
-//! threads; idle ones linger a while to be reused, then exit.
+//! already bounds how many requests it has in flight, and the server how
+//! many connections it serves, which bounds the threads; idle ones linger a
+//! while to be reused, then exit.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

@@ -70,14 +70,18 @@ impl Carrier {
         max_body: usize,
         inputs: InputSender,
         observer: Option<Observer>,
-        tls_only: bool,
         counters: Arc<Counters>,
-        #[cfg(feature = "tls")] tls: Option<tokio_rustls::TlsConnector>,
+        // Outside: TLS is configured; inside: the connector for `https://`.
+        #[cfg(feature = "tls")] tls: Option<Option<tokio_rustls::TlsConnector>>,
     ) -> Self {
+        #[cfg(feature = "tls")]
+        let tls_only = tls.is_some();
+        #[cfg(not(feature = "tls"))]
+        let tls_only = false;
         let client = build_client(
             timeout,
             #[cfg(feature = "tls")]
-            tls,
+            tls.flatten(),
         );
         Carrier {
             client,

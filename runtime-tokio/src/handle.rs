@@ -89,11 +89,6 @@ impl Cluster {
                 })?),
             };
         let local_addr = listener.as_ref().and_then(|l| l.local_addr().ok());
-        // With TLS configured, no signed request goes out in the clear.
-        #[cfg(feature = "tls")]
-        let tls_only = tls.is_some();
-        #[cfg(not(feature = "tls"))]
-        let tls_only = false;
 
         let (command_tx, commands) = mpsc::channel(options.command_capacity);
         let (input_tx, inputs, deliveries) = InputSender::channels(options.input_capacity);
@@ -120,10 +115,9 @@ impl Cluster {
             max_body,
             input_tx,
             options.observer,
-            tls_only,
             counters.clone(),
             #[cfg(feature = "tls")]
-            tls.and_then(|t| t.connector),
+            tls.map(|t| t.connector),
         ));
         let driver = Driver::new(Parts {
             node,
