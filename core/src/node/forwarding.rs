@@ -45,7 +45,7 @@ const MAX_DEDUP_ORIGINS: usize = 65_536;
 /// names and properties. MQTT allows payloads up to 256 MiB: a broker that
 /// takes larger ones raises `maxBodySize` on **every** node of the cluster
 /// to at least 4/3 of its largest payload plus 64 KiB (for example
-/// `maxBodySize: 32MiB` for payloads up to 24 MB).
+/// `maxBodySize: 33554432`, 32 MiB, for payloads up to 24 MB).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Message {
     /// The topic.
