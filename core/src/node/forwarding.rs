@@ -332,8 +332,21 @@ impl Node {
                 properties: message.properties,
                 targets,
             };
-            let size = batch_size::message_len(&forwarded);
             let limit = self.max_message_len();
+            // The exact measure walks the names; the bound does not, and
+            // settles the usual case of a message far below the limit.
+            let bound = batch_size::message_len_bound(
+                forwarded.topic.as_str().len(),
+                forwarded.origin.as_str().len(),
+                forwarded.payload.len(),
+                forwarded.properties.as_ref().map(|p| p.len()),
+                forwarded.targets.len(),
+            );
+            let size = if bound > limit {
+                batch_size::message_len(&forwarded)
+            } else {
+                0
+            };
             if size > limit {
                 self.match_buffer = nodes;
                 self.stats.publish_refused += 1;
