@@ -45,7 +45,7 @@ const MAX_DEDUP_ORIGINS: usize = 65_536;
 /// names and properties. MQTT allows payloads up to 256 MiB: a broker that
 /// takes larger ones raises `maxBodySize` on **every** node of the cluster
 /// to at least 4/3 of its largest payload plus 64 KiB (for example
-/// `maxBodySize: 32MiB` for payloads up to 24 MB).
+/// `maxBodySize: 33554432`, 32 MiB, for payloads up to 24 MB).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Message {
     /// The topic.
@@ -397,8 +397,21 @@ impl Node {
                 properties: message.properties,
                 targets,
             };
-            let size = batch_size::message_len(&forwarded);
             let limit = self.max_message_len();
+            // The exact measure walks the names; the bound does not, and
+            // settles the usual case of a message far below the limit.
+            let bound = batch_size::message_len_bound(
+                forwarded.topic.as_str().len(),
+                forwarded.origin.as_str().len(),
+                forwarded.payload.len(),
+                forwarded.properties.as_ref().map(|p| p.len()),
+                forwarded.targets.len(),
+            );
+            let size = if bound > limit {
+                batch_size::message_len(&forwarded)
+            } else {
+                0
+            };
             if size > limit {
                 self.match_buffer = nodes;
                 self.stats.publish_refused += 1;
