@@ -4,7 +4,8 @@
 //! Every core registers with every URL in `clusters` (learning, from the
 //! answer, which core lives there, or that the URL is its own), heartbeats
 //! the live cores, and pushes each of its own decisions to them with
-//! `/sync`. Heartbeats carry a digest of the member list; a core whose digest
+//! `/sync`, one request in flight per peer, the rest coalesced in its
+//! outbox. Heartbeats carry a digest of the member list; a core whose digest
 //! differs from a peer's gets the peer's full list in the answer and pushes
 //! its own back, so lost syncs are repaired within a heartbeat.
 

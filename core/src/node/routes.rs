@@ -5,9 +5,10 @@
 //! numbers its own route updates. A worker sends them to its core
 //! (`POST /routes`, one in flight, a snapshot after every registration or
 //! when the core finds a gap); a core applies them and passes them on, to
-//! the other cores with `/sync` and to its workers over their streams. Every
-//! node applies its own updates to its own copy at once, so `publish` can
-//! decide where a message goes without asking anyone.
+//! the other cores with `/sync` (one request in flight per core, what changes
+//! meanwhile coalesced: see `outbox`) and to its workers over their
+//! streams. Every node applies its own updates to its own copy at once, so
+//! `publish` can decide where a message goes without asking anyone.
 
 use std::collections::{BTreeMap, BTreeSet};
 
