@@ -9,6 +9,7 @@ pub mod batch_json;
 pub mod endpoint;
 pub mod headers;
 pub mod messages;
+pub mod retained;
 pub mod sse;
 
 use bytes::Bytes;
