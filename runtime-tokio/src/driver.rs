@@ -57,6 +57,9 @@ pub(crate) enum Command {
     Stats {
         reply: oneshot::Sender<Stats>,
     },
+    Retained {
+        reply: oneshot::Sender<Vec<Message>>,
+    },
     RuntimeStats {
         reply: oneshot::Sender<RuntimeStats>,
     },
@@ -290,6 +293,9 @@ impl Driver {
             }
             Command::Stats { reply } => {
                 let _ = reply.send(self.node.stats());
+            }
+            Command::Retained { reply } => {
+                let _ = reply.send(self.node.retained().cloned().collect());
             }
             Command::RuntimeStats { reply } => {
                 let _ = reply.send(self.runtime_stats());
