@@ -87,6 +87,9 @@
 //! mapping and stream framing; [`auth`] signs and checks requests;
 //! [`membership`] merges member records; [`node`] ties them together;
 //! [`routing`] matches topics against the cluster's subscriptions;
+//! [`retained`] is the cluster's replicated set of retained messages (last
+//! writer wins by Lamport stamp and origin, bounded by `retainedLimit`;
+//! the [`node`] docs say how a host keeps its own store in step);
 //! [`queue`] bounds what waits for a peer; [`runtime`] holds what every
 //! runtime's run loop does around a node.
 //!
@@ -111,6 +114,7 @@ pub mod id;
 pub mod membership;
 pub mod node;
 pub mod queue;
+pub mod retained;
 pub mod routing;
 pub mod runtime;
 #[cfg(feature = "sim")]

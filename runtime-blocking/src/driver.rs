@@ -63,6 +63,9 @@ pub(crate) enum Command {
     Stats {
         reply: Sender<Stats>,
     },
+    Retained {
+        reply: Sender<Vec<Message>>,
+    },
     RuntimeStats {
         reply: Sender<RuntimeStats>,
     },
@@ -420,6 +423,9 @@ impl Driver {
             }
             Command::Stats { reply } => {
                 let _ = reply.send(self.node.stats());
+            }
+            Command::Retained { reply } => {
+                let _ = reply.send(self.node.retained().cloned().collect());
             }
             Command::RuntimeStats { reply } => {
                 let _ = reply.send(self.runtime_stats());

@@ -65,6 +65,9 @@ pub(crate) enum Command {
     Stats {
         reply: oneshot::Sender<Stats>,
     },
+    Retained {
+        reply: oneshot::Sender<Vec<Message>>,
+    },
     RuntimeStats {
         reply: oneshot::Sender<RuntimeStats>,
     },
@@ -375,6 +378,9 @@ impl Driver {
             }
             Command::Stats { reply } => {
                 let _ = reply.send(self.node.stats());
+            }
+            Command::Retained { reply } => {
+                let _ = reply.send(self.node.retained().cloned().collect());
             }
             Command::RuntimeStats { reply } => {
                 let _ = reply.send(self.runtime_stats());

@@ -228,6 +228,15 @@ impl ClusterHandle {
         self.ask(|reply| Command::Stats { reply }).await
     }
 
+    /// Every retained message of the cluster, as this node holds it, sorted
+    /// by topic: what a host that starts (or restarts) loads into its own
+    /// retained store. Afterwards [`Event::RetainSet`] and
+    /// [`Event::RetainCleared`] keep it up to date. Empty when
+    /// `retainedLimit` is 0.
+    pub async fn retained(&self) -> Result<Vec<Message>, ClusterError> {
+        self.ask(|reply| Command::Retained { reply }).await
+    }
+
     /// The runtime's own counters: connections, requests in flight, served
     /// streams, events waiting for the host.
     pub async fn runtime_stats(&self) -> Result<RuntimeStats, ClusterError> {

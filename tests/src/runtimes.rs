@@ -247,6 +247,20 @@ impl LiveNode {
         }
     }
 
+    /// Its copy of the cluster's retained set: (topic, payload), by topic.
+    pub fn retained(&self) -> Vec<(String, Vec<u8>)> {
+        let messages = match &self.handle {
+            Handle::Tokio(h) => tokio_runtime()
+                .block_on(h.retained())
+                .expect("the node runs"),
+            Handle::Blocking(h) => h.retained().expect("the node runs"),
+        };
+        messages
+            .into_iter()
+            .map(|m| (m.topic.as_str().to_owned(), m.payload.to_vec()))
+            .collect()
+    }
+
     /// Every event so far.
     pub fn events(&self) -> Vec<Event> {
         self.events.lock().expect("events").clone()

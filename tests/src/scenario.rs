@@ -194,6 +194,38 @@ pub fn schedule_traffic(
     }
 }
 
+/// Topics the scenarios keep retained messages on.
+pub const RETAINED_TOPICS: &[&str] = &["state/a", "state/b", "state/c/d", "$SYS/state"];
+
+/// Schedules `count` retained publishes from random nodes over `window`;
+/// about one in four is a clear (an empty payload).
+pub fn schedule_retained(
+    sim: &mut Simulation,
+    choose: &mut Chooser,
+    nodes: &[NodeId],
+    count: usize,
+    window: Duration,
+) {
+    for i in 0..count {
+        let node = choose.pick(nodes).clone();
+        let topic = (*choose.pick(RETAINED_TOPICS)).to_owned();
+        let payload = if choose.below(4) == 0 {
+            String::new()
+        } else {
+            format!("r{i}")
+        };
+        let at = choose.up_to(window);
+        sim.schedule(
+            at,
+            Action::Retain {
+                node,
+                topic,
+                payload,
+            },
+        );
+    }
+}
+
 /// Lets the cluster settle, then checks convergence and that nothing was
 /// lost.
 pub fn settle_and_check(sim: &mut Simulation) -> Result<Report, Violation> {

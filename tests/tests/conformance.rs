@@ -598,6 +598,77 @@ fn hostile_requests(mix: Mix) {
     );
 }
 
+/// A retained publish reaches every member though nobody subscribes, a
+/// worker that registers afterwards has it, and a clear removes it
+/// everywhere.
+fn retained_messages(mix: Mix) {
+    let (b1, b2) = (bind(), bind());
+    let cores = [b1.url.as_str(), b2.url.as_str()];
+    let core1 = LiveNode::start(
+        mix.cores,
+        core_config("core1", b1.port, &cores, ""),
+        Some(b1.listener),
+        1,
+    );
+    let core2 = LiveNode::start(
+        mix.cores,
+        core_config("core2", b2.port, &cores, ""),
+        Some(b2.listener),
+        2,
+    );
+    let w1 = LiveNode::start(
+        mix.workers,
+        worker_config("w1", &[&b1.url, &b2.url], ""),
+        None,
+        3,
+    );
+    eventually("three nodes agree", || {
+        mqtt_cluster_tests::runtimes::agree(&[&core1, &core2, &w1], 3)
+    });
+    let door = Message::new("status/door", "open")
+        .unwrap()
+        .with_qos(Qos::AtLeastOnce)
+        .retained();
+    assert!(w1.publish(door).remote.is_empty(), "nobody subscribes");
+    let expected = vec![("status/door".to_owned(), b"open".to_vec())];
+    eventually("both cores hold the retained message", || {
+        core1.retained() == expected && core2.retained() == expected
+    });
+    // w2 registers with core2 only now.
+    let w2 = LiveNode::start(
+        mix.workers,
+        worker_config("w2", &[&b2.url, &b1.url], ""),
+        None,
+        4,
+    );
+    eventually("the late worker holds it", || w2.retained() == expected);
+    assert!(w2.events().iter().any(
+        |e| matches!(e, Event::RetainSet(m) if m.topic.as_str() == "status/door" && m.retain)
+    ));
+    assert_eq!(w1.retained(), expected, "the publisher holds its own");
+    assert!(
+        !w1.events().iter().any(|e| matches!(e, Event::RetainSet(_))),
+        "the publisher's host stored it itself"
+    );
+
+    let clear = Message::new("status/door", "").unwrap().retained();
+    w1.publish(clear);
+    eventually("the clear reaches every node", || {
+        [&core1, &core2, &w1, &w2]
+            .iter()
+            .all(|n| n.retained().is_empty())
+    });
+    assert!(w2
+        .events()
+        .iter()
+        .any(|e| matches!(e, Event::RetainCleared { topic } if topic.as_str() == "status/door")));
+    for node in [&core1, &core2, &w1, &w2] {
+        let status = node.status().unwrap();
+        assert_eq!((status.retained, status.retained_digest.as_str()), (0, ""));
+        assert_eq!(node.stats().retained_refused, 0);
+    }
+}
+
 /// One test per scenario and mix, so that a failure names both.
 macro_rules! conformance {
     ($($scenario:ident),* $(,)?) => {
@@ -640,4 +711,5 @@ conformance!(
     operator_endpoints,
     push_stream,
     hostile_requests,
+    retained_messages,
 );

@@ -86,6 +86,11 @@ fn config_corpus_replays() {
 }
 
 #[test]
+fn retained_corpus_replays() {
+    assert!(replay("retained") > 0);
+}
+
+#[test]
 fn cluster_ops_corpus_replays() {
     assert!(replay("cluster_ops") > 0);
 }

@@ -12,7 +12,8 @@ use mqtt_cluster_core::sim::{Action, NetworkModel, Simulation};
 use mqtt_cluster_core::wire::messages::Qos;
 use mqtt_cluster_core::NodeId;
 use mqtt_cluster_tests::scenario::{
-    build, run_seeds, schedule_traffic, settle_and_check, subscribe_some, Chooser,
+    build, config, run_seeds, schedule_retained, schedule_traffic, settle_and_check,
+    subscribe_some, Chooser,
 };
 
 const SEEDS: u64 = 100;
@@ -254,6 +255,120 @@ fn restart_of_a_node_with_the_same_name() {
             Ok(())
         },
     );
+}
+
+#[test]
+fn retained_sets_converge_through_crashes_partitions_and_a_late_join() {
+    run_seeds(
+        "retained_sets_converge_through_crashes_partitions_and_a_late_join",
+        SEEDS,
+        |sim, choose| {
+            let layout = build(sim, 2, 3, "");
+            sim.run_for(Duration::from_secs(1))?;
+            let all = layout.all();
+            subscribe_some(sim, choose, &all, 3)?;
+            schedule_retained(sim, choose, &all, 16, Duration::from_secs(3));
+            schedule_traffic(sim, choose, &all, 10, Duration::from_secs(3));
+            let victim = choose.pick(&all).clone();
+            sim.schedule(
+                choose.up_to(Duration::from_secs(1)),
+                Action::Crash {
+                    node: victim.clone(),
+                },
+            );
+            sim.schedule(
+                Duration::from_millis(1500) + choose.up_to(Duration::from_secs(1)),
+                Action::Restart { node: victim },
+            );
+            sim.run_for(Duration::from_millis(choose.below(1000)))?;
+            let cut: Vec<NodeId> = all
+                .iter()
+                .filter(|_| choose.below(3) == 0)
+                .cloned()
+                .collect();
+            let rest: Vec<NodeId> = all.iter().filter(|n| !cut.contains(n)).cloned().collect();
+            sim.act(Action::Partition {
+                side_a: cut,
+                side_b: rest,
+            })?;
+            sim.run_for(Duration::from_millis(200 + choose.below(1500)))?;
+            sim.act(Action::Heal)?;
+            sim.run_for(Duration::from_secs(2))?;
+            // A worker joins after everything was published, then one more
+            // write comes from it.
+            let late = sim.add_node(config("w9", false, 2, choose.below(2) as usize, ""));
+            sim.run_for(Duration::from_secs(1))?;
+            let mut with_late = all.clone();
+            with_late.push(late.clone());
+            schedule_retained(sim, choose, &with_late, 4, Duration::from_secs(1));
+            settle_and_check(sim)?;
+            let reference: Vec<_> = sim
+                .node(&layout.cores[0])
+                .map(|n| n.retained().cloned().collect())
+                .unwrap_or_default();
+            let at_late: Vec<_> = sim
+                .node(&late)
+                .map(|n| n.retained().cloned().collect())
+                .unwrap_or_default();
+            assert_eq!(at_late, reference, "the late worker holds the same set");
+            Ok(())
+        },
+    );
+}
+
+#[test]
+fn retained_limit_refuses_new_topics_and_every_node_agrees() {
+    run_seeds(
+        "retained_limit_refuses_new_topics_and_every_node_agrees",
+        SEEDS,
+        |sim, choose| {
+            let layout = build(sim, 2, 3, "retainedLimit: 2\n");
+            sim.run_for(Duration::from_secs(1))?;
+            let all = layout.all();
+            for i in 0..5 {
+                sim.schedule(
+                    choose.up_to(Duration::from_secs(2)),
+                    Action::Retain {
+                        node: choose.pick(&all).clone(),
+                        topic: format!("limited/{i}"),
+                        payload: format!("v{i}"),
+                    },
+                );
+            }
+            settle_and_check(sim)?;
+            let mut refused = 0;
+            for id in &all {
+                let node = sim.node(id).expect("running");
+                assert_eq!(node.retained().count(), 2, "{id} holds the limit");
+                refused += node.stats().retained_refused;
+            }
+            assert!(
+                refused >= 3,
+                "every write beyond the bound is refused somewhere"
+            );
+            Ok(())
+        },
+    );
+}
+
+#[test]
+fn the_checker_catches_a_node_whose_retained_set_misses_a_write() {
+    // A worker that keeps no set (retainedLimit 0) never holds what the
+    // others hold: the checker must call that unconverged.
+    let mut sim = Simulation::new(1, NetworkModel::reliable());
+    let layout = build(&mut sim, 1, 1, "");
+    sim.add_node(config("w2", false, 1, 0, "retainedLimit: 0\n"));
+    sim.run_for(Duration::from_secs(1)).unwrap();
+    sim.act(Action::Retain {
+        node: layout.workers[0].clone(),
+        topic: "state/a".into(),
+        payload: "on".into(),
+    })
+    .unwrap();
+    sim.run_for(Duration::from_secs(3)).unwrap();
+    let violation = sim.check_converged().unwrap_err();
+    assert_eq!(violation.invariant, "convergence", "{violation}");
+    assert!(violation.detail.contains("retained"), "{violation}");
 }
 
 fn one_run(seed: u64) -> String {

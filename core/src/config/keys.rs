@@ -24,10 +24,11 @@ pub(super) enum Field {
     BatchSize,
     MaxInFlight,
     MaxBodySize,
+    RetainedLimit,
 }
 
 impl Field {
-    pub(super) const ALL: [Field; 21] = [
+    pub(super) const ALL: [Field; 22] = [
         Field::Core,
         Field::Host,
         Field::Port,
@@ -49,6 +50,7 @@ impl Field {
         Field::BatchSize,
         Field::MaxInFlight,
         Field::MaxBodySize,
+        Field::RetainedLimit,
     ];
 
     /// The canonical spelling: camelCase, like the seed's keys.
@@ -75,6 +77,7 @@ impl Field {
             Field::BatchSize => "batchSize",
             Field::MaxInFlight => "maxInFlight",
             Field::MaxBodySize => "maxBodySize",
+            Field::RetainedLimit => "retainedLimit",
         }
     }
 
@@ -102,6 +105,7 @@ impl Field {
             Field::BatchSize => "batch_size",
             Field::MaxInFlight => "max_in_flight",
             Field::MaxBodySize => "max_body_size",
+            Field::RetainedLimit => "retained_limit",
         }
     }
 }

@@ -86,6 +86,7 @@ fn apply(c: &mut Config, field: Field, key: &str, v: Value) -> Result<(), Config
         Field::BatchSize => c.batch_size = number(key, &v, validate::BATCH_SIZE)?,
         Field::MaxInFlight => c.max_in_flight = number(key, &v, validate::MAX_IN_FLIGHT)?,
         Field::MaxBodySize => c.max_body_size = number(key, &v, validate::MAX_BODY_SIZE)?,
+        Field::RetainedLimit => c.retained_limit = number(key, &v, validate::RETAINED_LIMIT)?,
     }
     Ok(())
 }

@@ -33,6 +33,7 @@
 //! | `batchSize` | 1–65536 | `256` |
 //! | `maxInFlight` | 1–10000000 | `1024` |
 //! | `maxBodySize` | 1024–268435456 bytes | `4194304` (4 MiB) |
+//! | `retainedLimit` | 0–1000000 topics | `10000` (0: retained messages stay local) |
 //!
 //! A duration is whole milliseconds (`500`) or a whole number with a unit
 //! (`"500ms"`, `"2s"`, `"1m"`, `"1h"`), from 1ms to 24h.
@@ -145,6 +146,11 @@ pub struct Config {
     /// The largest request or response body accepted, checked before
     /// parsing, 1 KiB to 256 MiB. Key `maxBodySize`; default 4 MiB.
     pub max_body_size: usize,
+    /// The most topics the cluster's retained set holds, 0 to 1 000 000;
+    /// beyond it a retained message for a new topic is refused (counted and
+    /// reported). 0 keeps retained messages local: no set is replicated.
+    /// Key `retainedLimit`; default 10000. Give every node the same value.
+    pub retained_limit: usize,
 }
 
 impl Default for Config {
@@ -171,6 +177,7 @@ impl Default for Config {
             batch_size: 256,
             max_in_flight: 1024,
             max_body_size: 4 * 1024 * 1024,
+            retained_limit: 10_000,
         }
     }
 }

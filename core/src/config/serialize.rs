@@ -14,7 +14,7 @@ fn millis(d: Duration) -> u64 {
 
 impl Serialize for Config {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut m = s.serialize_struct("Config", 21)?;
+        let mut m = s.serialize_struct("Config", 22)?;
         m.serialize_field("core", &self.core)?;
         m.serialize_field("host", &self.host)?;
         m.serialize_field("port", &self.port)?;
@@ -45,6 +45,7 @@ impl Serialize for Config {
         m.serialize_field("batchSize", &self.batch_size)?;
         m.serialize_field("maxInFlight", &self.max_in_flight)?;
         m.serialize_field("maxBodySize", &self.max_body_size)?;
+        m.serialize_field("retainedLimit", &self.retained_limit)?;
         m.end()
     }
 }

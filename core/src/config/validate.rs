@@ -63,6 +63,14 @@ pub(super) const MAX_BODY_SIZE: Bounds = Bounds {
     allowed: "1024 (1 KiB) to 268435456 (256 MiB) bytes",
 };
 
+/// A million retained topics is far beyond what one host keeps in memory
+/// for every node of a cluster; 0 turns the cluster's set off.
+pub(super) const RETAINED_LIMIT: Bounds = Bounds {
+    min: 0,
+    max: 1_000_000,
+    allowed: "0 (off) to 1000000",
+};
+
 /// Durations longer than a day are typos (seconds written as milliseconds
 /// the other way round) and would only delay failure detection for ever.
 const MAX_DURATION: Duration = Duration::from_secs(24 * 60 * 60);
@@ -95,6 +103,7 @@ fn check_fields(c: &Config, names: &KeyNames) -> Result<(), ConfigError> {
         (Field::BatchSize, c.batch_size, BATCH_SIZE),
         (Field::MaxInFlight, c.max_in_flight, MAX_IN_FLIGHT),
         (Field::MaxBodySize, c.max_body_size, MAX_BODY_SIZE),
+        (Field::RetainedLimit, c.retained_limit, RETAINED_LIMIT),
     ];
     for (field, value, bounds) in sizes {
         let key = names.name(field);

@@ -365,6 +365,7 @@ impl Node {
         if self.phase.is_finished() {
             return Err(PublishError::NotRunning);
         }
+        self.retain_published(now, &message);
         let mut nodes = std::mem::take(&mut self.match_buffer);
         self.routes.matches(&message.topic, &mut nodes);
         let local = nodes.contains(&self.id);

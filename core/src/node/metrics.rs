@@ -60,6 +60,35 @@ impl Node {
             &plain(status.local_subscriptions as u64),
         );
         family(
+            "mqtt_cluster_retained",
+            "gauge",
+            "Topics in the cluster's retained set.",
+            &plain(status.retained as u64),
+        );
+        let refusals: Vec<(String, String)> = [
+            crate::retained::RetainRefusal::Limit,
+            crate::retained::RetainRefusal::TooLarge,
+        ]
+        .iter()
+        .map(|reason| {
+            (
+                format!("{{reason=\"{}\"}}", reason.as_str()),
+                stats
+                    .retained_refusals
+                    .get(reason)
+                    .copied()
+                    .unwrap_or(0)
+                    .to_string(),
+            )
+        })
+        .collect();
+        family(
+            "mqtt_cluster_retained_refused_total",
+            "counter",
+            "Retained messages not taken into the cluster's set, by reason.",
+            &refusals,
+        );
+        family(
             "mqtt_cluster_streams",
             "gauge",
             "Worker streams fed.",

@@ -11,7 +11,23 @@
 //!   [`Node::poll_transmit`], [`Node::poll_stream`], [`Node::poll_event`],
 //!   [`Node::poll_timeout`];
 //! - **getters**: [`Node::id`], [`Node::role`], [`Node::incarnation`],
-//!   [`Node::status`], [`Node::stats`], [`Node::max_body_size`].
+//!   [`Node::status`], [`Node::stats`], [`Node::max_body_size`],
+//!   [`Node::retained`].
+//!
+//! ## Retained messages
+//!
+//! Every node keeps a full copy of the cluster's retained set
+//! ([`crate::retained`]). A host's [`Node::publish`] with `retain` set
+//! stores the message in it (an empty payload clears the topic) and
+//! replicates it to every member, whether or not anyone subscribes. When a
+//! peer's write changes the copy, the host hears [`Event::RetainSet`] or
+//! [`Event::RetainCleared`], and keeps its own retained store to match;
+//! [`Node::retained`] lists the whole set, for a host that starts late.
+//! Conflicting writes resolve by last writer wins, ordered by (Lamport
+//! stamp, origin node id), the same on every node. The set holds at most
+//! `retainedLimit` topics (default 10000; 0 keeps retained messages local);
+//! what it refuses is counted in [`Stats::retained_refused`] and reported
+//! as [`Event::RetainRefused`].
 //!
 //! The code is split by duty: `serve` answers requests on a core, `peers`
 //! keeps a core in touch with the other cores, `session` keeps a worker
@@ -23,6 +39,7 @@ mod outbox;
 mod output;
 mod paging;
 mod peers;
+mod retained;
 mod routes;
 mod serve;
 mod session;
@@ -122,6 +139,9 @@ pub struct Node {
     forwarding: Forwarding,
     /// Reused by `publish` so a lookup allocates nothing.
     match_buffer: Vec<NodeId>,
+    /// This node's copy of the cluster's retained set.
+    retained: crate::retained::RetainedSet,
+    retained_pushes: retained::RetainedPushes,
     stats: Stats,
 }
 
@@ -157,6 +177,8 @@ enum Pending {
     },
     /// A worker acknowledging stream batches.
     WorkerAck { through: u64 },
+    /// Retained entries to a core (`None`: a worker's core).
+    Retained { peer: Option<NodeId> },
 }
 
 /// The node could not be created.
@@ -209,6 +231,12 @@ impl Node {
         let core = CoreDuty::new(&config);
         let worker = WorkerDuty::new(&config);
         let identity = Identity::new(id.clone(), incarnation);
+        let retained = crate::retained::RetainedSet::new(
+            id.clone(),
+            incarnation.0,
+            config.retained_limit,
+            config.retained_limit,
+        );
         let mut node = Node {
             id,
             role,
@@ -234,6 +262,8 @@ impl Node {
             sync_outbox: SyncOutbox::default(),
             forwarding: Forwarding::new(&config),
             match_buffer: Vec::new(),
+            retained,
+            retained_pushes: retained::RetainedPushes::default(),
             stats: Stats::default(),
             config,
         };
@@ -326,6 +356,7 @@ impl Node {
             }
             Pending::Forward { peer, batch } => self.on_forward_answered(now, peer, batch, result),
             Pending::WorkerAck { through } => self.on_ack_answered(now, through, result),
+            Pending::Retained { peer } => self.on_retained_answered(now, peer, result),
         }
         self.flush(now);
     }
@@ -371,6 +402,7 @@ impl Node {
                 Role::Core => self.core_tick(now),
                 Role::Worker => self.worker_tick(now),
             }
+            self.retained_tick(now);
         }
         self.flush(now);
     }

@@ -6,6 +6,8 @@ use serde::Serialize;
 use super::Delivery;
 use crate::forward::link::DropReason;
 use crate::id::{Incarnation, NodeId, RequestId, Role, StreamId};
+use crate::retained::RetainRefusal;
+use crate::routing::TopicName;
 
 /// A request the runtime must send. Report its fate with
 /// [`Node::handle_response`](crate::Node::handle_response) exactly once,
@@ -162,5 +164,23 @@ pub enum Event {
         count: u64,
         /// Why.
         reason: DropReason,
+    },
+    /// A peer's write changed the cluster's retained set: keep `message`
+    /// as the retained message of `message.topic` (replacing any other).
+    RetainSet(super::Message),
+    /// A peer cleared the retained message of `topic` (or the set's bound
+    /// made room for a write with a lower stamp): forget it.
+    RetainCleared {
+        /// The topic.
+        topic: TopicName,
+    },
+    /// A retained message for `topic` was not taken into the cluster's
+    /// set (by this node's own publish, or as it arrived from a peer).
+    /// Counted in [`Stats::retained_refused`](crate::Stats::retained_refused).
+    RetainRefused {
+        /// The topic.
+        topic: TopicName,
+        /// Why.
+        reason: RetainRefusal,
     },
 }

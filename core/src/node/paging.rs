@@ -226,6 +226,7 @@ impl Node {
             members: Some(Vec::new()),
             routes_digest: answer.routes_digest.clone(),
             route_versions: Some(Vec::new()),
+            retained_digest: answer.retained_digest.clone(),
         });
         let room = self.body_room(envelope);
         let members = answer.members.as_deref().map_or(0, items_len);

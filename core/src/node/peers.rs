@@ -197,6 +197,7 @@ impl Node {
                 let body = encode_json(&HeartbeatRequest {
                     members_digest: digest.clone(),
                     routes_digest: routes_digest.clone(),
+                    retained_digest: self.retained_digest_for_peers(),
                 });
                 self.send(
                     now,
@@ -370,6 +371,7 @@ impl Node {
         if let Some(versions) = answer.route_versions {
             self.push_route_snapshots(peer, &versions);
         }
+        self.retained_after_heartbeat(now, Some(peer), &answer.retained_digest);
     }
 
     pub(super) fn on_core_sync(

@@ -89,6 +89,9 @@ pub enum RequestError {
     /// The node is leaving, has left, or was rejected.
     #[error("the node is shutting down")]
     ShuttingDown,
+    /// Retained entries that are well-formed JSON but not valid.
+    #[error(transparent)]
+    Retained(#[from] crate::wire::retained::RetainedError),
 }
 
 /// The `error` kind of [`RequestError::UnknownRouteOwner`].
@@ -106,6 +109,7 @@ impl RequestError {
             | RequestError::StaleIncarnation { .. }
             | RequestError::NameTaken { .. } => StatusCode::CONFLICT,
             RequestError::CoresOnly { .. } => StatusCode::FORBIDDEN,
+            RequestError::Retained(_) => StatusCode::BAD_REQUEST,
             RequestError::NotACore => StatusCode::NOT_FOUND,
             RequestError::UnknownRouteOwner { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             RequestError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
@@ -126,6 +130,7 @@ impl RequestError {
             RequestError::NotACore => "not_a_core",
             RequestError::UnknownRouteOwner { .. } => UNKNOWN_ROUTE_OWNER,
             RequestError::ShuttingDown => "shutting_down",
+            RequestError::Retained(_) => "invalid_retained",
         }
     }
 }
@@ -219,6 +224,7 @@ impl Node {
                 self.serve_ack(&sender.node, &request);
                 Ok(json_response(&Accepted { ok: true }))
             }
+            Endpoint::Retained => self.serve_retained(now, &sender, decode_json(body)?),
             Endpoint::Status => Ok(json_response(&self.status())),
             Endpoint::Health | Endpoint::Metrics => {
                 Err(RequestError::Route(RouteError::NotFound {
@@ -333,7 +339,7 @@ impl Node {
 
     /// The sender's record, if it is a live member in the incarnation it
     /// signed with.
-    fn registered(&self, sender: &Sender) -> Result<&MemberRecord, RequestError> {
+    pub(super) fn registered(&self, sender: &Sender) -> Result<&MemberRecord, RequestError> {
         let not_registered = |reason| RequestError::NotRegistered {
             node: sender.node.clone(),
             reason,
@@ -388,11 +394,15 @@ impl Node {
         // complete, and a broken one is replaced with a fresh snapshot.
         let route_versions =
             (from_core && routes_digest != body.routes_digest).then(|| self.routes.versions());
+        if !from_core {
+            self.retained_heard_worker(&sender.node, &body.retained_digest);
+        }
         let mut answer = HeartbeatResponse {
             members_digest: digest,
             members,
             routes_digest,
             route_versions,
+            retained_digest: self.retained_digest_for_peers(),
         };
         self.fit_heartbeat_answer(&sender.node, from_core, &mut answer);
         Ok(json_response(&answer))
@@ -481,6 +491,7 @@ impl Node {
         for hello in self.hello_frames() {
             self.push_frame(stream, &hello);
         }
+        self.retained_after_hello(&sender.node, stream);
         let mut response = wire::response_with(StatusCode::OK, "text/event-stream", Bytes::new());
         response.headers_mut().insert(
             header::CACHE_CONTROL,

@@ -114,6 +114,7 @@ impl Node {
                     let body = encode_json(&HeartbeatRequest {
                         members_digest: self.membership.digest(),
                         routes_digest: String::new(),
+                        retained_digest: self.retained_digest_for_peers(),
                     });
                     self.send_to_core(now, Endpoint::Heartbeat, body, Pending::WorkerHeartbeat);
                 }
@@ -247,6 +248,7 @@ impl Node {
         if self.phase == Phase::Running && self.worker.registered_core().is_some() {
             self.open_stream(now);
             self.routes_after_registration(now);
+            self.retained_after_registration(now);
         }
     }
 
@@ -291,6 +293,7 @@ impl Node {
                     let changes = self.merge_records(now, members);
                     self.apply_changes(now, changes);
                 }
+                self.retained_after_heartbeat(now, None, &answer.retained_digest);
             }
             Err(error) => self.count_bad_response(error.kind()),
         }
@@ -381,6 +384,7 @@ impl Node {
                     broken |= !self.apply_route_updates(updates, None).is_empty();
                 }
                 Ok(StreamFrame::Messages(batch)) => self.take_stream_messages(now, batch),
+                Ok(StreamFrame::Retained(page)) => self.take_retained_frame(now, page),
                 Err(_) => broken = true,
             }
         }

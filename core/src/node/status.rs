@@ -82,6 +82,11 @@ pub struct Status {
     pub routes_digest: String,
     /// Distinct subscriptions of this node's own clients.
     pub local_subscriptions: usize,
+    /// Topics in this node's copy of the cluster's retained set.
+    pub retained: usize,
+    /// Digest of the retained set; equal digests mean equal sets (empty
+    /// for an empty set).
+    pub retained_digest: String,
     /// Outbound queues per peer.
     pub queues: BTreeMap<String, QueueDepth>,
 }
@@ -161,6 +166,11 @@ pub struct Stats {
     pub route_snapshots_sent: u64,
     /// Per-peer link counters.
     pub links: BTreeMap<String, LinkStats>,
+    /// Retained messages not taken into the cluster's set (at this node:
+    /// its own publishes and writes from peers), all reasons.
+    pub retained_refused: u64,
+    /// The same, by reason.
+    pub retained_refusals: BTreeMap<crate::retained::RetainRefusal, u64>,
 }
 
 impl Node {
@@ -190,6 +200,8 @@ impl Node {
             routes: self.routes.len(),
             routes_digest: self.routes.digest(),
             local_subscriptions: self.local_routes.len(),
+            retained: self.retained.len(),
+            retained_digest: self.retained.digest(),
             queues: self.queue_depths(),
         }
     }

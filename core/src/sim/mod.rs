@@ -9,7 +9,9 @@
 //!
 //! Every step is checked against the guarantees of the design: exact
 //! routing, each QoS 1/2 message delivered once, per-origin order, bounded
-//! queues, and no panic; [`Simulation::check_converged`] checks agreement and
+//! queues, no retained message that no one published, and no panic;
+//! [`Simulation::check_converged`] checks agreement (of members, routes and
+//! retained sets, the latter against the last writer of every topic) and
 //! [`Simulation::check_no_loss`] that nothing went missing once faults stop.
 //! A broken guarantee stops the run with a [`Violation`] that names the
 //! seed, the step and one command that replays it. The same seed gives the
@@ -50,6 +52,7 @@
 mod agenda;
 mod checker;
 mod network;
+mod retained_check;
 mod transcript;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -71,6 +74,7 @@ pub use network::NetworkModel;
 use agenda::Agenda;
 use checker::{reference_targets, Checker, Published};
 use network::{Dice, Partitions};
+use retained_check::{RetainedWrites, Write};
 use transcript::{debug_is_verbatim, qos_name, Part, Transcript};
 
 /// Wall-clock time at the simulation's instant zero.
@@ -105,6 +109,16 @@ pub enum Action {
         payload: String,
         /// Quality of service.
         qos: Qos,
+    },
+    /// A local client of `node` publishes a retained message (QoS 1); an
+    /// empty payload clears the topic's retained message.
+    Retain {
+        /// The node.
+        node: NodeId,
+        /// The topic.
+        topic: String,
+        /// The payload.
+        payload: String,
     },
     /// `node` leaves the cluster gracefully.
     Leave {
@@ -259,6 +273,8 @@ pub struct Simulation {
     published: u64,
     deliveries: BTreeMap<NodeId, Vec<Delivery>>,
     dropped_by_reason: BTreeMap<String, u64>,
+    /// Every retained publish a node accepted.
+    retained_writes: RetainedWrites,
 }
 
 impl Simulation {
@@ -286,6 +302,7 @@ impl Simulation {
             published: 0,
             deliveries: BTreeMap::new(),
             dropped_by_reason: BTreeMap::new(),
+            retained_writes: RetainedWrites::default(),
         }
     }
 
@@ -1016,6 +1033,19 @@ impl Simulation {
                     .or_default()
                     .push(delivery);
             }
+            Event::RetainSet(message)
+                if !self
+                    .retained_writes
+                    .was_published(&message.topic, &message.payload) =>
+            {
+                return Err(self.violation(
+                    "retained sets converge",
+                    format!(
+                        "{node} was told to retain {} with a payload no one published",
+                        message.topic.as_str()
+                    ),
+                ));
+            }
             Event::Dropped {
                 peer,
                 count,
@@ -1096,7 +1126,12 @@ impl Simulation {
                 topic,
                 payload,
                 qos,
-            } => self.publish(&node, &topic, payload, qos)?,
+            } => self.publish(&node, &topic, payload, qos, false)?,
+            Action::Retain {
+                node,
+                topic,
+                payload,
+            } => self.publish(&node, &topic, payload, Qos::AtLeastOnce, true)?,
             Action::Leave { node } => {
                 if let Some(inner) = self.nodes.get_mut(&node).and_then(|n| n.node.as_mut()) {
                     inner.leave(now);
@@ -1167,6 +1202,7 @@ impl Simulation {
         topic: &str,
         payload: String,
         qos: Qos,
+        retain: bool,
     ) -> Result<(), Violation> {
         let now = self.now();
         let topic_name =
@@ -1175,9 +1211,10 @@ impl Simulation {
             topic: topic_name.clone(),
             payload: Bytes::from(payload),
             qos,
-            retain: false,
+            retain,
             properties: None,
         };
+        let payload = message.payload.clone();
         let Some(inner) = self.nodes.get_mut(node).and_then(|n| n.node.as_mut()) else {
             return Ok(());
         };
@@ -1185,9 +1222,16 @@ impl Simulation {
             return Ok(());
         }
         let incarnation = inner.first_incarnation();
+        let before = inner.retained_set().stamp_of(&topic_name).cloned();
         let Ok(routing) = inner.publish(now, message) else {
             return Ok(());
         };
+        // The node's own stamp on the topic, if it took the write.
+        let stamp = inner
+            .retained_set()
+            .stamp_of(&topic_name)
+            .filter(|s| Some(*s) != before.as_ref() && s.origin == *node)
+            .cloned();
         // The node's own numbers: they run from 1 per destination, and jump
         // past the old ones for a destination it forgot and meets again.
         let targets: Vec<(NodeId, u64)> = routing
@@ -1195,6 +1239,17 @@ impl Simulation {
             .iter()
             .map(|t| (t.clone(), inner.last_sequence_to(t).unwrap_or_default()))
             .collect();
+        let life = self.life_of(node).unwrap_or_default();
+        if let (true, Some(stamp)) = (retain, stamp) {
+            self.retained_writes.accepted(
+                topic_name.clone(),
+                Write {
+                    stamp,
+                    payload,
+                    life: (node.clone(), life),
+                },
+            );
+        }
         self.published += 1;
         self.checker
             .routed(node, incarnation, &targets, Published { at: self.now, qos });
@@ -1312,22 +1367,23 @@ impl Simulation {
             .filter_map(|(id, n)| n.node.as_ref().map(|node| (id, node.status())))
             .filter(|(_, s)| s.phase == Phase::Running)
             .collect();
-        let digests: BTreeSet<(&String, &String)> = running
+        let digests: BTreeSet<(&String, &String, &String)> = running
             .values()
-            .map(|s| (&s.members_digest, &s.routes_digest))
+            .map(|s| (&s.members_digest, &s.routes_digest, &s.retained_digest))
             .collect();
         if digests.len() > 1 {
             let views: Vec<String> = running
                 .iter()
                 .map(|(id, s)| {
                     format!(
-                        "{id}: members {} routes {}",
-                        s.members_digest, s.routes_digest
+                        "{id}: members {} routes {} retained {}",
+                        s.members_digest, s.routes_digest, s.retained_digest
                     )
                 })
                 .collect();
             return Err(self.violation("convergence", format!("views differ: {views:?}")));
         }
+        self.check_retained(running.keys().copied())?;
         let expected_routes: usize = running
             .keys()
             .map(|id| self.nodes.get(*id).map_or(0, |n| n.subscriptions.len()))
@@ -1365,6 +1421,54 @@ impl Simulation {
                     ),
                 ));
             }
+        }
+        Ok(())
+    }
+
+    /// Every running node's retained set holds, per topic, the last write
+    /// of the retained publishes accepted (writes of a life that crashed or
+    /// left since may be missing), and nothing no one published. Once the
+    /// bound made a node refuse a write, which topics stay depends on
+    /// timing: then the sets must only agree (checked with the digests),
+    /// stay within the bound, and hold published values.
+    fn check_retained<'a>(
+        &self,
+        running: impl Iterator<Item = &'a NodeId> + Clone,
+    ) -> Result<(), Violation> {
+        if self.retained_writes.is_empty() {
+            return Ok(());
+        }
+        let limited = running
+            .clone()
+            .filter_map(|id| self.node(id))
+            .any(|n| n.stats().retained_refused > 0);
+        let durable = |(origin, life): &(NodeId, u64)| {
+            self.nodes.get(origin).is_some_and(|n| {
+                n.life == *life && n.node.as_ref().is_some_and(|x| x.phase() == Phase::Running)
+            })
+        };
+        for id in running {
+            let Some(node) = self.node(id) else { continue };
+            if !node.retained_set().is_enabled() {
+                continue;
+            }
+            let set = node.retained_set();
+            if set.len() > set.limit() {
+                return Err(self.violation(
+                    "retained sets converge",
+                    format!(
+                        "{id} holds {} topics over its limit {}",
+                        set.len(),
+                        set.limit()
+                    ),
+                ));
+            }
+            let checked = if limited {
+                self.retained_writes.check_published(id, set)
+            } else {
+                self.retained_writes.check(id, set, durable)
+            };
+            checked.map_err(|detail| self.violation("retained sets converge", detail))?;
         }
         Ok(())
     }

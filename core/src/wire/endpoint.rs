@@ -36,6 +36,9 @@ pub enum Endpoint {
     Forward,
     /// `POST /ack`: a worker acknowledges stream batches.
     Ack,
+    /// `POST /retained`: entries of the cluster's retained set
+    /// ([`RetainedRequest`](crate::wire::retained::RetainedRequest)).
+    Retained,
     /// `GET /status`: the node's view, for operators.
     Status,
     /// `GET /metrics`: counters in the Prometheus text format,
@@ -84,7 +87,7 @@ impl RouteError {
 
 impl Endpoint {
     /// Every endpoint, for tests and documentation.
-    pub const ALL: [Endpoint; 11] = [
+    pub const ALL: [Endpoint; 12] = [
         Endpoint::Health,
         Endpoint::Register,
         Endpoint::Heartbeat,
@@ -94,6 +97,7 @@ impl Endpoint {
         Endpoint::Routes,
         Endpoint::Forward,
         Endpoint::Ack,
+        Endpoint::Retained,
         Endpoint::Status,
         Endpoint::Metrics,
     ];
@@ -110,6 +114,7 @@ impl Endpoint {
             Endpoint::Routes => "/routes",
             Endpoint::Forward => "/forward",
             Endpoint::Ack => "/ack",
+            Endpoint::Retained => "/retained",
             Endpoint::Status => "/status",
             Endpoint::Metrics => "/metrics",
         }

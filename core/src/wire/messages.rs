@@ -135,6 +135,11 @@ pub struct HeartbeatRequest {
     /// ([`crate::routing::ClusterRoutes::digest`]).
     #[serde(default)]
     pub routes_digest: String,
+    /// Digest of the sender's retained set
+    /// ([`crate::retained::RetainedSet::digest`]; `-` if it keeps none).
+    /// Omitted while the set is empty.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub retained_digest: String,
 }
 
 /// The answer to a heartbeat.
@@ -153,6 +158,11 @@ pub struct HeartbeatResponse {
     /// differ, so the sender can push what the receiver lacks.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub route_versions: Option<Vec<RouteVersion>>,
+    /// Digest of the receiver's retained set, as in
+    /// [`HeartbeatRequest::retained_digest`]: a sender that holds another
+    /// sends its whole set.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub retained_digest: String,
 }
 
 /// `POST /sync`: member records from one core to another.
@@ -228,6 +238,8 @@ pub enum StreamFrame {
     Routes(Vec<RouteUpdate>),
     /// Messages for the worker; acknowledge with `POST /ack`.
     Messages(MessageBatch),
+    /// Entries of the core's retained set, to merge.
+    Retained(super::retained::RetainedRequest),
 }
 
 impl StreamFrame {
@@ -238,6 +250,7 @@ impl StreamFrame {
             StreamFrame::Members(_) => "members",
             StreamFrame::Routes(_) => "routes",
             StreamFrame::Messages(_) => MESSAGES_EVENT,
+            StreamFrame::Retained(_) => super::retained::RETAINED_EVENT,
         }
     }
 
@@ -248,6 +261,7 @@ impl StreamFrame {
             StreamFrame::Members(members) => serde_json::to_string(members),
             StreamFrame::Routes(routes) => serde_json::to_string(routes),
             StreamFrame::Messages(batch) => serde_json::to_string(batch),
+            StreamFrame::Retained(page) => serde_json::to_string(page),
         };
         // Serialising these plain structs cannot fail; an empty object keeps
         // the stream well-formed should it ever do so.
@@ -262,6 +276,7 @@ impl StreamFrame {
             StreamFrame::Hello(hello) => super::sse::encode_json(event, hello),
             StreamFrame::Members(members) => super::sse::encode_json(event, members),
             StreamFrame::Routes(routes) => super::sse::encode_json(event, routes),
+            StreamFrame::Retained(page) => super::sse::encode_json(event, page),
             StreamFrame::Messages(batch) => {
                 let expected = batch
                     .messages
@@ -282,6 +297,9 @@ impl StreamFrame {
             "members" => Ok(StreamFrame::Members(super::decode_json_str(data)?)),
             "routes" => Ok(StreamFrame::Routes(super::decode_json_str(data)?)),
             MESSAGES_EVENT => Ok(StreamFrame::Messages(super::decode_json_str(data)?)),
+            super::retained::RETAINED_EVENT => {
+                Ok(StreamFrame::Retained(super::decode_json_str(data)?))
+            }
             other => Err(super::WireError::UnknownFrame {
                 event: other.chars().take(64).collect(),
             }),

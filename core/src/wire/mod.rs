@@ -11,6 +11,7 @@ pub mod endpoint;
 pub mod headers;
 pub mod messages;
 pub mod paging;
+pub mod retained;
 pub mod sse;
 
 use bytes::Bytes;

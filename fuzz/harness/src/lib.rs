@@ -22,6 +22,8 @@
 //! - [`config`]: plugin.yaml text into the loader, and back.
 //! - [`cluster_ops`]: operation sequences on a simulated cluster, with the
 //!   simulator's invariant checks.
+//! - [`retained`]: `POST /retained` bodies into a core (also replayed) and
+//!   `retained` frames into a worker's stream, between retained publishes.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
@@ -31,17 +33,19 @@ pub mod fixture;
 pub mod forward;
 pub mod register;
 pub mod request;
+pub mod retained;
 pub mod shapes;
 pub mod stream;
 
 /// Names of every target, as in `fuzz/Cargo.toml` and the corpus folders.
-pub const TARGETS: [&str; 6] = [
+pub const TARGETS: [&str; 7] = [
     "register",
     "forward",
     "stream",
     "request",
     "config",
     "cluster_ops",
+    "retained",
 ];
 
 /// Runs the target called `name` on `data`; `false` if there is no such
@@ -54,6 +58,7 @@ pub fn run_target(name: &str, data: &[u8]) -> bool {
         "request" => request::run(data),
         "config" => config::run(data),
         "cluster_ops" => cluster_ops::run(data),
+        "retained" => retained::run(data),
         _ => return false,
     }
     true
