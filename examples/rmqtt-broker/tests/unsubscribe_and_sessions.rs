@@ -26,9 +26,8 @@ async fn unsubscribe_and_clean_disconnect_stop_the_flow() {
 
     leaving.unsubscribe("u/#").await;
     clean.disconnect().await;
-    settle(&[a, b]).await;
-    let routes = a.cluster().status().await.unwrap().routes;
-    assert_eq!(routes, 1, "only the marker's route is left");
+    // Only the marker's route is left.
+    wait_routes(&[a, b], 1).await;
 
     let received = b.stats().received.get();
     publisher.publish("u/2", QoS::AtLeastOnce, "after").await;
@@ -61,6 +60,7 @@ async fn an_offline_persistent_session_keeps_its_route_and_its_messages() {
             .publish(&format!("p/{i}"), QoS::AtLeastOnce, &i.to_string())
             .await;
     }
+    wait_count("messages crossed to B", 5, || b.stats().received.get()).await;
     let mut sub = connect_persistent(b, "persistent", false).await;
     let got = sub.until("p/5").await;
     let payloads: Vec<_> = got.iter().map(|(_, p, _)| p.as_str()).collect();

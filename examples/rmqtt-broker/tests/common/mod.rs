@@ -111,6 +111,38 @@ pub async fn settle(brokers: &[&Broker]) {
         .expect("the brokers' routes converge");
 }
 
+/// Waits until every broker's node holds `routes` routes, the same ones.
+pub async fn wait_routes(brokers: &[&Broker], routes: usize) {
+    let wait = async {
+        loop {
+            let mut seen = Vec::new();
+            for b in brokers {
+                let status = b.cluster().status().await.unwrap();
+                seen.push((status.routes, status.routes_digest));
+            }
+            if seen.iter().all(|(n, _)| *n == routes) && seen.windows(2).all(|w| w[0] == w[1]) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    tokio::time::timeout(TIMEOUT, wait)
+        .await
+        .unwrap_or_else(|_| panic!("the brokers converge on {routes} routes"));
+}
+
+/// Waits until `count()` reaches `want`.
+pub async fn wait_count(what: &str, want: u64, count: impl Fn() -> u64) {
+    let wait = async {
+        while count() < want {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    tokio::time::timeout(TIMEOUT, wait)
+        .await
+        .unwrap_or_else(|_| panic!("{what} reaches {want}, is {}", count()));
+}
+
 /// Counts of the acknowledgements a client received.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Acks {
@@ -119,6 +151,8 @@ pub struct Acks {
     pub unsuback: u64,
     pub puback: u64,
     pub pubcomp: u64,
+    /// The DISCONNECT went out.
+    pub disconnect_sent: u64,
     /// PUBACKs saying "not authorized".
     pub refused_pubacks: u64,
 }
@@ -187,7 +221,23 @@ impl Client {
                         Packet::PubComp(_) => acks_tx.send_modify(|a| a.pubcomp += 1),
                         _ => {}
                     },
+                    Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)) => {
+                        acks_tx.send_modify(|a| a.disconnect_sent += 1)
+                    }
                     Ok(Event::Outgoing(_)) => {}
+                    // The client library ends the connection on a refused
+                    // PUBACK; count it as an answer.
+                    Err(rumqttc::v5::ConnectionError::MqttState(
+                        rumqttc::v5::StateError::PubAckFail {
+                            reason: rumqttc::v5::mqttbytes::v5::PubAckReason::NotAuthorized,
+                        },
+                    )) => {
+                        acks_tx.send_modify(|a| {
+                            a.puback += 1;
+                            a.refused_pubacks += 1;
+                        });
+                        return;
+                    }
                     Err(_) => return,
                 }
             }
@@ -312,10 +362,15 @@ impl Client {
         got
     }
 
-    /// Sends DISCONNECT and stops.
+    /// Sends DISCONNECT and closes the connection (the client library
+    /// would keep it open; MQTT leaves closing to the client).
     pub async fn disconnect(self) {
-        let _ = self.client.disconnect().await;
-        let _ = tokio::time::timeout(TIMEOUT, self.task).await;
+        self.client.disconnect().await.unwrap();
+        self.wait_acks(|a| a.disconnect_sent >= 1).await;
+        // Let the packet leave the socket before closing it.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        self.task.abort();
+        let _ = self.task.await;
     }
 
     /// Drops the connection without DISCONNECT, as a crashed client does.
