@@ -1,0 +1,355 @@
+//! rmqtt's session table, with accepted publishes handed to the node.
+//!
+//! [`Shared::forwards`] is where rmqtt delivers a publish it has accepted:
+//! a client's publish after the ACL check, a will, a bridge's or the
+//! admin's message. (The `MessagePublish` hook would see client publishes
+//! *before* the ACL check, so a refused publish would cross the cluster.)
+//! Here a local publish goes to the node and to local subscribers; a
+//! message from another broker, injected by [`crate::inbound`], goes to
+//! local subscribers only, so nothing loops.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use mqtt_cluster_core::node::Message;
+use mqtt_cluster_core::routing::TopicName as ClusterTopic;
+use mqtt_cluster_core::wire::messages::Qos;
+use mqtt_cluster_tokio::ClusterHandle;
+use rmqtt::context::ServerContext;
+use rmqtt::session::Session;
+use rmqtt::shared::{DefaultShared, Entry, Shared};
+use rmqtt::types::{
+    ForwardedCount, ForwardedRecipients, From, MsgID, Publish, QoS, Reason, SessionStatus,
+    SubRelations, SubRelationsMap, SubsSearchParams, SubsSearchResult, To,
+};
+
+use crate::cluster_topics::{share_route, stays_local};
+use crate::inbound::{origin_of, Origin};
+use crate::properties;
+use crate::stats::BrokerStats;
+
+type Failed = Vec<(To, From, Publish, Reason)>;
+
+/// A [`Shared`] that keeps rmqtt's sessions and forwards to the cluster.
+pub struct ClusterShared {
+    scx: ServerContext,
+    local: DefaultShared,
+    cluster: ClusterHandle,
+    stats: Arc<BrokerStats>,
+}
+
+/// Which local relations a message is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Audience {
+    /// Every matching local subscriber.
+    All,
+    /// Ordinary subscribers only.
+    Plain,
+    /// Members of shared groups only.
+    Shared,
+}
+
+impl ClusterShared {
+    /// Wraps rmqtt's default session table of `scx`.
+    pub fn new(scx: &ServerContext, cluster: ClusterHandle, stats: Arc<BrokerStats>) -> Self {
+        ClusterShared {
+            scx: scx.clone(),
+            local: DefaultShared::new(Some(scx.clone())),
+            cluster,
+            stats,
+        }
+    }
+
+    /// Hands an accepted local publish to the node. Returns whether the
+    /// cluster picked this broker for the shared groups matching it.
+    async fn publish_to_cluster(&self, publish: &Publish) -> bool {
+        let now = rmqtt::utils::timestamp_millis();
+        let Some(message) = to_message(publish, now) else {
+            self.stats.expired.inc();
+            tracing::debug!(topic = %publish.topic, "expired before it could cross");
+            return false;
+        };
+        let message = match message {
+            Ok(message) => message,
+            Err(error) => {
+                self.stats.publish_errors.inc();
+                tracing::warn!(topic = %publish.topic, %error, "the cluster refuses this topic; delivered locally only");
+                return true;
+            }
+        };
+        // The copy for shared groups is never retained: the cluster's
+        // retained set keeps the message under its own topic.
+        let mut for_groups = message.clone();
+        for_groups.retain = false;
+        match ClusterTopic::new(&share_route(message.topic.as_str())) {
+            Ok(topic) => for_groups.topic = topic,
+            Err(error) => {
+                tracing::warn!(topic = %publish.topic, %error, "no shared-group route for this topic");
+                return self.publish_one(message).await;
+            }
+        }
+        self.stats.published.inc();
+        match self.cluster.publish_many(vec![message, for_groups]).await {
+            Ok(routings) => {
+                let mut routings = routings.into_iter();
+                if let Some(Err(error)) = routings.next() {
+                    self.stats.publish_errors.inc();
+                    tracing::warn!(topic = %publish.topic, %error, "the node refused a publish");
+                }
+                match routings.next() {
+                    Some(Ok(routing)) => routing.local,
+                    // Without the cluster, this broker is the whole cluster.
+                    _ => true,
+                }
+            }
+            Err(error) => {
+                self.stats.publish_errors.inc();
+                tracing::warn!(topic = %publish.topic, %error, "the node refused a publish");
+                true
+            }
+        }
+    }
+
+    async fn publish_one(&self, message: Message) -> bool {
+        self.stats.published.inc();
+        if let Err(error) = self.cluster.publish(message).await {
+            self.stats.publish_errors.inc();
+            tracing::warn!(%error, "the node refused a publish");
+        }
+        true
+    }
+
+    /// Delivers to this broker's subscribers matching `publish`, of the
+    /// given audience.
+    async fn deliver_locally(
+        &self,
+        from: From,
+        publish: Publish,
+        audience: Audience,
+    ) -> Result<ForwardedCount, (ForwardedCount, Failed)> {
+        let matched = {
+            let router = self.scx.extends.router().await;
+            router.matches(from.id.clone(), &publish.topic).await
+        };
+        let mut relations_map: SubRelationsMap = match matched {
+            Ok(map) => map,
+            Err(error) => {
+                tracing::warn!(topic = %publish.topic, %error, "matching failed");
+                SubRelationsMap::default()
+            }
+        };
+        let mut relations: SubRelations = relations_map
+            .remove(&self.scx.node.id())
+            .unwrap_or_default();
+        match audience {
+            Audience::All => {}
+            Audience::Plain => relations.retain(|(_, _, _, _, group)| group.is_none()),
+            Audience::Shared => relations.retain(|(_, _, _, _, group)| group.is_some()),
+        }
+        if relations.is_empty() {
+            return Ok(0);
+        }
+        match self
+            .local
+            .forwards_to(from, &publish, relations, None)
+            .await
+        {
+            Ok(recipients) => Ok(recipients.len()),
+            Err((recipients, failed)) => Err((recipients.len(), failed)),
+        }
+    }
+}
+
+/// The cluster message for an accepted publish at `now_ms`; `None` when its
+/// expiry has run out, `Some(Err)` when the cluster refuses its topic.
+fn to_message(
+    publish: &Publish,
+    now_ms: i64,
+) -> Option<Result<Message, mqtt_cluster_core::routing::TopicError>> {
+    let properties = match &publish.properties {
+        Some(props) => {
+            let remaining = match props.message_expiry_interval {
+                Some(interval) => {
+                    let created = publish.create_time.unwrap_or(now_ms);
+                    Some(properties::remaining_expiry(interval, created, now_ms)?)
+                }
+                None => None,
+            };
+            Some(properties::encode(props, remaining))
+        }
+        None => None,
+    };
+    let mut message = match Message::new(&publish.topic, publish.payload.clone()) {
+        Ok(message) => message,
+        Err(error) => return Some(Err(error)),
+    };
+    message = message.with_qos(match publish.qos {
+        QoS::AtMostOnce => Qos::AtMostOnce,
+        QoS::AtLeastOnce => Qos::AtLeastOnce,
+        QoS::ExactlyOnce => Qos::ExactlyOnce,
+    });
+    message.retain = publish.retain;
+    message.properties = properties;
+    Some(Ok(message))
+}
+
+#[async_trait]
+impl Shared for ClusterShared {
+    fn entry(&self, id: rmqtt::types::Id) -> Box<dyn Entry> {
+        self.local.entry(id)
+    }
+
+    fn exist(&self, client_id: &str) -> bool {
+        self.local.exist(client_id)
+    }
+
+    async fn forwards(
+        &self,
+        msg_id: Option<MsgID>,
+        from: From,
+        publish: Publish,
+    ) -> Result<ForwardedCount, (ForwardedCount, Failed)> {
+        match origin_of(&from) {
+            Origin::Cluster { shared } => {
+                let audience = if shared {
+                    Audience::Shared
+                } else {
+                    Audience::Plain
+                };
+                let delivered = self.deliver_locally(from, publish, audience).await;
+                if matches!(delivered, Ok(0)) {
+                    // Its subscriber left between routing and arrival.
+                    self.stats.unsubscribed.inc();
+                }
+                delivered
+            }
+            Origin::Local => {
+                if publish.target_clientid.is_some() {
+                    return self.local.forwards(msg_id, from, publish).await;
+                }
+                if stays_local(&publish.topic) {
+                    self.stats.kept_local.inc();
+                    return self.deliver_locally(from, publish, Audience::All).await;
+                }
+                let picked_for_groups = self.publish_to_cluster(&publish).await;
+                let audience = if picked_for_groups {
+                    Audience::All
+                } else {
+                    Audience::Plain
+                };
+                self.deliver_locally(from, publish, audience).await
+            }
+        }
+    }
+
+    async fn forwards_and_get_shareds(
+        &self,
+        from: From,
+        publish: Publish,
+    ) -> Result<(SubRelationsMap, ForwardedRecipients), (ForwardedRecipients, Failed)> {
+        self.local.forwards_and_get_shareds(from, publish).await
+    }
+
+    async fn forwards_to(
+        &self,
+        from: From,
+        publish: &Publish,
+        relations: SubRelations,
+        msg_id: Option<MsgID>,
+    ) -> Result<ForwardedRecipients, (ForwardedRecipients, Failed)> {
+        self.local
+            .forwards_to(from, publish, relations, msg_id)
+            .await
+    }
+
+    fn iter(&self) -> Box<dyn Iterator<Item = Box<dyn Entry>> + Sync + Send + '_> {
+        self.local.iter()
+    }
+
+    fn random_session(&self) -> Option<Session> {
+        self.local.random_session()
+    }
+
+    async fn session_status(&self, client_id: &str) -> Option<SessionStatus> {
+        self.local.session_status(client_id).await
+    }
+
+    async fn client_states_count(&self) -> usize {
+        self.local.client_states_count().await
+    }
+
+    fn sessions_count(&self) -> usize {
+        self.local.sessions_count()
+    }
+
+    async fn query_subscriptions(&self, q: &SubsSearchParams) -> Vec<SubsSearchResult> {
+        self.local.query_subscriptions(q).await
+    }
+
+    async fn subscriptions_count(&self) -> usize {
+        self.local.subscriptions_count().await
+    }
+
+    async fn retain_load_with(
+        &self,
+        topic_filter: &rmqtt::types::TopicFilter,
+        cb: Arc<dyn rmqtt::shared::RetainLoadCallback>,
+    ) -> rmqtt::Result<Vec<(rmqtt::types::NodeId, MsgID)>> {
+        self.local.retain_load_with(topic_filter, cb).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::num::NonZeroU32;
+
+    use rmqtt::codec::types::Publish as CodecPublish;
+    use rmqtt::codec::v5::PublishProperties;
+
+    use super::*;
+
+    fn publish(expiry: Option<u32>, created_ms: i64) -> Publish {
+        let properties = PublishProperties {
+            message_expiry_interval: expiry.and_then(NonZeroU32::new),
+            content_type: Some("text/plain".into()),
+            ..PublishProperties::default()
+        };
+        let inner = CodecPublish {
+            dup: false,
+            retain: true,
+            qos: QoS::ExactlyOnce,
+            topic: "a/b".into(),
+            packet_id: None,
+            payload: "x".into(),
+            properties: Some(properties),
+        };
+        Publish {
+            inner: Box::new(inner),
+            target_clientid: None,
+            delay_interval: None,
+            create_time: Some(created_ms),
+        }
+    }
+
+    #[test]
+    fn a_message_crosses_with_the_expiry_it_has_left() {
+        let message = to_message(&publish(Some(10), 1_000), 4_000)
+            .unwrap()
+            .unwrap();
+        assert_eq!(message.qos, Qos::ExactlyOnce);
+        assert!(message.retain);
+        let props = properties::decode(message.properties.unwrap()).unwrap();
+        assert_eq!(props.message_expiry_interval, NonZeroU32::new(7));
+        assert_eq!(props.content_type.as_deref(), Some("text/plain"));
+    }
+
+    #[test]
+    fn an_expired_message_does_not_cross_and_one_without_expiry_never_expires() {
+        assert!(to_message(&publish(Some(2), 1_000), 3_000).is_none());
+        let message = to_message(&publish(None, 0), i64::MAX / 2)
+            .unwrap()
+            .unwrap();
+        let props = properties::decode(message.properties.unwrap()).unwrap();
+        assert_eq!(props.message_expiry_interval, None);
+    }
+}

@@ -1,0 +1,122 @@
+//! `mqtt-cluster-broker`: an rmqtt broker with an mqtt-cluster node inside.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+use mqtt_cluster_rmqtt_broker::settings::{cluster_config, MAX_INFLIGHT, MAX_MQUEUE_LEN};
+use mqtt_cluster_rmqtt_broker::{demo, Broker, Settings};
+use mqtt_cluster_tokio::Options;
+
+/// An MQTT broker (rmqtt) in an mqtt-cluster: clients on any broker reach
+/// subscribers on every other.
+///
+/// Logs go to stderr; set their level with MQTT_CLUSTER_LOG (for example
+/// `MQTT_CLUSTER_LOG=debug`). Ctrl-C leaves the cluster and closes the
+/// clients.
+#[derive(Parser, Debug)]
+#[command(version, args_conflicts_with_subcommands = true)]
+struct Cli {
+    /// The node's plugin.yaml (core or worker, secret, clusters, queues).
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Where MQTT clients connect.
+    #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:1883")]
+    mqtt: SocketAddr,
+    /// Refuse client publishes on topics matching FILTER (repeatable); a
+    /// refused publish reaches nobody.
+    #[arg(long, value_name = "FILTER")]
+    deny_publish: Vec<String>,
+    /// Messages waiting per MQTT session before rmqtt drops.
+    #[arg(long, value_name = "N", default_value_t = MAX_MQUEUE_LEN)]
+    max_mqueue_len: usize,
+    /// Unacknowledged QoS 1/2 messages per MQTT session.
+    #[arg(long, value_name = "N", default_value_t = MAX_INFLIGHT)]
+    max_inflight: u16,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Start a core broker and a worker broker on loopback and print their
+    /// MQTT ports; runs until Ctrl-C.
+    Demo {
+        /// MQTT address of the core broker.
+        #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:1883")]
+        core_mqtt: SocketAddr,
+        /// MQTT address of the worker broker.
+        #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:1884")]
+        worker_mqtt: SocketAddr,
+    },
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("MQTT_CLUSTER_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    match run(Cli::parse()).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    if let Some(Command::Demo {
+        core_mqtt,
+        worker_mqtt,
+    }) = cli.command
+    {
+        let (core, worker) = demo::start(core_mqtt, worker_mqtt).await?;
+        let (c, w) = (core.mqtt_addr(), worker.mqtt_addr());
+        println!("core-broker   MQTT {c}");
+        println!("worker-broker MQTT {w}");
+        println!("Try, in two other terminals:");
+        println!(
+            "  mosquitto_sub -h {} -p {} -t 'demo/#' -q 1 -v",
+            w.ip(),
+            w.port()
+        );
+        println!(
+            "  mosquitto_pub -h {} -p {} -t demo/hello -q 1 -m 'hello across the cluster'",
+            c.ip(),
+            c.port()
+        );
+        println!("Ctrl-C stops both.");
+        tokio::signal::ctrl_c().await?;
+        worker.shutdown().await;
+        core.shutdown().await;
+        return Ok(());
+    }
+    let Some(path) = cli.config else {
+        anyhow::bail!("--config plugin.yaml is required (or run `demo`); see --help");
+    };
+    let yaml = std::fs::read_to_string(&path)
+        .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
+    let cluster = cluster_config(&yaml).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let mut settings = Settings::new(cluster, cli.mqtt);
+    settings.deny_publish = cli.deny_publish;
+    settings.max_mqueue_len = cli.max_mqueue_len;
+    settings.max_inflight = cli.max_inflight;
+    let broker = Broker::start(settings, Options::new()).await?;
+    println!("MQTT {}", broker.mqtt_addr());
+    let refused = tokio::select! {
+        signal = tokio::signal::ctrl_c() => {
+            signal?;
+            None
+        }
+        reason = broker.refused() => Some(reason),
+    };
+    broker.shutdown().await;
+    match refused {
+        Some(reason) => anyhow::bail!("{reason}"),
+        None => Ok(()),
+    }
+}

@@ -1,0 +1,54 @@
+//! The broker's own counters, beside the node's (`GET /metrics`).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// One counter.
+#[derive(Debug, Default)]
+pub struct Count(AtomicU64);
+
+impl Count {
+    /// Adds one.
+    pub fn inc(&self) {
+        self.add(1);
+    }
+
+    /// Adds `n`.
+    pub fn add(&self, n: u64) {
+        self.0.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// The value now.
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// What the broker did with messages and routes, since it started.
+///
+/// Nothing is lost silently: every message the broker could not hand on is
+/// counted here with its reason, and logged.
+#[derive(Debug, Default)]
+pub struct BrokerStats {
+    /// Accepted publishes handed to the node.
+    pub published: Count,
+    /// Publishes that stayed local because of their topic (`$SYS/...`).
+    pub kept_local: Count,
+    /// Publishes whose expiry ran out before they could be handed on.
+    pub expired: Count,
+    /// Publishes the node refused (it had stopped).
+    pub publish_errors: Count,
+    /// Messages that arrived from other brokers.
+    pub received: Count,
+    /// Messages from other brokers that could not be read (bad properties).
+    pub undecodable: Count,
+    /// Messages from other brokers that found no local subscriber any more.
+    pub unsubscribed: Count,
+    /// Messages the node reported dropped on their way to a peer.
+    pub cluster_dropped: Count,
+    /// Subscription changes the node did not take (it had stopped).
+    pub route_errors: Count,
+    /// Retained messages received from the cluster and stored.
+    pub retained_set: Count,
+    /// Retained messages cleared by the cluster.
+    pub retained_cleared: Count,
+}
