@@ -266,6 +266,13 @@ impl LiveNode {
         self.events.lock().expect("events").clone()
     }
 
+    /// Waits until an event matching `check` has reached the test: events
+    /// come through a reader thread, so they may trail the status that
+    /// describes their effect.
+    pub fn wait_for_event(&self, what: &str, check: impl Fn(&Event) -> bool) {
+        eventually(what, || self.events().iter().any(&check));
+    }
+
     /// What was delivered to this node's subscribers: (topic, payload, qos),
     /// in arrival order.
     pub fn deliveries(&self) -> Vec<(String, Vec<u8>, u8)> {

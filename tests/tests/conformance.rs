@@ -56,10 +56,9 @@ fn join(mix: Mix) {
     ];
     assert_eq!(members, expected.map(|(a, b)| (a.to_owned(), b.to_owned())));
     for worker in [&cluster.w1, &cluster.w2] {
-        assert!(worker
-            .events()
-            .iter()
-            .any(|e| matches!(e, Event::Registered { .. })));
+        worker.wait_for_event("the worker reports its registration", |e| {
+            matches!(e, Event::Registered { .. })
+        });
         assert!(worker.local_addr().is_none());
     }
     assert!(cluster.core1.local_addr().is_some());
@@ -148,10 +147,10 @@ fn node_death(mix: Mix) {
     });
     let routing = w2.publish(Message::new("alerts/1", "probe").unwrap());
     assert!(routing.remote.is_empty());
-    assert!(w2
-        .events()
-        .iter()
-        .any(|e| matches!(e, Event::MemberDead { node } if node.as_str() == "w1")));
+    w2.wait_for_event(
+        "w2 reports w1 dead",
+        |e| matches!(e, Event::MemberDead { node } if node.as_str() == "w1"),
+    );
 }
 
 fn core_failover(mix: Mix) {
@@ -206,10 +205,10 @@ fn core_failover(mix: Mix) {
     assert_eq!(payloads, expected, "every message arrived, none twice");
     assert_eq!(w2.stats().delivered, 150);
     for worker in [&w1, &w2] {
-        assert!(worker
-            .events()
-            .iter()
-            .any(|e| matches!(e, Event::CoreUnreachable { core } if core.as_str() == "core1")));
+        worker.wait_for_event(
+            "the worker reports core1 unreachable",
+            |e| matches!(e, Event::CoreUnreachable { core } if core.as_str() == "core1"),
+        );
     }
     eventually("core2 declares core1 dead", || {
         core2.sees("core1", MemberState::Dead)
@@ -235,11 +234,11 @@ fn leave(mix: Mix) {
         .iter()
         .all(|n| n.status().is_some_and(|s| s.routes == 0)));
     assert!(w1.status().is_none(), "a node that left has stopped");
-    assert!(w1.events().contains(&Event::Left));
-    assert!(w2
-        .events()
-        .iter()
-        .any(|e| matches!(e, Event::MemberLeft { node } if node.as_str() == "w1")));
+    w1.wait_for_event("w1 reports that it left", |e| *e == Event::Left);
+    w2.wait_for_event(
+        "w2 reports that w1 left",
+        |e| matches!(e, Event::MemberLeft { node } if node.as_str() == "w1"),
+    );
     assert!(
         !core1
             .events()
@@ -642,9 +641,10 @@ fn retained_messages(mix: Mix) {
         4,
     );
     eventually("the late worker holds it", || w2.retained() == expected);
-    assert!(w2.events().iter().any(
-        |e| matches!(e, Event::RetainSet(m) if m.topic.as_str() == "status/door" && m.retain)
-    ));
+    w2.wait_for_event(
+        "the late worker tells its host",
+        |e| matches!(e, Event::RetainSet(m) if m.topic.as_str() == "status/door" && m.retain),
+    );
     assert_eq!(w1.retained(), expected, "the publisher holds its own");
     assert!(
         !w1.events().iter().any(|e| matches!(e, Event::RetainSet(_))),
@@ -658,10 +658,10 @@ fn retained_messages(mix: Mix) {
             .iter()
             .all(|n| n.retained().is_empty())
     });
-    assert!(w2
-        .events()
-        .iter()
-        .any(|e| matches!(e, Event::RetainCleared { topic } if topic.as_str() == "status/door")));
+    w2.wait_for_event(
+        "w2 tells its host the retained message is gone",
+        |e| matches!(e, Event::RetainCleared { topic } if topic.as_str() == "status/door"),
+    );
     for node in [&core1, &core2, &w1, &w2] {
         let status = node.status().unwrap();
         assert_eq!((status.retained, status.retained_digest.as_str()), (0, ""));
