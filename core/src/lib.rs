@@ -44,6 +44,7 @@
 //! let mut core = Node::new(Config::from_yaml_str(core_yaml)?, now, 1)?;
 //! let mut worker = Node::new(Config::from_yaml_str(worker_yaml)?, now, 2)?;
 //! let mut stream = None; // (the core's StreamId, the worker's RequestId)
+//! let mut synced = false;
 //!
 //! for _ in 0..20 {
 //!     // Everything the worker sends goes to the core (its only peer here);
@@ -65,8 +66,11 @@
 //!         }
 //!     }
 //!     while let Some(event) = worker.poll_event() {
-//!         if let Event::Registered { core, .. } = &event {
-//!             assert_eq!(core.as_str(), "core1");
+//!         match &event {
+//!             Event::Registered { core, .. } => assert_eq!(core.as_str(), "core1"),
+//!             // From here on the worker's publishes reach every subscriber.
+//!             Event::Synced { .. } => synced = true,
+//!             _ => {}
 //!         }
 //!     }
 //!     while core.poll_event().is_some() {}
@@ -78,6 +82,7 @@
 //! }
 //! assert_eq!(core.status().members_digest, worker.status().members_digest);
 //! assert_eq!(worker.status().core.unwrap().as_str(), "core1");
+//! assert!(synced);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!

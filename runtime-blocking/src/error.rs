@@ -6,6 +6,7 @@ use mqtt_cluster_core::NodeError;
 
 /// The node could not be started; nothing is running.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum StartError {
     /// The configuration was refused by the core.
     #[error("invalid configuration: {0}")]
@@ -37,6 +38,7 @@ pub enum StartError {
 /// A request to a running node failed; for [`ClusterError::Stopped`] the
 /// node is gone, otherwise it refused the request and nothing changed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum ClusterError {
     /// The node has stopped (shut down, aborted, or every handle dropped).
     #[error("the cluster node has stopped")]

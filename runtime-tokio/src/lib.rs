@@ -90,10 +90,10 @@
 //!
 //! ## Features
 //!
-//! - `cli` (default): the `mqtt-cluster` binary (`node`, `demo`, `status`,
-//!   `simulate`) and what only it needs (clap, a log subscriber, the core's
-//!   simulator). A broker embedding the library turns it off with
-//!   `default-features = false`.
+//! - `cli` (off by default): the `mqtt-cluster` binary (`node`, `demo`,
+//!   `status`, `simulate`) and what only it needs (clap, a log subscriber,
+//!   the core's simulator). `cargo install mqtt-cluster-tokio --features cli`
+//!   installs the command; a broker embedding the library leaves it off.
 //! - `tls`: HTTPS between nodes with rustls ([`Options::tls`], `TlsOptions`);
 //!   cores serve HTTPS and every node checks peers against a CA. Items that
 //!   need it are marked in these docs.

@@ -56,6 +56,7 @@ impl std::fmt::Debug for Operator {
 
 /// An operator's request failed.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum OperatorError {
     /// No HTTP answer.
     #[error("{url}: {source}")]

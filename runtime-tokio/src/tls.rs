@@ -44,6 +44,7 @@ pub struct TlsOptions {
 
 /// TLS could not be set up from the given files.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum TlsError {
     /// A PEM file could not be read or holds nothing usable.
     #[error("{path}: {reason}")]

@@ -536,3 +536,63 @@ fn a_wall_clock_stepped_away_and_back_locks_nobody_out() {
         }
     }
 }
+
+#[test]
+fn a_worker_says_when_it_holds_the_routing_table_and_counts_publishes_made_before() {
+    let mut cluster = PumpedCluster::new();
+    let c1 = cluster.add(core_config("core1"), 1);
+    let w2 = cluster.add(worker_config("w2", "core1", "core2", SECRET), 2);
+    cluster.run_for(Duration::from_secs(1));
+    let now = cluster.now();
+    cluster.node_mut(&w2).subscribe(now, "alarms/#").unwrap();
+    cluster.run_for(Duration::from_millis(200));
+    assert!(cluster
+        .events(&w2)
+        .iter()
+        .any(|e| matches!(e, Event::Synced { core } if *core == c1)));
+
+    // w1's push stream is held back: it registers, but has no tables yet.
+    let w1 = id("w1");
+    cluster.stall(&w1);
+    cluster.add(worker_config("w1", "core1", "core2", SECRET), 3);
+    cluster.run_for(Duration::from_millis(200));
+    assert!(cluster
+        .events(&w1)
+        .iter()
+        .any(|e| matches!(e, Event::Registered { .. })));
+    assert!(!cluster
+        .events(&w1)
+        .iter()
+        .any(|e| matches!(e, Event::Synced { .. })));
+    let now = cluster.now();
+    let early = mqtt_cluster_core::node::Message::new("alarms/fire", "early").unwrap();
+    let routing = cluster.node_mut(&w1).publish(now, early).unwrap();
+    assert!(routing.remote.is_empty(), "no routes yet: {routing:?}");
+    assert_eq!(cluster.node(&w1).stats().published_unsynced, 1);
+
+    cluster.resume(&w1);
+    let synced: Vec<&Event> = cluster
+        .events(&w1)
+        .iter()
+        .filter(|e| matches!(e, Event::Synced { .. }))
+        .collect();
+    assert_eq!(synced, [&Event::Synced { core: c1.clone() }]);
+    let now = cluster.now();
+    let late = mqtt_cluster_core::node::Message::new("alarms/fire", "late").unwrap();
+    let routing = cluster.node_mut(&w1).publish(now, late).unwrap();
+    assert_eq!(routing.remote, vec![w2.clone()]);
+    assert_eq!(cluster.node(&w1).stats().published_unsynced, 1);
+    // The stream goes on: no second Synced without a new registration.
+    cluster.run_for(Duration::from_secs(1));
+    let synced = cluster
+        .events(&w1)
+        .iter()
+        .filter(|e| matches!(e, Event::Synced { .. }))
+        .count();
+    assert_eq!(synced, 1);
+    let metrics = cluster.node(&w1).metrics();
+    assert!(
+        metrics.contains("mqtt_cluster_published_unsynced_total 1"),
+        "{metrics}"
+    );
+}

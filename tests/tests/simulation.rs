@@ -398,6 +398,75 @@ fn same_seed_same_transcript_other_seed_other_transcript() {
     assert_ne!(one_run(7), one_run(8));
 }
 
+/// A partition that heals, with retained writes on both sides and a
+/// subscription storm meanwhile: the paths `one_run` does not take.
+fn partition_run(seed: u64) -> String {
+    let mut sim = Simulation::new(seed, NetworkModel::lossy(0.02, 0.02));
+    let mut choose = Chooser::new(seed);
+    let layout = build(&mut sim, 2, 2, "");
+    sim.run_for(Duration::from_secs(1)).unwrap();
+    let all = layout.all();
+    sim.act(Action::Partition {
+        side_a: vec![layout.cores[0].clone(), layout.workers[0].clone()],
+        side_b: vec![layout.cores[1].clone(), layout.workers[1].clone()],
+    })
+    .unwrap();
+    subscribe_some(&mut sim, &mut choose, &all, 8).unwrap();
+    schedule_retained(&mut sim, &mut choose, &all, 6, Duration::from_secs(1));
+    schedule_traffic(&mut sim, &mut choose, &all, 10, Duration::from_secs(1));
+    sim.run_for(Duration::from_secs(2)).unwrap();
+    sim.act(Action::Heal).unwrap();
+    sim.run_for(Duration::from_secs(3)).unwrap();
+    sim.transcript_hash()
+}
+
+/// Transcript hashes pinned for a few seeds, so that every machine that
+/// runs the suite (CI's, a developer's, a user's) proves it makes the very
+/// same runs: a dependence on the platform (hash-map order, float
+/// formatting, pointer width) shows up here, where comparing two runs on
+/// one machine cannot see it. A change of behaviour that changes a
+/// transcript updates these pins in the same commit and says why.
+#[test]
+fn transcripts_are_the_same_on_every_machine() {
+    let pinned: [(&str, u64, &str); 4] = [
+        (
+            "crash",
+            1,
+            "5d26a999a647b71869a27c3b45b0b8a2d9ec55eaf9bc9bbc57857597ddb03ecb",
+        ),
+        (
+            "crash",
+            7,
+            "6abbe467556e06f4a55b0941ab81254245d61210647b6cd067ff70e03fd556c9",
+        ),
+        (
+            "partition",
+            3,
+            "3f39e372ea078bd5fc820c9706b058abde6324e6427201216d0dac6050e4ffa8",
+        ),
+        (
+            "partition",
+            11,
+            "79576bbb8ccece7c0bd71b7dfaaad298724d5b605cc98987bad3f77b3a6c4ae7",
+        ),
+    ];
+    let got: Vec<(&str, u64, String)> = pinned
+        .iter()
+        .map(|&(scenario, seed, _)| {
+            let hash = match scenario {
+                "crash" => one_run(seed),
+                _ => partition_run(seed),
+            };
+            (scenario, seed, hash)
+        })
+        .collect();
+    let want: Vec<(&str, u64, String)> = pinned
+        .iter()
+        .map(|&(scenario, seed, hash)| (scenario, seed, hash.to_owned()))
+        .collect();
+    assert_eq!(got, want, "transcripts differ from the pinned ones");
+}
+
 #[test]
 fn the_checker_catches_duplicates_when_dedup_is_broken() {
     // Lost acknowledgements make retries; without deduplication they reach

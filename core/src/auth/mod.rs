@@ -67,6 +67,7 @@ pub struct Sender {
 
 /// Why a request was refused. A refused request changed nothing.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum AuthError {
     /// A required protocol header is absent.
     #[error("missing header {name}")]

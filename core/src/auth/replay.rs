@@ -19,6 +19,7 @@ const WORDS: usize = (WINDOW / 64) as usize;
 
 /// Why a counter was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Rejection {
     /// The counter was seen before, is older than the window, or is zero.
     Replayed,

@@ -7,6 +7,7 @@ use super::url::ClusterUrlError;
 /// be accepted, so the message alone lets an operator fix the file. Keys are
 /// named in the spelling the file used (camelCase for configs built in code).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum ConfigError {
     /// The input is not UTF-8.
     #[error("plugin.yaml is not valid UTF-8 (the first bad byte is at offset {valid_up_to})")]

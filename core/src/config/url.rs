@@ -94,6 +94,7 @@ impl fmt::Display for ClusterUrl {
 
 /// Why a text is not a [`ClusterUrl`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum ClusterUrlError {
     /// No `scheme://` in front.
     #[error("it does not start with http:// or https://")]

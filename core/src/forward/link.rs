@@ -45,6 +45,7 @@ pub trait Carried {
 /// Why a link gave up on a message.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum DropReason {
     /// The link's queue was full and its policy dropped this message.
     QueueFull,

@@ -130,6 +130,7 @@ pub struct Delivery {
 
 /// Publishing failed; nothing was sent.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum PublishError {
     /// The node has left or was rejected.
     #[error("the node is not running")]
@@ -440,6 +441,9 @@ impl Node {
         }
         if nodes.is_empty() {
             self.stats.published += 1;
+        }
+        if self.role == Role::Worker && !self.worker.synced() {
+            self.stats.published_unsynced += 1;
         }
         let routing = Routing {
             local,

@@ -133,6 +133,12 @@ impl Node {
             &plain(stats.published),
         );
         family(
+            "mqtt_cluster_published_unsynced_total",
+            "counter",
+            "Messages a worker published before it held its core's routing table.",
+            &plain(stats.published_unsynced),
+        );
+        family(
             "mqtt_cluster_publish_refused_total",
             "counter",
             "Messages refused at publish, by reason.",

@@ -183,6 +183,7 @@ enum Pending {
 
 /// The node could not be created.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum NodeError {
     /// The configuration is invalid.
     #[error(transparent)]

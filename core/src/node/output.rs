@@ -32,6 +32,7 @@ pub struct Transmit {
 
 /// Why a request got no HTTP response.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum TransportError {
     /// The connection could not be made.
     #[error("cannot connect: {0}")]
@@ -76,6 +77,7 @@ pub enum StreamOutput {
 /// Something the host should know about.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum Event {
     /// A worker was accepted by a core (again after a failover or a restart).
     Registered {
@@ -85,6 +87,18 @@ pub enum Event {
         core: NodeId,
         /// This node's incarnation.
         incarnation: Incarnation,
+    },
+    /// A worker holds the member list and routing table of the core it
+    /// registered with, whole: from now on its publishes reach every node
+    /// with a matching subscription. It follows every [`Event::Registered`]
+    /// (a failover included) once that core's push stream has delivered
+    /// its tables. A publish made between the two routes only to what the
+    /// worker knew before (nothing, for a worker that just started) and is
+    /// counted in [`Stats::published_unsynced`](crate::Stats::published_unsynced).
+    /// Cores never emit it: their routing table fills as peer cores sync.
+    Synced {
+        /// The core whose tables the worker holds.
+        core: NodeId,
     },
     /// A core refused this node's credentials (`403`). Fatal: the node does
     /// nothing more and the host should stop it.

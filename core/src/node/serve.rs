@@ -24,6 +24,7 @@ use crate::wire::{
 
 /// Why a request was refused. The node's state is unchanged by it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum RequestError {
     /// No such path or method.
     #[error(transparent)]

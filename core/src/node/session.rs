@@ -51,6 +51,9 @@ pub(super) struct WorkerDuty {
     backoff: Duration,
     failed_in_round: usize,
     conflicts: u32,
+    /// The current core's member list and routing table have arrived whole
+    /// (its stream's hello) since this worker registered with it.
+    synced: bool,
 }
 
 impl WorkerDuty {
@@ -65,7 +68,14 @@ impl WorkerDuty {
             backoff: config.retry_backoff,
             failed_in_round: 0,
             conflicts: 0,
+            synced: false,
         }
+    }
+
+    /// Whether this worker holds its current core's tables whole: false
+    /// from each registration until that core's stream hello is applied.
+    pub(super) fn synced(&self) -> bool {
+        self.synced
     }
 
     /// The core this worker is registered with.
@@ -237,6 +247,7 @@ impl Node {
         self.worker.backoff = self.config.retry_backoff;
         self.worker.failed_in_round = 0;
         self.worker.conflicts = 0;
+        self.worker.synced = false;
         self.events.push_back(Event::Registered {
             node_id: answer.node_id,
             core: answer.core,
@@ -372,7 +383,14 @@ impl Node {
                     }
                     let changes = self.adopt_records(now, hello.members, true);
                     self.apply_changes(now, changes);
-                    broken |= !self.replace_routes(hello.routes);
+                    let replaced = self.replace_routes(hello.routes);
+                    broken |= !replaced;
+                    if replaced && !self.worker.synced {
+                        if let Some(core) = self.worker.registered_core().cloned() {
+                            self.worker.synced = true;
+                            self.events.push_back(Event::Synced { core });
+                        }
+                    }
                 }
                 Ok(StreamFrame::Members(members)) => {
                     let changes = self.adopt_records(now, members, false);

@@ -150,6 +150,11 @@ pub struct Stats {
     pub failovers: u64,
     /// Messages the host published.
     pub published: u64,
+    /// Messages a worker published while it did not yet hold its core's
+    /// routing table (before [`Event::Synced`](crate::Event::Synced), after
+    /// each registration): they reached only the nodes it knew of then,
+    /// none for a worker that just started.
+    pub published_unsynced: u64,
     /// Messages [`Node::publish`] refused because they take more bytes than
     /// one body carries ([`PublishError::TooLarge`](super::PublishError::TooLarge)).
     pub publish_refused: u64,

@@ -43,6 +43,7 @@ pub use pages::{page_budget, Pager, PAGE_ENVELOPE};
 /// Why a retained message was not taken into the cluster's set.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum RetainRefusal {
     /// The set already holds `retainedLimit` topics with lower stamps.
     Limit,

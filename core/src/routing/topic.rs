@@ -45,6 +45,7 @@ impl fmt::Display for TopicKind {
 ///
 /// `input` fields hold the refused string, cut to its first 120 characters.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum TopicError {
     /// The string is empty; MQTT requires at least one character.
     #[error("empty {kind}: at least one character is required")]

@@ -48,6 +48,7 @@ pub enum Endpoint {
 
 /// A request for a path or method the API does not have.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum RouteError {
     /// No such path.
     #[error("no endpoint at {path}")]

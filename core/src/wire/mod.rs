@@ -22,6 +22,7 @@ pub use endpoint::Endpoint;
 
 /// A request or response body that could not be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum WireError {
     /// The body is longer than the configured `maxBodySize`.
     #[error("body of {size} bytes exceeds the limit of {limit} bytes")]

@@ -76,6 +76,7 @@ pub struct RetainedRequest {
 /// A `POST /retained` body that is well-formed JSON but not a valid set of
 /// entries. Nothing of it is applied.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum RetainedError {
     /// A stamp with clock 0, which no node ever gives.
     #[error("retained entry for {topic} has clock 0")]

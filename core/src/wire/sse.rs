@@ -33,6 +33,7 @@ pub struct SseFrame {
 /// Why a stream cannot be decoded further. Errors are final: the stream is
 /// corrupt or hostile, so the runtime should drop it and reconnect.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum SseError {
     /// A line of the stream is not valid UTF-8.
     #[error("stream line is not valid UTF-8")]
