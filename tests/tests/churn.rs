@@ -196,7 +196,6 @@ fn routes_of_a_member_never_heard_of_are_refused_and_change_nothing() {
     };
     let sync = SyncRequest {
         members: vec![],
-        snapshot: false,
         routes: vec![routes.clone()],
     };
     let before = cluster.node(&core1).status();
@@ -233,7 +232,6 @@ fn routes_of_a_member_never_heard_of_are_refused_and_change_nothing() {
     };
     let sync = SyncRequest {
         members: vec![record],
-        snapshot: false,
         routes: vec![routes],
     };
     let response = cluster.request(

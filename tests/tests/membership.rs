@@ -10,6 +10,7 @@ use http::{Method, Request, StatusCode};
 use mqtt_cluster_core::auth::{Authenticator, Secret};
 use mqtt_cluster_core::wire::messages::MemberState;
 use mqtt_cluster_core::{Config, Event, Incarnation, NodeId, Phase, Role};
+use mqtt_cluster_fuzz_harness::fixture::observable_state;
 use mqtt_cluster_tests::pump::{PumpedCluster, Reachability};
 
 const SECRET: &str = "correct-horse-battery-staple";
@@ -242,6 +243,29 @@ fn signed(
     path: &str,
     body: &str,
 ) -> Request<Bytes> {
+    signed_as(
+        secret,
+        node,
+        Incarnation(7),
+        counter,
+        wall_ms,
+        method,
+        path,
+        body,
+    )
+}
+
+#[allow(clippy::too_many_arguments)]
+fn signed_as(
+    secret: &str,
+    node: &str,
+    incarnation: Incarnation,
+    counter: u64,
+    wall_ms: u64,
+    method: Method,
+    path: &str,
+    body: &str,
+) -> Request<Bytes> {
     let auth = Authenticator::new(Some(Secret::new(secret)), Duration::from_secs(30), 16);
     let mut request = Request::builder()
         .method(method)
@@ -251,7 +275,7 @@ fn signed(
     auth.sign(
         &mut request,
         &id(node),
-        Incarnation(7),
+        incarnation,
         counter,
         mqtt_cluster_core::WallTime::from_unix_millis(wall_ms),
     );
@@ -370,7 +394,7 @@ fn bad_requests_get_the_right_status_and_change_nothing() {
         ),
     ];
     for (name, request, expected) in cases {
-        let before = five.cluster.node(&core).status();
+        let before = observable_state(five.cluster.node(&core));
         let response = five.cluster.request(&core, request);
         assert_eq!(response.status(), expected, "{name}: {:?}", response.body());
         let body: serde_json::Value = serde_json::from_slice(response.body()).unwrap();
@@ -379,9 +403,9 @@ fn bad_requests_get_the_right_status_and_change_nothing() {
             "{name}: JSON error body"
         );
         assert_eq!(
-            five.cluster.node(&core).status(),
+            observable_state(five.cluster.node(&core)),
             before,
-            "{name} changed the status"
+            "{name} changed the core's state"
         );
     }
 
@@ -595,4 +619,48 @@ fn a_worker_says_when_it_holds_the_routing_table_and_counts_publishes_made_befor
         metrics.contains("mqtt_cluster_published_unsynced_total 1"),
         "{metrics}"
     );
+}
+
+#[test]
+fn a_refused_request_under_a_newer_incarnation_locks_no_one_out() {
+    let mut five = five();
+    let [c1, _] = five.cores.clone();
+    let w1 = five.workers[0].clone();
+    assert_eq!(five.cluster.node(&w1).status().core, Some(c1.clone()));
+    let live = five.cluster.node(&w1).incarnation();
+    let wall = five.cluster.now().wall.as_unix_millis();
+    // Signed with the cluster's secret (a restarted w1, or anyone who holds
+    // the secret), under a newer incarnation, and refused for its body.
+    let refused = signed_as(
+        SECRET,
+        "w1",
+        Incarnation(live.0 + 1),
+        1,
+        wall,
+        Method::POST,
+        "/heartbeat",
+        "{not json",
+    );
+    let before = observable_state(five.cluster.node(&c1));
+    let response = five.cluster.request(&c1, refused);
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(observable_state(five.cluster.node(&c1)), before);
+
+    // The live w1 goes on heartbeating with core1 as if nothing happened.
+    five.cluster.run_for(Duration::from_secs(3));
+    assert_eq!(five.cluster.node(&w1).status().core, Some(c1.clone()));
+    assert_eq!(five.cluster.node(&w1).incarnation(), live);
+    let refusals = five.cluster.node(&c1).stats().requests_refused;
+    assert_eq!(
+        refusals.keys().collect::<Vec<_>>(),
+        ["malformed"],
+        "only the refused request itself: {refusals:?}"
+    );
+    assert!(!five
+        .cluster
+        .events(&w1)
+        .iter()
+        .any(|e| matches!(e, Event::CoreUnreachable { .. })));
+    let all: Vec<&NodeId> = five.cores.iter().chain(five.workers.iter()).collect();
+    assert_agree(&five.cluster, &all);
 }

@@ -259,6 +259,23 @@ impl Authenticator {
         self.secret.is_none()
     }
 
+    /// Remembers the counter of a request [`check`](Self::check) passed
+    /// and the receiver accepted, so that it cannot be replayed. Nothing
+    /// happens if the counter was recorded since the check.
+    pub fn accept(&mut self, sender: &Sender) {
+        // `check` passed and only `accept` records, so this refuses only a
+        // sender accepted twice: the first acceptance stands.
+        let _ = self
+            .replay
+            .record(&sender.node, sender.incarnation, sender.counter);
+    }
+
+    /// What the replay guard remembers: which counters of which senders were
+    /// accepted. Equal before and after a refused request.
+    pub fn replay_guard(&self) -> &ReplayGuard {
+        &self.replay
+    }
+
     /// How many senders the replay guard remembers now (for status).
     pub fn tracked_senders(&self) -> usize {
         self.replay.len()
@@ -347,17 +364,54 @@ impl Authenticator {
         }
     }
 
-    /// Checks a received request: version, identity headers, timestamp
-    /// format, signature (unless open), freshness, then incarnation and
-    /// counter.
-    ///
-    /// On `Ok`, remembers the counter so the request cannot be replayed and
-    /// returns the sender. On `Err`, changes nothing.
+    /// Checks a received request ([`check`](Self::check)) and, if it
+    /// passes, [`accept`](Self::accept)s it at once: for a receiver that has
+    /// nothing else to check. On `Err`, changes nothing.
     pub fn verify(
         &mut self,
         request: &Request<Bytes>,
         wall: WallTime,
     ) -> Result<Sender, AuthError> {
+        let sender = self.check(request, wall)?;
+        self.accept(&sender);
+        Ok(sender)
+    }
+
+    /// Checks a received request: version, identity headers, timestamp
+    /// format, signature (unless open), freshness, then incarnation and
+    /// counter. Changes nothing, whatever the outcome.
+    ///
+    /// A receiver that refuses the request for another reason afterwards
+    /// (its body, the sender's membership) simply drops the [`Sender`]; one
+    /// that accepts it calls [`accept`](Self::accept), so that its counter
+    /// cannot be used again. Recording only accepted requests is what keeps
+    /// a refused request from using up counters, from evicting other senders
+    /// from the replay guard, and, sent under a newer incarnation, from
+    /// locking the live one out. A refused request may therefore be sent
+    /// again: it is refused again for the same reason, or, if the sender's
+    /// membership changed meanwhile, accepted once, as the sender's own
+    /// retry would have been.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// use mqtt_cluster_core::auth::{Authenticator, Secret};
+    /// use mqtt_cluster_core::{Incarnation, NodeId, WallTime};
+    ///
+    /// let secret = Some(Secret::new("s3cret-s3cret"));
+    /// let now = WallTime::from_unix_millis(1_700_000_000_000);
+    /// let sender = Authenticator::new(secret.clone(), Duration::from_secs(30), 64);
+    /// let mut receiver = Authenticator::new(secret, Duration::from_secs(30), 64);
+    /// let mut request = http::Request::post("/heartbeat").body(bytes::Bytes::new())?;
+    /// sender.sign(&mut request, &NodeId::new("w1")?, Incarnation(1), 1, now);
+    ///
+    /// let checked = receiver.check(&request, now)?;
+    /// // Refused for another reason: nothing recorded, the same bytes pass again.
+    /// assert_eq!(receiver.check(&request, now)?, checked);
+    /// receiver.accept(&checked);
+    /// assert_eq!(receiver.check(&request, now).unwrap_err().kind(), "replayed");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn check(&self, request: &Request<Bytes>, wall: WallTime) -> Result<Sender, AuthError> {
         check_version(request)?;
         let claimed = parse_claimed(request, &self.replay)?;
         if self.secret.is_some() {
@@ -375,7 +429,7 @@ impl Authenticator {
             return Err(AuthError::Stale { skew_ms });
         }
         self.replay
-            .record(&claimed.node, claimed.incarnation, claimed.counter)
+            .check(&claimed.node, claimed.incarnation, claimed.counter)
             .map_err(|rejection| match rejection {
                 Rejection::Replayed => AuthError::Replayed {
                     counter: claimed.counter,

@@ -73,6 +73,13 @@ impl ReplayWindow {
         self.highest
     }
 
+    /// Whether `counter` is more than [`WINDOW`] below the highest counter
+    /// recorded: refused by [`check`](Self::check) whether it was seen or
+    /// not, since the window no longer tells.
+    pub fn is_beyond(&self, counter: u64) -> bool {
+        counter != 0 && self.highest.saturating_sub(counter) >= WINDOW
+    }
+
     /// Whether `counter` would be accepted now.
     pub fn check(&self, counter: u64) -> bool {
         if counter == 0 {
@@ -134,7 +141,7 @@ impl ReplayWindow {
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 struct Tracked {
     incarnation: Incarnation,
     window: ReplayWindow,
@@ -149,7 +156,7 @@ struct Tracked {
 /// above the number of members to keep that from happening. Recency is a
 /// logical tick, not time, and both maps are ordered, so which sender gets
 /// evicted depends only on the sequence of accepted requests.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReplayGuard {
     senders: BTreeMap<NodeId, Tracked>,
     /// `(last_used, node)` for each tracked sender: the first entry is the
@@ -192,11 +199,12 @@ impl ReplayGuard {
         self.senders.get_key_value(name).map(|(id, _)| id)
     }
 
-    /// Forgets `node` altogether.
-    pub fn forget(&mut self, node: &NodeId) {
-        if let Some(t) = self.senders.remove(node) {
-            self.recency.remove(&(t.last_used, node.clone()));
-        }
+    /// Whether `counter` of `node` in `incarnation` is refused only because
+    /// it is older than the window remembers (not because it was seen).
+    pub fn is_beyond_window(&self, node: &NodeId, incarnation: Incarnation, counter: u64) -> bool {
+        self.senders
+            .get(node)
+            .is_some_and(|t| t.incarnation == incarnation && t.window.is_beyond(counter))
     }
 
     /// Whether a request from `node` in `incarnation` with `counter` would be

@@ -12,10 +12,26 @@
 //! by later ones.
 //!
 //! A number more than [`WINDOW`] below the highest delivered one cannot be
-//! told apart from a duplicate and is reported as not new.
+//! told apart from a duplicate: it is not new, and [`DeliveryLog::arrive`]
+//! calls it [`Arrival::TooLate`] rather than a duplicate, since it may be a
+//! message this node never had.
 
-use crate::auth::replay::{ReplayGuard, WINDOW};
+use crate::auth::replay::{Rejection, ReplayGuard, WINDOW};
 use crate::id::{Incarnation, NodeId};
+
+/// What a copy that arrives is, by [`DeliveryLog::arrive`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Arrival {
+    /// Never delivered here: deliver it.
+    New,
+    /// Delivered here before (a retry whose acknowledgement was lost).
+    Duplicate,
+    /// More than [`WINDOW`] below the newest number delivered from its
+    /// origin, or from an older incarnation of the origin than one
+    /// delivered: it may be a duplicate or a message never delivered, and
+    /// the log cannot tell which. Not delivered, and to be reported.
+    TooLate,
+}
 
 /// Which messages from each origin were already delivered here.
 ///
@@ -63,16 +79,22 @@ impl DeliveryLog {
         self.seen.record(origin, incarnation, seq).is_ok()
     }
 
+    /// What a copy that arrives now is: new (and now recorded, as
+    /// [`first_time`](Self::first_time) does), a duplicate of one
+    /// delivered, or too late to tell.
+    pub fn arrive(&mut self, origin: &NodeId, incarnation: Incarnation, seq: u64) -> Arrival {
+        match self.seen.record(origin, incarnation, seq) {
+            Ok(()) => Arrival::New,
+            Err(Rejection::StaleIncarnation { .. }) => Arrival::TooLate,
+            Err(_) if self.seen.is_beyond_window(origin, incarnation, seq) => Arrival::TooLate,
+            Err(_) => Arrival::Duplicate,
+        }
+    }
+
     /// Whether [`first_time`](Self::first_time) would report this message
     /// as new. Records nothing.
     pub fn is_new(&self, origin: &NodeId, incarnation: Incarnation, seq: u64) -> bool {
         self.seen.check(origin, incarnation, seq).is_ok()
-    }
-
-    /// Forgets an origin that died or left. Whatever it sends afterwards,
-    /// in any incarnation, is new again.
-    pub fn forget(&mut self, origin: &NodeId) {
-        self.seen.forget(origin);
     }
 
     /// How many origins are remembered.
@@ -164,15 +186,18 @@ mod tests {
     }
 
     #[test]
-    fn dedup_forget_starts_the_origin_afresh() {
+    fn dedup_tells_a_duplicate_from_a_copy_too_late_to_tell() {
         let mut log = DeliveryLog::new(4);
         let a = node("a");
-        assert!(log.first_time(&a, Incarnation(9), 1));
-        log.forget(&a);
-        log.forget(&a);
-        assert_eq!(log.origins(), 0);
-        assert!(log.first_time(&a, Incarnation(1), 1));
-        assert_eq!(log.origins(), 1);
+        assert_eq!(log.arrive(&a, Incarnation(2), 5), Arrival::New);
+        assert_eq!(log.arrive(&a, Incarnation(2), 5), Arrival::Duplicate);
+        assert_eq!(log.arrive(&a, Incarnation(2), 0), Arrival::Duplicate);
+        let far = DeliveryLog::window() + 10;
+        assert_eq!(log.arrive(&a, Incarnation(2), far), Arrival::New);
+        assert_eq!(log.arrive(&a, Incarnation(2), 9), Arrival::TooLate);
+        assert_eq!(log.arrive(&a, Incarnation(2), 5), Arrival::TooLate);
+        assert_eq!(log.arrive(&a, Incarnation(1), far + 1), Arrival::TooLate);
+        assert_eq!(log.arrive(&a, Incarnation(2), far + 1), Arrival::New);
     }
 
     #[test]

@@ -57,6 +57,18 @@ pub enum DropReason {
     PeerGone,
     /// The message alone is larger than the receiver takes in one body.
     TooLarge,
+    /// This node left the cluster or was refused by it with the message
+    /// aboard, not yet confirmed by the next hop (it may have arrived).
+    Abandoned,
+    /// A worker's stream carried a message not addressed to it: not
+    /// delivered here, and the core that sent it took it as done.
+    Misaddressed,
+    /// A copy arrived more than the deduplication window below the newest
+    /// one delivered from its origin, or from an older incarnation of its
+    /// origin than one already delivered: it cannot be told from a
+    /// duplicate, so it is not delivered. Either a late copy of a message
+    /// delivered before, or a message lost to this node.
+    TooLate,
 }
 
 /// A message a link gave up on, and why.
@@ -508,6 +520,11 @@ impl<T: Carried + Clone> Link<T> {
     /// [`DropReason::PeerGone`]; the link is then empty, with no retry wait
     /// and its backoff reset.
     pub fn close(&mut self) -> Vec<Dropped<T>> {
+        self.close_for(DropReason::PeerGone)
+    }
+
+    /// Like [`close`](Self::close), with another reason for the drops.
+    pub fn close_for(&mut self, reason: DropReason) -> Vec<Dropped<T>> {
         let mut entries: Vec<Entry<T>> =
             Vec::with_capacity(self.queued().saturating_add(self.in_flight()));
         for batch in std::mem::take(&mut self.batches) {
@@ -520,7 +537,7 @@ impl<T: Carried + Clone> Link<T> {
         self.backoff = self.settings.retry_backoff;
         entries
             .into_iter()
-            .map(|entry| self.drop_entry(entry, DropReason::PeerGone))
+            .map(|entry| self.drop_entry(entry, reason))
             .collect()
     }
 

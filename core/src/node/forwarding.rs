@@ -16,7 +16,7 @@ use http::StatusCode;
 use serde::Serialize;
 
 use super::{Event, Node, Pending, Phase, TransportError};
-use crate::forward::dedup::DeliveryLog;
+use crate::forward::dedup::{Arrival, DeliveryLog};
 use crate::forward::link::{BatchId, Carried, DropReason, Dropped, Link, LinkSettings, LinkStats};
 use crate::id::{NodeId, Role};
 use crate::routing::{TopicError, TopicName};
@@ -576,13 +576,21 @@ impl Node {
 
     /// Hands a message to the host, once.
     fn deliver(&mut self, message: &ForwardedMessage, seq: u64) {
-        let first = self
+        let arrival = self
             .forwarding
             .delivered
-            .first_time(&message.origin, message.incarnation, seq);
-        if !first && !self.forwarding.dedup_disabled {
-            self.stats.duplicates += 1;
-            return;
+            .arrive(&message.origin, message.incarnation, seq);
+        match arrival {
+            _ if self.forwarding.dedup_disabled => {}
+            Arrival::New => {}
+            Arrival::Duplicate => {
+                self.stats.duplicates += 1;
+                return;
+            }
+            Arrival::TooLate => {
+                self.count_drops(&message.origin, DropReason::TooLate, 1);
+                return;
+            }
         }
         self.stats.delivered += 1;
         self.events.push_back(Event::Deliver(Delivery {
@@ -611,12 +619,37 @@ impl Node {
         }
         let peer = peer.cloned().unwrap_or_else(|| self.id.clone());
         for (reason, count) in counts {
-            *self.stats.dropped.entry(reason).or_default() += count;
-            self.events.push_back(Event::Dropped {
-                peer: peer.clone(),
-                count,
-                reason,
-            });
+            self.count_drops(&peer, reason, count);
+        }
+    }
+
+    /// Counts `count` messages dropped for `reason` (the messages were for
+    /// `peer`, or came from it for drops on arrival) and tells the host.
+    pub(super) fn count_drops(&mut self, peer: &NodeId, reason: DropReason, count: u64) {
+        *self.stats.dropped.entry(reason).or_default() += count;
+        self.events.push_back(Event::Dropped {
+            peer: peer.clone(),
+            count,
+            reason,
+        });
+    }
+
+    /// Gives up on everything still in this node's links when it stops
+    /// (left, or refused by the cluster): each message counted and reported
+    /// as [`DropReason::Abandoned`], for the peer it was queued for.
+    pub(super) fn abandon_links(&mut self) {
+        let uplink = self.forwarding.uplink.close_for(DropReason::Abandoned);
+        let core = self.worker.registered_core().cloned();
+        self.report_drops(core.as_ref(), uplink);
+        let peers: Vec<NodeId> = self.forwarding.links.keys().cloned().collect();
+        for peer in peers {
+            let dropped = self
+                .forwarding
+                .links
+                .get_mut(&peer)
+                .map(|link| link.close_for(DropReason::Abandoned))
+                .unwrap_or_default();
+            self.report_drops(Some(&peer), dropped);
         }
     }
 
@@ -722,9 +755,10 @@ impl Node {
         batch: BatchId,
         result: Result<http::Response<Bytes>, TransportError>,
     ) {
-        let ok = result.as_ref().is_ok_and(|r| {
-            decode_response::<ForwardResponse>(r, self.config.max_body_size).is_ok()
-        });
+        let answer = result
+            .as_ref()
+            .ok()
+            .and_then(|r| decode_response::<ForwardResponse>(r, self.config.max_body_size).ok());
         let conflict = result
             .as_ref()
             .is_ok_and(|r| r.status() == StatusCode::CONFLICT);
@@ -736,7 +770,14 @@ impl Node {
             None => Some(&mut self.forwarding.uplink),
         };
         let Some(link) = link else { return };
-        if ok {
+        // An answer that took another number of messages than the batch
+        // held acknowledges nothing: the batch goes again, and the receiver
+        // deduplicates what it did take.
+        let sent = link.batch_items(batch).map(|items| items.len());
+        let miscounted = answer
+            .as_ref()
+            .is_some_and(|a| sent.is_some_and(|n| n != a.accepted));
+        if answer.is_some() && !miscounted {
             link.ack_through(batch);
             return;
         }
@@ -752,6 +793,9 @@ impl Node {
             .clone()
             .or_else(|| self.worker.registered_core().cloned());
         self.report_drops(name.as_ref(), dropped);
+        if miscounted {
+            self.count_bad_response("forward_miscounted");
+        }
         if conflict {
             match peer {
                 None => self.worker_reregister(now),
@@ -772,17 +816,11 @@ impl Node {
     pub(super) fn serve_forward(
         &mut self,
         now: Now,
-        from: &NodeId,
         from_role: Role,
         request: ForwardRequest,
     ) -> ForwardResponse {
         let accepted = request.messages.len();
         for message in request.messages {
-            // A worker forwards only what it published itself.
-            if from_role == Role::Worker && message.origin != *from {
-                self.stats.unroutable += 1;
-                continue;
-            }
             self.relay(now, message, from_role == Role::Worker);
         }
         ForwardResponse { accepted }
@@ -790,10 +828,22 @@ impl Node {
 
     /// A worker takes messages from its stream and acknowledges them.
     pub(super) fn take_stream_messages(&mut self, now: Now, batch: MessageBatch) {
+        let mut misaddressed = 0;
         for message in &batch.messages {
-            if let Some(target) = message.targets.iter().find(|t| t.node == self.id) {
-                self.deliver(message, target.seq);
+            match message.targets.iter().find(|t| t.node == self.id) {
+                Some(target) => self.deliver(message, target.seq),
+                None => misaddressed += 1,
             }
+        }
+        if misaddressed > 0 {
+            // Acknowledged below with the rest: the core would only send
+            // them here again.
+            let core = self
+                .worker
+                .registered_core()
+                .cloned()
+                .unwrap_or_else(|| self.id.clone());
+            self.count_drops(&core, DropReason::Misaddressed, misaddressed);
         }
         let through = self
             .forwarding

@@ -4,6 +4,7 @@
 use std::fmt::Write as _;
 
 use super::Node;
+use crate::forward::link::DropReason;
 use crate::wire::messages::MemberState;
 
 impl Node {
@@ -189,6 +190,28 @@ impl Node {
             "counter",
             "Messages dropped, by peer and reason.",
             &dropped,
+        );
+        // Drops on arrival belong to no link: a stream message for another
+        // worker, a copy too late to tell from a duplicate.
+        let on_arrival: Vec<(String, String)> = stats
+            .dropped
+            .iter()
+            .filter(|(reason, _)| matches!(reason, DropReason::Misaddressed | DropReason::TooLate))
+            .map(|(reason, n)| {
+                let reason = serde_json::to_value(reason)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned));
+                (
+                    format!("{{reason=\"{}\"}}", reason.unwrap_or_default()),
+                    n.to_string(),
+                )
+            })
+            .collect();
+        family(
+            "mqtt_cluster_dropped_on_arrival_total",
+            "counter",
+            "Messages that arrived and were not delivered, by reason.",
+            &on_arrival,
         );
         let retries: Vec<(String, String)> = stats
             .links

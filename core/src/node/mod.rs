@@ -593,6 +593,7 @@ impl Node {
     fn finish_leaving(&mut self) {
         if self.phase == Phase::Leaving {
             self.phase = Phase::Left;
+            self.abandon_links();
             self.events.push_back(Event::Left);
         }
     }

@@ -35,8 +35,6 @@ pub(super) struct SyncOutbox {
 struct PeerOutbox {
     /// The latest record of each member to tell.
     members: BTreeMap<NodeId, MemberRecord>,
-    /// The records are this core's whole list.
-    full: bool,
     /// Route updates per member, oldest first.
     routes: BTreeMap<NodeId, VecDeque<Queued>>,
     /// The request in flight, kept to requeue if it fails.
@@ -134,8 +132,6 @@ impl Queued {
 pub(super) struct SyncPayload {
     /// Member records.
     pub(super) members: Vec<MemberRecord>,
-    /// Whether `members` is the sender's whole list.
-    pub(super) full: bool,
     /// Route updates, at most one per member.
     pub(super) routes: Vec<RouteUpdate>,
 }
@@ -157,10 +153,8 @@ impl SyncOutbox {
         &mut self,
         peer: &NodeId,
         records: impl IntoIterator<Item = MemberRecord>,
-        full: bool,
     ) {
         let outbox = self.peers.entry(peer.clone()).or_default();
-        outbox.full |= full;
         for record in records {
             outbox.members.insert(record.id.clone(), record);
         }
@@ -220,7 +214,6 @@ impl SyncOutbox {
         }
         let members: Vec<MemberRecord> =
             std::mem::take(&mut outbox.members).into_values().collect();
-        let full = std::mem::take(&mut outbox.full);
         let mut routes = Vec::new();
         let mut changes = 0;
         let mut emptied = Vec::new();
@@ -243,11 +236,7 @@ impl SyncOutbox {
         for node in emptied {
             outbox.routes.remove(&node);
         }
-        let payload = SyncPayload {
-            members,
-            full,
-            routes,
-        };
+        let payload = SyncPayload { members, routes };
         outbox.in_flight = Some(payload.clone());
         Some(payload)
     }
@@ -270,7 +259,6 @@ impl SyncOutbox {
             return None;
         }
         outbox.held = true;
-        outbox.full |= payload.full;
         for record in &payload.members {
             // A record queued since is newer.
             outbox

@@ -167,12 +167,17 @@ pub enum Event {
         /// ([`Node::max_message_len`](crate::Node::max_message_len)).
         limit: usize,
     },
-    /// Messages were dropped on their way to `peer` (by queue policy,
-    /// expiry, loss of a QoS 0 batch, the peer going away, or a message too
-    /// large for the peer's body limit).
+    /// Messages were dropped: on their way to `peer` (by queue policy,
+    /// expiry, loss of a QoS 0 batch, the peer going away, a message too
+    /// large for the peer's body limit, or this node stopping with them
+    /// aboard), or on arrival from `peer` (a stream message not addressed
+    /// to this worker, a copy too late to tell from a duplicate). Every
+    /// drop is also counted in [`Stats::dropped`](crate::Stats::dropped).
     Dropped {
         /// The peer they were queued for (or the target that could not be
-        /// reached).
+        /// reached); for drops on arrival, the core whose stream carried
+        /// them ([`DropReason::Misaddressed`]) or their origin
+        /// ([`DropReason::TooLate`]).
         peer: NodeId,
         /// How many.
         count: u64,

@@ -103,7 +103,6 @@ impl Node {
         now: Now,
         peer: &NodeId,
         members: Vec<MemberRecord>,
-        snapshot: bool,
         routes: Vec<RouteUpdate>,
     ) -> usize {
         let Some(url) = self.peer_address(peer) else {
@@ -111,7 +110,6 @@ impl Node {
         };
         let envelope = json_len(&SyncRequest {
             members: Vec::new(),
-            snapshot,
             routes: Vec::new(),
         });
         let room = self.body_room(envelope);
@@ -120,19 +118,16 @@ impl Node {
             .into_iter()
             .map(|members| SyncRequest {
                 members,
-                snapshot,
                 routes: Vec::new(),
             })
             .collect();
         bodies.extend(pages(routes, room).into_iter().map(|routes| SyncRequest {
             members: Vec::new(),
-            snapshot,
             routes,
         }));
         if bodies.is_empty() {
             bodies.push(SyncRequest {
                 members: Vec::new(),
-                snapshot,
                 routes: Vec::new(),
             });
         }
@@ -238,7 +233,7 @@ impl Node {
             if from_core {
                 // Through the outbox, so that it goes with the peer's next
                 // coalesced sync, in pages, and never beside one in flight.
-                self.sync_outbox.push_members(to, records, true);
+                self.sync_outbox.push_members(to, records);
             } else if let Some(stream) = self.core.stream_of(to) {
                 self.push_member_frames(&[stream], records);
             }

@@ -366,7 +366,7 @@ impl Node {
         if self.membership.digest() != answer.members_digest {
             // The peer lacks something this core has: push the whole list.
             self.sync_outbox
-                .push_members(peer, self.membership.snapshot(), true);
+                .push_members(peer, self.membership.snapshot());
         }
         if let Some(versions) = answer.route_versions {
             self.push_route_snapshots(peer, &versions);
@@ -408,7 +408,7 @@ impl Node {
                         let records: Vec<MemberRecord> = owners
                             .filter_map(|n| self.membership.get(n).cloned())
                             .collect();
-                        self.sync_outbox.push_members(peer, records, false);
+                        self.sync_outbox.push_members(peer, records);
                     }
                     Ok(r) if r.status() == StatusCode::OK => self.count_bad_response(&kind),
                     Ok(r) => self.count_bad_response(status_error(r).kind()),
@@ -459,7 +459,7 @@ impl Node {
             let peers: Vec<NodeId> = self.membership.peer_cores().map(|r| r.id.clone()).collect();
             for peer in peers {
                 self.sync_outbox
-                    .push_members(&peer, records.iter().cloned(), false);
+                    .push_members(&peer, records.iter().cloned());
             }
         }
     }
@@ -526,6 +526,7 @@ impl Node {
     /// A core refused this node's credentials: fatal.
     pub(super) fn reject(&mut self, core: String, reason: String) {
         self.phase = Phase::Rejected;
+        self.abandon_links();
         self.events
             .push_back(Event::RegistrationRejected { core, reason });
     }

@@ -462,7 +462,7 @@ impl Node {
     /// in flight until every page is answered.
     fn send_sync(&mut self, now: Now, peer: &NodeId, payload: SyncPayload) {
         let snapshots = payload.snapshots() as u64;
-        let pages = self.send_sync_pages(now, peer, payload.members, payload.full, payload.routes);
+        let pages = self.send_sync_pages(now, peer, payload.members, payload.routes);
         if pages == 0 {
             // Nowhere to send it yet: it waits for the next tick.
             self.sync_outbox.answered(peer, false);

@@ -14,9 +14,9 @@ use crate::membership::Change;
 use crate::time::Now;
 use crate::wire::endpoint::RouteError;
 use crate::wire::messages::{
-    Accepted, AckRequest, ClusterSettings, ForwardRequest, HeartbeatRequest, HeartbeatResponse,
-    LeaveRequest, MemberRecord, MemberState, RegisterRequest, RegisterResponse, RoutesRequest,
-    Stamp, StreamFrame, SyncRequest, SyncResponse,
+    Accepted, AckRequest, ForwardRequest, HeartbeatRequest, HeartbeatResponse, LeaveRequest,
+    MemberRecord, MemberState, RegisterRequest, RegisterResponse, RoutesRequest, Stamp,
+    StreamFrame, SyncRequest, SyncResponse,
 };
 use crate::wire::{
     self, check_size, decode_json, error_response, json_response, Endpoint, WireError,
@@ -166,9 +166,18 @@ impl Node {
     ) -> Result<Response<Bytes>, RequestError> {
         let endpoint = Endpoint::recognise(request.method(), request.uri().path())?;
         if endpoint == Endpoint::Health {
-            return Ok(json_response(
-                &serde_json::json!({ "status": "ok", "node": self.id }),
-            ));
+            // Healthy means taking part: a load balancer sends nothing more
+            // to a node that is leaving, has left or was refused.
+            let (status, text) = match self.phase {
+                Phase::Running => (StatusCode::OK, "ok"),
+                Phase::Leaving => (StatusCode::SERVICE_UNAVAILABLE, "leaving"),
+                Phase::Left => (StatusCode::SERVICE_UNAVAILABLE, "left"),
+                Phase::Rejected => (StatusCode::SERVICE_UNAVAILABLE, "rejected"),
+            };
+            let body = serde_json::json!({ "status": text, "node": self.id });
+            let mut response = json_response(&body);
+            *response.status_mut() = status;
+            return Ok(response);
         }
         if self.role != Role::Core {
             return Err(RequestError::NotACore);
@@ -185,14 +194,28 @@ impl Node {
             return Err(RequestError::ShuttingDown);
         }
         check_size(request, request.body().len(), self.config.max_body_size)?;
-        let sender = self.auth.verify(request, now.wall)?;
+        let sender = self.auth.check(request, now.wall)?;
+        let response = self.serve_signed(now, endpoint, &sender, request)?;
+        // Only now is the counter used up: a request refused for its body or
+        // its sender's membership leaves the replay guard as it was.
+        self.auth.accept(&sender);
+        Ok(response)
+    }
+
+    fn serve_signed(
+        &mut self,
+        now: Now,
+        endpoint: Endpoint,
+        sender: &Sender,
+        request: &Request<Bytes>,
+    ) -> Result<Response<Bytes>, RequestError> {
         let body = request.body();
         match endpoint {
-            Endpoint::Register => self.serve_register(now, &sender, decode_json(body)?),
-            Endpoint::Heartbeat => self.serve_heartbeat(now, &sender, decode_json(body)?),
-            Endpoint::Sync => self.serve_sync(now, &sender, decode_json(body)?),
-            Endpoint::Leave => self.serve_leave(now, &sender, decode_json(body)?),
-            Endpoint::Stream => self.serve_stream(now, &sender),
+            Endpoint::Register => self.serve_register(now, sender, decode_json(body)?),
+            Endpoint::Heartbeat => self.serve_heartbeat(now, sender, decode_json(body)?),
+            Endpoint::Sync => self.serve_sync(now, sender, decode_json(body)?),
+            Endpoint::Leave => self.serve_leave(now, sender, decode_json(body)?),
+            Endpoint::Stream => self.serve_stream(now, sender),
             Endpoint::Routes => {
                 let request: RoutesRequest = decode_json(body)?;
                 if request.update.node != sender.node
@@ -203,29 +226,36 @@ impl Node {
                         claimed: request.update.node,
                     });
                 }
-                self.registered(&sender)?;
+                self.registered(sender)?;
                 self.membership.heard(&sender.node, now.instant);
                 Ok(json_response(&self.serve_routes_update(request)))
             }
             Endpoint::Forward => {
                 let request: ForwardRequest = decode_json(body)?;
-                let role = self.registered(&sender)?.role;
+                let role = self.registered(sender)?.role;
+                // A worker forwards only what it published itself: a batch
+                // speaking for another origin is refused whole, before any
+                // of it is relayed.
+                if role == Role::Worker {
+                    if let Some(forged) = request.messages.iter().find(|m| m.origin != sender.node)
+                    {
+                        return Err(RequestError::IdentityMismatch {
+                            signed: sender.node.clone(),
+                            claimed: forged.origin.clone(),
+                        });
+                    }
+                }
                 self.membership.heard(&sender.node, now.instant);
-                Ok(json_response(&self.serve_forward(
-                    now,
-                    &sender.node,
-                    role,
-                    request,
-                )))
+                Ok(json_response(&self.serve_forward(now, role, request)))
             }
             Endpoint::Ack => {
                 let request: AckRequest = decode_json(body)?;
-                self.registered(&sender)?;
+                self.registered(sender)?;
                 self.membership.heard(&sender.node, now.instant);
                 self.serve_ack(&sender.node, &request);
                 Ok(json_response(&Accepted { ok: true }))
             }
-            Endpoint::Retained => self.serve_retained(now, &sender, decode_json(body)?),
+            Endpoint::Retained => self.serve_retained(now, sender, decode_json(body)?),
             Endpoint::Status => Ok(json_response(&self.status())),
             Endpoint::Health | Endpoint::Metrics => {
                 Err(RequestError::Route(RouteError::NotFound {
@@ -322,11 +352,6 @@ impl Node {
             node_id: node.clone(),
             core: self.id.clone(),
             core_incarnation: self.incarnation(),
-            settings: ClusterSettings {
-                heartbeat_interval_ms: millis(self.config.heartbeat_interval),
-                suspect_timeout_ms: millis(self.config.suspect_timeout),
-                dead_timeout_ms: millis(self.config.dead_timeout),
-            },
             members: Vec::new(),
             partial: false,
         };
@@ -550,8 +575,4 @@ fn same_but_stamp(a: &MemberRecord, b: &MemberRecord) -> bool {
         && a.state == b.state
         && a.home == b.home
         && a.address == b.address
-}
-
-fn millis(d: std::time::Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }

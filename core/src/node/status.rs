@@ -235,6 +235,12 @@ impl Node {
         QueueDepth { queued, in_flight }
     }
 
+    /// Which request counters of which senders this node has accepted: for
+    /// tests and fuzzers that check a refused request left it unchanged.
+    pub fn replay_guard(&self) -> &crate::auth::replay::ReplayGuard {
+        self.auth.replay_guard()
+    }
+
     /// Counters since start.
     pub fn stats(&self) -> Stats {
         Stats {

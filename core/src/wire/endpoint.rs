@@ -18,7 +18,9 @@ const KEPT_BASES: usize = 256;
 /// One operation of the cluster API.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Endpoint {
-    /// `GET /health`: liveness for load balancers, unauthenticated.
+    /// `GET /health`: liveness for load balancers, unauthenticated: `200`
+    /// `{"status":"ok"}` while the node takes part in the cluster, `503`
+    /// with `leaving`, `left` or `rejected` otherwise.
     Health,
     /// `POST /register`: join.
     Register,

@@ -86,19 +86,6 @@ pub struct RegisterRequest {
     pub address: Option<String>,
 }
 
-/// Timing every member of the cluster should agree on, sent at registration
-/// so that a worker's failover matches its core's failure detector.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct ClusterSettings {
-    /// Heartbeat period in milliseconds.
-    pub heartbeat_interval_ms: u64,
-    /// Silence after which a member is suspect, in milliseconds.
-    pub suspect_timeout_ms: u64,
-    /// Silence after which a member is dead, in milliseconds.
-    pub dead_timeout_ms: u64,
-}
-
 /// The answer to a successful registration.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -109,8 +96,6 @@ pub struct RegisterResponse {
     pub core: NodeId,
     /// That core's incarnation.
     pub core_incarnation: Incarnation,
-    /// The cluster's timing.
-    pub settings: ClusterSettings,
     /// Every member the core knows, the new one included, the core's and
     /// the new member's records first; only as many as one body carries
     /// when `partial` is set.
@@ -169,11 +154,9 @@ pub struct HeartbeatResponse {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SyncRequest {
-    /// Changed records, or every record when `snapshot` is set.
+    /// Changed records (every record, when the receiver's digest differed
+    /// from the sender's): merged record by record either way.
     pub members: Vec<MemberRecord>,
-    /// Whether `members` is the sender's whole list (a resync).
-    #[serde(default)]
-    pub snapshot: bool,
     /// Route updates of members.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub routes: Vec<RouteUpdate>,

@@ -6,13 +6,14 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
+use mqtt_cluster_core::auth::replay::ReplayGuard;
 use mqtt_cluster_core::auth::{Authenticator, Secret};
 use mqtt_cluster_core::wire::encode_json;
 use mqtt_cluster_core::wire::messages::RegisterRequest;
 use mqtt_cluster_core::wire::ErrorBody;
 use mqtt_cluster_core::{
-    Config, Incarnation, Instant, Node, NodeId, Now, RequestId, Role, StreamId, StreamOutput,
-    TransportError, WallTime,
+    Config, Incarnation, Instant, Node, NodeId, Now, RequestId, Role, Stats, Status, StreamId,
+    StreamOutput, TransportError, WallTime,
 };
 
 /// The cluster secret of every fixture.
@@ -161,18 +162,34 @@ pub fn plain_request(method: Method, path: &str, body: Bytes) -> Request<Bytes> 
     request
 }
 
+/// What a refused request must leave as it was: the node's status, its
+/// counters but the count of refusals itself, and its replay guard.
+pub fn observable_state(node: &Node) -> (Status, Stats, ReplayGuard) {
+    let mut stats = node.stats();
+    stats.requests_refused.clear();
+    (node.status(), stats, node.replay_guard().clone())
+}
+
 /// Hands `request` to `node` and checks what the design promises of every
-/// answer: a refused request leaves `status()` as it was and is explained
-/// by a JSON error body.
+/// answer: a refused request leaves the node's [`observable_state`] as it
+/// was, is counted once, and is explained by a JSON error body.
 pub fn checked_request(node: &mut Node, now: Now, request: Request<Bytes>) -> Response<Bytes> {
-    let before = node.status();
+    let before = observable_state(node);
+    let refusals_before: u64 = node.stats().requests_refused.values().sum();
     let response = node.handle_request(now, request);
     if response.status() != StatusCode::OK {
-        let after = node.status();
+        let after = observable_state(node);
         assert_eq!(
             before,
             after,
-            "a request refused with {} changed the node's status",
+            "a request refused with {} changed the node's state",
+            response.status()
+        );
+        let refusals_after: u64 = node.stats().requests_refused.values().sum();
+        assert_eq!(
+            refusals_after,
+            refusals_before + 1,
+            "a request refused with {} was not counted once",
             response.status()
         );
         let body: Result<ErrorBody, _> = serde_json::from_slice(response.body());
