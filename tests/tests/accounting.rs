@@ -109,7 +109,8 @@ fn a_copy_below_the_dedup_window_is_too_late_not_a_duplicate() {
     assert_eq!(stats.dropped.get(&DropReason::TooLate), Some(&1));
     assert!(events.iter().any(|e| matches!(
         e,
-        Event::Dropped { peer, count: 1, reason: DropReason::TooLate } if peer.as_str() == "w2"
+        Event::Dropped { peer, count: 1, reason: DropReason::TooLate, copies }
+            if peer.as_str() == "w2" && copies.len() == 1 && copies[0].seq == 5
     )));
 }
 

@@ -310,6 +310,7 @@ fn slow_consumer_with_policy_0_drops_the_newest_and_counts_them() {
                 peer,
                 count,
                 reason: DropReason::QueueFull,
+                ..
             } if peer.as_str() == "w3" => Some(*count),
             _ => None,
         })

@@ -523,8 +523,10 @@ impl<T: Carried + Clone> Link<T> {
         self.close_for(DropReason::PeerGone)
     }
 
-    /// Like [`close`](Self::close), with another reason for the drops.
-    pub fn close_for(&mut self, reason: DropReason) -> Vec<Dropped<T>> {
+    /// Everything left, oldest first, handed back to be sent another way
+    /// (counted as neither sent nor dropped here); the link is then empty
+    /// as after [`close`](Self::close).
+    pub fn hand_over(&mut self) -> Vec<T> {
         let mut entries: Vec<Entry<T>> =
             Vec::with_capacity(self.queued().saturating_add(self.in_flight()));
         for batch in std::mem::take(&mut self.batches) {
@@ -535,9 +537,19 @@ impl<T: Carried + Clone> Link<T> {
         self.sent_unacked = 0;
         self.retry_at = None;
         self.backoff = self.settings.retry_backoff;
-        entries
+        entries.into_iter().map(|entry| entry.item).collect()
+    }
+
+    /// Like [`close`](Self::close), with another reason for the drops.
+    pub fn close_for(&mut self, reason: DropReason) -> Vec<Dropped<T>> {
+        let items = self.hand_over();
+        items
             .into_iter()
-            .map(|entry| self.drop_entry(entry, reason))
+            .map(|item| {
+                let n = self.dropped.entry(reason).or_insert(0);
+                *n = n.saturating_add(1);
+                Dropped { item, reason }
+            })
             .collect()
     }
 

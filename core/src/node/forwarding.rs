@@ -15,10 +15,10 @@ use bytes::Bytes;
 use http::StatusCode;
 use serde::Serialize;
 
-use super::{Event, Node, Pending, Phase, TransportError};
+use super::{DroppedCopy, Event, Node, Pending, Phase, TransportError};
 use crate::forward::dedup::{Arrival, DeliveryLog};
 use crate::forward::link::{BatchId, Carried, DropReason, Dropped, Link, LinkSettings, LinkStats};
-use crate::id::{NodeId, Role};
+use crate::id::{NodeId, RequestId, Role};
 use crate::routing::{TopicError, TopicName};
 use crate::time::{Instant, Now};
 use crate::wire::messages::{
@@ -175,8 +175,11 @@ pub(super) struct Forwarding {
     /// A core's links: HTTP to other cores, streams to its workers.
     links: BTreeMap<NodeId, Link<ForwardedMessage>>,
     delivered: DeliveryLog,
-    /// A worker's highest batch received and not yet acknowledged.
-    ack_through: Option<u64>,
+    /// A worker's highest batch received and not yet acknowledged, with
+    /// the stream it came on: an acknowledgement belongs to one stream,
+    /// since a new stream (on the same core or another) sends again
+    /// whatever the old one had not had acknowledged.
+    ack_through: Option<(RequestId, u64)>,
     http_settings: LinkSettings,
     stream_settings: LinkSettings,
     /// Links of peers that went away, kept for their counters while the
@@ -188,6 +191,10 @@ pub(super) struct Forwarding {
     /// Only the simulator's own self-test turns deduplication off, to prove
     /// its checker notices.
     dedup_disabled: bool,
+    /// Self-test breakage: first-time deliveries still to swallow unseen.
+    swallow_deliveries: u64,
+    /// Self-test breakage: deliver each stream batch back to front.
+    reverse_stream_batches: bool,
     /// Scratch space of [`Node::relay`], kept to spare an allocation per
     /// message.
     hop_buffer: Vec<(NodeId, Target)>,
@@ -223,6 +230,8 @@ impl Forwarding {
             closed: BTreeMap::new(),
             forgotten: LinkStats::default(),
             dedup_disabled: false,
+            swallow_deliveries: 0,
+            reverse_stream_batches: false,
             hop_buffer: Vec::new(),
         }
     }
@@ -498,7 +507,7 @@ impl Node {
                 .get(&target.node)
                 .filter(|r| !r.state.is_gone())
             else {
-                unroutable.push(target.node.clone());
+                unroutable.push(target.clone());
                 continue;
             };
             let hop = match record.role {
@@ -509,15 +518,22 @@ impl Node {
             };
             match hop.filter(|h| self.membership.get(h).is_some_and(|r| !r.state.is_gone())) {
                 Some(hop) => hops.push((hop.clone(), target.clone())),
-                None => unroutable.push(target.node.clone()),
+                None => unroutable.push(target.clone()),
             }
         }
-        for node in unroutable {
+        for target in unroutable {
             self.stats.unroutable += 1;
             self.events.push_back(Event::Dropped {
-                peer: node,
+                peer: target.node.clone(),
                 count: 1,
                 reason: DropReason::PeerGone,
+                copies: vec![DroppedCopy {
+                    origin: message.origin.clone(),
+                    incarnation: message.incarnation,
+                    to: target.node,
+                    seq: target.seq,
+                    qos: message.qos,
+                }],
             });
         }
         // The usual case: every target goes through one hop, and the message
@@ -582,13 +598,24 @@ impl Node {
             .arrive(&message.origin, message.incarnation, seq);
         match arrival {
             _ if self.forwarding.dedup_disabled => {}
+            Arrival::New if self.forwarding.swallow_deliveries > 0 => {
+                self.forwarding.swallow_deliveries -= 1;
+                return;
+            }
             Arrival::New => {}
             Arrival::Duplicate => {
                 self.stats.duplicates += 1;
                 return;
             }
             Arrival::TooLate => {
-                self.count_drops(&message.origin, DropReason::TooLate, 1);
+                let copy = DroppedCopy {
+                    origin: message.origin.clone(),
+                    incarnation: message.incarnation,
+                    to: self.id.clone(),
+                    seq,
+                    qos: message.qos,
+                };
+                self.count_drops(&message.origin, DropReason::TooLate, 1, vec![copy]);
                 return;
             }
         }
@@ -613,24 +640,34 @@ impl Node {
         if dropped.is_empty() {
             return;
         }
-        let mut counts: BTreeMap<DropReason, u64> = BTreeMap::new();
+        let mut by_reason: BTreeMap<DropReason, (u64, Vec<DroppedCopy>)> = BTreeMap::new();
         for drop in &dropped {
-            *counts.entry(drop.reason).or_default() += 1;
+            let (count, copies) = by_reason.entry(drop.reason).or_default();
+            *count += 1;
+            copies.extend(DroppedCopy::of(&drop.item));
         }
         let peer = peer.cloned().unwrap_or_else(|| self.id.clone());
-        for (reason, count) in counts {
-            self.count_drops(&peer, reason, count);
+        for (reason, (count, copies)) in by_reason {
+            self.count_drops(&peer, reason, count, copies);
         }
     }
 
     /// Counts `count` messages dropped for `reason` (the messages were for
-    /// `peer`, or came from it for drops on arrival) and tells the host.
-    pub(super) fn count_drops(&mut self, peer: &NodeId, reason: DropReason, count: u64) {
+    /// `peer`, or came from it for drops on arrival) and tells the host
+    /// which copies they were.
+    pub(super) fn count_drops(
+        &mut self,
+        peer: &NodeId,
+        reason: DropReason,
+        count: u64,
+        copies: Vec<DroppedCopy>,
+    ) {
         *self.stats.dropped.entry(reason).or_default() += count;
         self.events.push_back(Event::Dropped {
             peer: peer.clone(),
             count,
             reason,
+            copies,
         });
     }
 
@@ -812,6 +849,24 @@ impl Node {
         self.forwarding.dedup_disabled = true;
     }
 
+    /// Makes the node swallow its next `count` first-time deliveries: no
+    /// event, no count, no drop. Exists only so that the simulator's
+    /// checker can be shown to catch a silent loss; never use it.
+    #[cfg(feature = "sim")]
+    #[doc(hidden)]
+    pub fn swallow_deliveries_for_checker_self_test(&mut self, count: u64) {
+        self.forwarding.swallow_deliveries = count;
+    }
+
+    /// Makes the node deliver the messages of each stream batch back to
+    /// front. Exists only so that the simulator's checker can be shown to
+    /// catch reordering; never use it.
+    #[cfg(feature = "sim")]
+    #[doc(hidden)]
+    pub fn reverse_stream_batches_for_checker_self_test(&mut self) {
+        self.forwarding.reverse_stream_batches = true;
+    }
+
     /// A core takes a batch of messages.
     pub(super) fn serve_forward(
         &mut self,
@@ -827,12 +882,30 @@ impl Node {
     }
 
     /// A worker takes messages from its stream and acknowledges them.
-    pub(super) fn take_stream_messages(&mut self, now: Now, batch: MessageBatch) {
+    pub(super) fn take_stream_messages(
+        &mut self,
+        now: Now,
+        stream: RequestId,
+        batch: MessageBatch,
+    ) {
         let mut misaddressed = 0;
-        for message in &batch.messages {
+        let mut copies = Vec::new();
+        let total = batch.messages.len();
+        for position in 0..total {
+            let index = if self.forwarding.reverse_stream_batches {
+                total - 1 - position
+            } else {
+                position
+            };
+            let Some(message) = batch.messages.get(index) else {
+                continue;
+            };
             match message.targets.iter().find(|t| t.node == self.id) {
                 Some(target) => self.deliver(message, target.seq),
-                None => misaddressed += 1,
+                None => {
+                    misaddressed += 1;
+                    copies.extend(DroppedCopy::of(message));
+                }
             }
         }
         if misaddressed > 0 {
@@ -843,39 +916,60 @@ impl Node {
                 .registered_core()
                 .cloned()
                 .unwrap_or_else(|| self.id.clone());
-            self.count_drops(&core, DropReason::Misaddressed, misaddressed);
+            self.count_drops(&core, DropReason::Misaddressed, misaddressed, copies);
         }
-        let through = self
-            .forwarding
-            .ack_through
-            .map_or(batch.batch, |t| t.max(batch.batch));
-        self.forwarding.ack_through = Some(through);
+        let through = match self.forwarding.ack_through {
+            Some((on, through)) if on == stream => through.max(batch.batch),
+            _ => batch.batch,
+        };
+        self.forwarding.ack_through = Some((stream, through));
         self.send_ack(now);
+    }
+
+    /// The stream this worker reads now, if any.
+    fn current_stream(&self) -> Option<RequestId> {
+        self.worker.stream_request()
     }
 
     fn send_ack(&mut self, now: Now) {
         if self.is_pending(|p| matches!(p, Pending::WorkerAck { .. })) {
             return;
         }
-        if let Some(through) = self.forwarding.ack_through.take() {
-            let body = encode_json(&AckRequest { through });
-            self.send_to_core(now, Endpoint::Ack, body, Pending::WorkerAck { through });
+        let Some((stream, through)) = self.forwarding.ack_through.take() else {
+            return;
+        };
+        // An acknowledgement of a stream this worker no longer reads would
+        // tell its core (perhaps another core, counting its own batches)
+        // that batches arrived which never did.
+        if self.current_stream() != Some(stream) {
+            return;
         }
+        let body = encode_json(&AckRequest { through });
+        self.send_to_core(
+            now,
+            Endpoint::Ack,
+            body,
+            Pending::WorkerAck { stream, through },
+        );
     }
 
     pub(super) fn on_ack_answered(
         &mut self,
         now: Now,
+        stream: RequestId,
         through: u64,
         result: Result<http::Response<Bytes>, TransportError>,
     ) {
-        if !result.is_ok_and(|r| r.status() == StatusCode::OK) {
-            // Sent again with the next ack, or made moot by a new stream.
-            let next = self
-                .forwarding
-                .ack_through
-                .map_or(through, |t| t.max(through));
-            self.forwarding.ack_through = Some(next);
+        let failed = !result.is_ok_and(|r| r.status() == StatusCode::OK);
+        // A failed ack goes again with the next one, unless the stream it
+        // belongs to was replaced meanwhile: the new one sends again
+        // whatever the old one had not had acknowledged.
+        if failed && self.current_stream() == Some(stream) {
+            let next = match self.forwarding.ack_through {
+                Some((on, pending)) if on == stream => pending.max(through),
+                _ => through,
+            };
+            self.forwarding.ack_through = Some((stream, next));
         }
         if self.phase == Phase::Running {
             self.send_ack(now);
@@ -922,12 +1016,15 @@ impl Node {
             let Some(mut link) = self.forwarding.links.remove(&record.id) else {
                 continue;
             };
-            let held = link.close();
+            // Handed over, not dropped: the link's counters must not say
+            // otherwise. Whatever no path reaches any more is counted by
+            // `relay` as it finds out.
+            let held = link.hand_over();
             self.forwarding
                 .closed
                 .insert(record.id.clone(), link.stats());
             for item in held {
-                self.relay(now, item.item, true);
+                self.relay(now, item, true);
             }
         }
     }

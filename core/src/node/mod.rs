@@ -63,7 +63,7 @@ use crate::wire::messages::{MemberRecord, MemberState, Stamp};
 use crate::wire::Endpoint;
 
 pub use forwarding::{Delivery, Message, PublishError, Routing, FORGOTTEN_PEERS};
-pub use output::{Event, StreamOutput, Transmit, TransportError};
+pub use output::{DroppedCopy, Event, StreamOutput, Transmit, TransportError};
 pub use serve::RequestError;
 pub use status::{Bookkeeping, MemberStatus, Phase, QueueDepth, Stats, Status};
 
@@ -176,7 +176,7 @@ enum Pending {
         batch: BatchId,
     },
     /// A worker acknowledging stream batches.
-    WorkerAck { through: u64 },
+    WorkerAck { stream: RequestId, through: u64 },
     /// Retained entries to a core (`None`: a worker's core).
     Retained { peer: Option<NodeId> },
 }
@@ -356,7 +356,9 @@ impl Node {
                 self.on_worker_routes(now, seq, routes, result)
             }
             Pending::Forward { peer, batch } => self.on_forward_answered(now, peer, batch, result),
-            Pending::WorkerAck { through } => self.on_ack_answered(now, through, result),
+            Pending::WorkerAck { stream, through } => {
+                self.on_ack_answered(now, stream, through, result)
+            }
             Pending::Retained { peer } => self.on_retained_answered(now, peer, result),
         }
         self.flush(now);

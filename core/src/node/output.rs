@@ -74,6 +74,39 @@ pub enum StreamOutput {
     },
 }
 
+/// One copy of a message a node gave up on: the message `seq` that
+/// `origin` (in `incarnation`) published for `to`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DroppedCopy {
+    /// The node the message was published on.
+    pub origin: NodeId,
+    /// The origin's incarnation when it published.
+    pub incarnation: Incarnation,
+    /// The destination the copy was for.
+    pub to: NodeId,
+    /// Its sequence number from `origin` to `to`.
+    pub seq: u64,
+    /// Its quality of service.
+    pub qos: crate::wire::messages::Qos,
+}
+
+impl DroppedCopy {
+    /// The copies `message` still carries: one per target.
+    pub(crate) fn of(message: &crate::wire::messages::ForwardedMessage) -> Vec<DroppedCopy> {
+        message
+            .targets
+            .iter()
+            .map(|target| DroppedCopy {
+                origin: message.origin.clone(),
+                incarnation: message.incarnation,
+                to: target.node.clone(),
+                seq: target.seq,
+                qos: message.qos,
+            })
+            .collect()
+    }
+}
+
 /// Something the host should know about.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
@@ -179,10 +212,14 @@ pub enum Event {
         /// them ([`DropReason::Misaddressed`]) or their origin
         /// ([`DropReason::TooLate`]).
         peer: NodeId,
-        /// How many.
+        /// How many messages.
         count: u64,
         /// Why.
         reason: DropReason,
+        /// Each copy given up on, by origin and sequence number: one per
+        /// destination the messages still had from here. A host can log
+        /// them; the simulator matches each missing QoS 1 copy to one.
+        copies: Vec<DroppedCopy>,
     },
     /// A peer's write changed the cluster's retained set: keep `message`
     /// as the retained message of `message.topic` (replacing any other).

@@ -78,6 +78,11 @@ impl WorkerDuty {
         self.synced
     }
 
+    /// The push stream this worker reads now, if any.
+    pub(super) fn stream_request(&self) -> Option<RequestId> {
+        self.stream.as_ref().map(|s| s.request)
+    }
+
     /// The core this worker is registered with.
     pub(super) fn registered_core(&self) -> Option<&NodeId> {
         match &self.state {
@@ -401,7 +406,7 @@ impl Node {
                     // not to be trusted, and a new one starts with a snapshot.
                     broken |= !self.apply_route_updates(updates, None).is_empty();
                 }
-                Ok(StreamFrame::Messages(batch)) => self.take_stream_messages(now, batch),
+                Ok(StreamFrame::Messages(batch)) => self.take_stream_messages(now, id, batch),
                 Ok(StreamFrame::Retained(page)) => self.take_retained_frame(now, page),
                 Err(_) => broken = true,
             }

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use crate::id::{Incarnation, NodeId};
-use crate::node::Delivery;
+use crate::node::{Delivery, DroppedCopy};
 use crate::routing::{Subscription, TopicName};
 use crate::time::Instant;
 use crate::wire::messages::Qos;
@@ -60,6 +60,8 @@ pub(super) struct Checker {
     last_seq: BTreeMap<(NodeId, NodeId, Incarnation), u64>,
     /// Messages reported dropped, all reasons.
     pub(super) dropped: u64,
+    /// Every copy a drop event named.
+    named_drops: BTreeSet<CopyKey>,
     /// Publishes checked against the reference matcher.
     pub(super) routing_checks: u64,
     /// Deliveries seen.
@@ -135,24 +137,41 @@ impl Checker {
         Ok(())
     }
 
-    /// QoS 1 and 2 copies routed after `since` to destinations in `alive`
-    /// that never arrived.
-    pub(super) fn missing(
+    /// Remembers the copies a drop event named.
+    pub(super) fn dropped_copies(&mut self, copies: &[DroppedCopy]) {
+        for copy in copies {
+            self.named_drops.insert((
+                copy.origin.clone(),
+                copy.incarnation,
+                copy.to.clone(),
+                copy.seq,
+            ));
+        }
+    }
+
+    /// QoS 1 and 2 copies that never arrived and that no drop event named,
+    /// among those whose loss nothing excuses: origin and destination are
+    /// running now, and `crashed_since(node, at)` holds for none of the
+    /// origin, the destination and `cores` (a crash takes with it what the
+    /// node held and had not passed on).
+    pub(super) fn lost_silently(
         &self,
-        since: Instant,
-        until: Instant,
-        alive: &BTreeSet<NodeId>,
-        origins: &BTreeSet<NodeId>,
+        running: &BTreeSet<NodeId>,
+        cores: &BTreeSet<NodeId>,
+        crashed_since: impl Fn(&NodeId, Instant) -> bool,
     ) -> Vec<CopyKey> {
         self.copies
             .iter()
             .filter(|(key, p)| {
+                let (origin, _, dest, _) = key;
                 p.qos != Qos::AtMostOnce
-                    && p.at >= since
-                    && p.at <= until
-                    && alive.contains(&key.2)
-                    && origins.contains(&key.0)
+                    && running.contains(dest)
+                    && running.contains(origin)
                     && !self.delivered.contains_key(*key)
+                    && !self.named_drops.contains(*key)
+                    && !crashed_since(origin, p.at)
+                    && !crashed_since(dest, p.at)
+                    && !cores.iter().any(|core| crashed_since(core, p.at))
             })
             .map(|(key, _)| key.clone())
             .collect()

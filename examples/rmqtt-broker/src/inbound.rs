@@ -125,6 +125,7 @@ async fn handle(
             peer,
             count,
             reason,
+            ..
         } => {
             stats.cluster_dropped.add(count);
             tracing::warn!(%peer, count, ?reason, "messages dropped on their way to a peer");
