@@ -326,3 +326,41 @@ fn slow_consumer_with_policy_1_drops_the_oldest_queued_and_counts_them() {
     let core2 = cluster.node(&id("core2")).stats();
     assert_eq!(core2.dropped.get(&DropReason::QueueFull), Some(&15));
 }
+
+#[test]
+fn messages_held_for_a_worker_that_dies_are_counted_for_it_and_named() {
+    let mut cluster = six("");
+    subscribe(&mut cluster, "w3", "held");
+    cluster.run_for(Duration::from_millis(300));
+    // w3 stops reading, then dies: core2 holds what it had for w3.
+    cluster.stall(&id("w3"));
+    for i in 1..=4 {
+        publish(&mut cluster, "w1", "held", &i.to_string(), Qos::AtLeastOnce);
+    }
+    assert!(cluster.node(&id("core2")).status().queues["w3"].in_flight > 0);
+    cluster.kill(&id("w3"));
+    cluster.run_for(Duration::from_secs(2));
+    let core2 = cluster.node(&id("core2"));
+    let for_w3 = &core2.stats().links["w3"];
+    assert_eq!(for_w3.dropped.get(&DropReason::PeerGone), Some(&4));
+    assert!(core2
+        .metrics()
+        .contains(r#"mqtt_cluster_dropped_total{peer="w3",reason="peer_gone"} 4"#));
+    let named: Vec<u64> = cluster
+        .events(&id("core2"))
+        .iter()
+        .flat_map(|e| match e {
+            Event::Dropped {
+                reason: DropReason::PeerGone,
+                copies,
+                ..
+            } => copies
+                .iter()
+                .filter(|c| c.to.as_str() == "w3")
+                .map(|c| c.seq)
+                .collect(),
+            _ => Vec::new(),
+        })
+        .collect();
+    assert_eq!(named.len(), 4, "each copy for w3 is named once: {named:?}");
+}

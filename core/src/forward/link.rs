@@ -291,15 +291,21 @@ impl<T: Carried + Clone> Link<T> {
     pub fn push(&mut self, now: Instant, item: T) -> Option<Dropped<T>> {
         let now = self.observe(now);
         let size = item.wire_len();
-        let entry = Entry {
+        if size > self.settings.max_batch_bytes {
+            let n = self.dropped.entry(DropReason::TooLarge).or_insert(0);
+            *n = n.saturating_add(1);
+            return Some(Dropped {
+                item,
+                reason: DropReason::TooLarge,
+            });
+        }
+        // Built in the call, so that the item moves once, straight into
+        // the queue: messages are large and this is every message's path.
+        match self.queue.push(Entry {
             item,
             queued_at: now,
             size,
-        };
-        if size > self.settings.max_batch_bytes {
-            return Some(self.drop_entry(entry, DropReason::TooLarge));
-        }
-        match self.queue.push(entry) {
+        }) {
             Push::Queued => None,
             Push::DroppedNewest(entry) | Push::DroppedOldest(entry) => {
                 Some(self.drop_entry(entry, DropReason::QueueFull))
@@ -521,6 +527,13 @@ impl<T: Carried + Clone> Link<T> {
     /// and its backoff reset.
     pub fn close(&mut self) -> Vec<Dropped<T>> {
         self.close_for(DropReason::PeerGone)
+    }
+
+    /// Counts a message of this link's peer dropped elsewhere (no path
+    /// reached the peer), so that the link's counters tell every drop.
+    pub fn count_dropped(&mut self, reason: DropReason) {
+        let n = self.dropped.entry(reason).or_insert(0);
+        *n = n.saturating_add(1);
     }
 
     /// Everything left, oldest first, handed back to be sent another way

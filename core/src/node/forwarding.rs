@@ -268,6 +268,19 @@ impl Forwarding {
             })
     }
 
+    /// Counts a copy for `target` that no path reaches, with the target's
+    /// link counters (`peer_gone`), so that `/metrics` shows it by peer.
+    fn count_unroutable(&mut self, target: &NodeId) {
+        let dropped = match self.links.get_mut(target) {
+            Some(link) => {
+                link.count_dropped(DropReason::PeerGone);
+                return;
+            }
+            None => &mut self.closed.entry(target.clone()).or_default().dropped,
+        };
+        *dropped.entry(DropReason::PeerGone).or_default() += 1;
+    }
+
     pub(super) fn link_stats(&self) -> BTreeMap<String, LinkStats> {
         let mut stats: BTreeMap<String, LinkStats> = self
             .closed
@@ -523,6 +536,7 @@ impl Node {
         }
         for target in unroutable {
             self.stats.unroutable += 1;
+            self.forwarding.count_unroutable(&target.node);
             self.events.push_back(Event::Dropped {
                 peer: target.node.clone(),
                 count: 1,
@@ -1020,9 +1034,10 @@ impl Node {
             // otherwise. Whatever no path reaches any more is counted by
             // `relay` as it finds out.
             let held = link.hand_over();
-            self.forwarding
-                .closed
-                .insert(record.id.clone(), link.stats());
+            add_stats(
+                self.forwarding.closed.entry(record.id.clone()).or_default(),
+                &link.stats(),
+            );
             for item in held {
                 self.relay(now, item, true);
             }
