@@ -154,6 +154,22 @@ impl<T> BoundedQueue<T> {
         }
     }
 
+    /// Queues `item` even when full: for items the policy must never drop,
+    /// bounded by other means.
+    pub fn push_over(&mut self, item: T) {
+        self.items.push_back(item);
+    }
+
+    /// Removes the oldest (`oldest`) or newest item `pick` accepts.
+    pub fn remove_where(&mut self, oldest: bool, pick: impl Fn(&T) -> bool) -> Option<T> {
+        let index = if oldest {
+            self.items.iter().position(pick)
+        } else {
+            self.items.iter().rposition(pick)
+        }?;
+        self.items.remove(index)
+    }
+
     /// Takes the oldest item.
     #[inline]
     pub fn pop(&mut self) -> Option<T> {

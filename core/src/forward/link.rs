@@ -278,6 +278,11 @@ impl<T: Carried + Clone> Link<T> {
         }
     }
 
+    #[cfg(test)]
+    fn queued_qos0(&self) -> usize {
+        self.queue.iter().filter(|e| e.item.qos() == 0).count()
+    }
+
     /// The settings in force (counts of 0 raised to 1).
     pub fn settings(&self) -> &LinkSettings {
         &self.settings
@@ -299,6 +304,13 @@ impl<T: Carried + Clone> Link<T> {
                 reason: DropReason::TooLarge,
             });
         }
+        if self.queue.is_full() {
+            return self.push_when_full(Entry {
+                item,
+                queued_at: now,
+                size,
+            });
+        }
         // Built in the call, so that the item moves once, straight into
         // the queue: messages are large and this is every message's path.
         match self.queue.push(Entry {
@@ -311,6 +323,35 @@ impl<T: Carried + Clone> Link<T> {
                 Some(self.drop_entry(entry, DropReason::QueueFull))
             }
         }
+    }
+
+    /// The policy applies to QoS 0 only: a QoS 1 or 2 message is never
+    /// dropped for a full queue, since its origin keeps it until confirmed
+    /// and sends nothing beyond its confirmation window, which bounds what
+    /// a queue holds of them. It takes the place of a QoS 0 message if the
+    /// queue has one (the newest or the oldest, as the policy says), or
+    /// goes over the bound.
+    fn push_when_full(&mut self, entry: Entry<T>) -> Option<Dropped<T>> {
+        let oldest = self.settings.policy == QueuePolicy::DiscardOldest;
+        let evicted = if entry.item.qos() == 0 {
+            if !oldest {
+                return Some(self.drop_entry(entry, DropReason::QueueFull));
+            }
+            match self.queue.remove_where(true, |e| e.item.qos() == 0) {
+                Some(evicted) => evicted,
+                None => return Some(self.drop_entry(entry, DropReason::QueueFull)),
+            }
+        } else {
+            match self.queue.remove_where(oldest, |e| e.item.qos() == 0) {
+                Some(evicted) => evicted,
+                None => {
+                    self.queue.push_over(entry);
+                    return None;
+                }
+            }
+        };
+        self.queue.push_over(entry);
+        Some(self.drop_entry(evicted, DropReason::QueueFull))
     }
 
     /// The next batch to send, if one may go now.
@@ -405,10 +446,17 @@ impl<T: Carried + Clone> Link<T> {
     /// many messages were acked. Expired messages acked late still count as
     /// acked: the peer has them. An ack resets the retry backoff.
     pub fn ack_through(&mut self, through: BatchId) -> usize {
+        self.ack_through_each(through, |_| {})
+    }
+
+    /// Like [`ack_through`](Self::ack_through), and shows each acknowledged
+    /// item to `seen` first, in order.
+    pub fn ack_through_each(&mut self, through: BatchId, mut seen: impl FnMut(&T)) -> usize {
         let mut acked = 0usize;
         while self.batches.front().is_some_and(|b| b.id <= through) {
             if let Some(batch) = self.batches.pop_front() {
                 acked = acked.saturating_add(batch.entries.len());
+                batch.entries.iter().for_each(|e| seen(&e.item));
             }
         }
         if acked > 0 {
@@ -947,11 +995,11 @@ mod tests {
             ..settings()
         };
         let mut link = Link::new(newest.clone());
-        push_all(&mut link, ms(0), &[(1, 1), (2, 1)]);
+        push_all(&mut link, ms(0), &[(1, 0), (2, 0)]);
         assert_eq!(
-            link.push(ms(0), msg(3, 1)),
+            link.push(ms(0), msg(3, 0)),
             Some(Dropped {
-                item: msg(3, 1),
+                item: msg(3, 0),
                 reason: DropReason::QueueFull
             })
         );
@@ -960,14 +1008,50 @@ mod tests {
             policy: QueuePolicy::DiscardOldest,
             ..newest
         });
-        push_all(&mut link, ms(0), &[(1, 1), (2, 1)]);
-        let dropped = link.push(ms(0), msg(3, 1)).unwrap();
+        push_all(&mut link, ms(0), &[(1, 0), (2, 0)]);
+        let dropped = link.push(ms(0), msg(3, 0)).unwrap();
         assert_eq!(
             (dropped.item.id, dropped.reason),
             (1, DropReason::QueueFull)
         );
         assert_eq!(ids(&link.next_batch(ms(0)).unwrap().1), [2, 3]);
         assert_eq!(link.stats().dropped.get(&DropReason::QueueFull), Some(&1));
+    }
+
+    #[test]
+    fn a_full_queue_never_drops_qos1_by_policy() {
+        for policy in [QueuePolicy::DiscardNewest, QueuePolicy::DiscardOldest] {
+            let mut link = Link::new(LinkSettings {
+                queue_length: 2,
+                policy,
+                ..settings()
+            });
+            // A QoS 1 message takes the place of a QoS 0 one...
+            push_all(&mut link, ms(0), &[(1, 0), (2, 1)]);
+            let dropped = link.push(ms(0), msg(3, 1)).unwrap();
+            assert_eq!((dropped.item.id, dropped.reason), (1, DropReason::QueueFull));
+            // ...goes over the bound when there is none...
+            assert_eq!(link.push(ms(0), msg(4, 1)), None);
+            assert_eq!(link.queued(), 3);
+            // ...and a QoS 0 message finds no QoS 0 one to replace.
+            let dropped = link.push(ms(0), msg(5, 0)).unwrap();
+            assert_eq!(dropped.item.id, 5);
+            assert_eq!(ids(&link.next_batch(ms(0)).unwrap().1), [2, 3, 4]);
+        }
+    }
+
+    #[test]
+    fn with_two_qos0_messages_queued_the_policy_picks_which_one_goes() {
+        for (policy, gone) in [(QueuePolicy::DiscardNewest, 2), (QueuePolicy::DiscardOldest, 1)] {
+            let mut link = Link::new(LinkSettings {
+                queue_length: 2,
+                policy,
+                ..settings()
+            });
+            push_all(&mut link, ms(0), &[(1, 0), (2, 0)]);
+            let dropped = link.push(ms(0), msg(3, 1)).unwrap();
+            assert_eq!(dropped.item.id, gone);
+        }
     }
 
     #[test]
@@ -1163,8 +1247,8 @@ mod tests {
             max_batches_in_flight: 0,
             ..settings()
         });
-        push_all(&mut link, ms(0), &[(1, 1)]);
-        assert!(link.push(ms(0), msg(2, 1)).is_some());
+        push_all(&mut link, ms(0), &[(1, 0)]);
+        assert!(link.push(ms(0), msg(2, 0)).is_some());
         assert_eq!(ids(&link.next_batch(ms(0)).unwrap().1), [1]);
         assert_eq!(link.settings().queue_length, 1);
     }
@@ -1175,8 +1259,8 @@ mod tests {
             queue_length: 1,
             ..settings()
         });
-        push_all(&mut link, ms(0), &[(1, 1)]);
-        let _ = link.push(ms(0), msg(2, 1));
+        push_all(&mut link, ms(0), &[(1, 0)]);
+        let _ = link.push(ms(0), msg(2, 0));
         let json = serde_json::to_value(link.stats()).unwrap();
         assert_eq!(json["dropped"]["queue_full"], 1);
         assert_eq!(json["queued"], 1);
@@ -1332,6 +1416,7 @@ mod tests {
                     if let Some(d) = dropped {
                         if !too_large {
                             prop_assert_eq!(d.reason, DropReason::QueueFull);
+                            prop_assert_eq!(d.item.qos, 0, "QoS 1 dropped by policy");
                         }
                         prop_assert!(!self.in_model_batch(d.item.id));
                         self.finish(d.item.id)?;
@@ -1455,7 +1540,8 @@ mod tests {
 
         fn check(&self, link: &Link<Msg>) -> Result<(), TestCaseError> {
             // (a) bounds.
-            prop_assert!(link.queued() <= self.settings.queue_length);
+            // QoS 1 and 2 may go over the bound; QoS 0 never does.
+            prop_assert!(link.queued_qos0() <= self.settings.queue_length);
             prop_assert!(link.in_flight() <= self.settings.max_in_flight);
             // (b) conservation: what is neither acked nor dropped is still aboard.
             prop_assert_eq!(link.queued() + link.in_flight(), self.held.len());

@@ -16,6 +16,7 @@ use http::StatusCode;
 use serde::Serialize;
 
 use super::{DroppedCopy, Event, Node, Pending, Phase, TransportError};
+use crate::forward::confirm::{Outstanding, PublishId};
 use crate::forward::dedup::{Arrival, DeliveryLog};
 use crate::forward::link::{BatchId, Carried, DropReason, Dropped, Link, LinkSettings, LinkStats};
 use crate::id::{NodeId, RequestId, Role};
@@ -102,6 +103,15 @@ pub struct Routing {
     pub local: bool,
     /// The other nodes it is forwarded to, sorted.
     pub remote: Vec<NodeId>,
+    /// For QoS 1 and 2: the publish's number. Exactly one
+    /// [`Event::Confirmed`] or [`Event::NotConfirmed`] names it later (at
+    /// once when `remote` is empty).
+    pub id: Option<PublishId>,
+    /// The message waits at this node for its destinations to confirm
+    /// earlier ones: hold the client's PUBACK (its in-flight window then
+    /// slows it down) until the confirmation, and expect [`Event::Ready`]
+    /// when messages flow again. Nothing was dropped.
+    pub busy: bool,
 }
 
 /// A message delivered from another node, for the host's local subscribers.
@@ -171,7 +181,7 @@ pub(super) struct Forwarding {
     /// new messages for duplicates.
     seq_floor: u64,
     /// A worker's single link to whichever core it is registered with.
-    uplink: Link<ForwardedMessage>,
+    pub(super) uplink: Link<ForwardedMessage>,
     /// A core's links: HTTP to other cores, streams to its workers.
     links: BTreeMap<NodeId, Link<ForwardedMessage>>,
     delivered: DeliveryLog,
@@ -198,6 +208,8 @@ pub(super) struct Forwarding {
     /// Scratch space of [`Node::relay`], kept to spare an allocation per
     /// message.
     hop_buffer: Vec<(NodeId, Target)>,
+    /// Scratch space of [`Node::serve_ack`].
+    confirm_buffer: Vec<(NodeId, crate::Incarnation, u64)>,
 }
 
 impl Forwarding {
@@ -233,6 +245,7 @@ impl Forwarding {
             swallow_deliveries: 0,
             reverse_stream_batches: false,
             hop_buffer: Vec::new(),
+            confirm_buffer: Vec::new(),
         }
     }
 
@@ -393,6 +406,7 @@ impl Node {
         self.routes.matches(&message.topic, &mut nodes);
         let local = nodes.contains(&self.id);
         nodes.retain(|n| *n != self.id);
+        let id = Outstanding::tracks(message.qos).then(|| self.outstanding.next_id());
         if !nodes.is_empty() {
             // Numbers are taken only once the message is known to fit.
             let targets = nodes
@@ -452,17 +466,17 @@ impl Node {
                     .insert(target.node.clone(), target.seq);
             }
             self.stats.published += 1;
-            match self.role {
-                Role::Worker => {
-                    let dropped = self.forwarding.uplink.push(now.instant, forwarded);
-                    let core = self.worker.registered_core().cloned();
-                    self.report_drops(core.as_ref(), dropped.into_iter().collect());
-                }
-                Role::Core => self.relay(now, forwarded, true),
-            }
+            self.admit_published(now, id, forwarded);
         }
         if nodes.is_empty() {
             self.stats.published += 1;
+            if let Some(id) = id {
+                self.stats.confirmed += 1;
+                self.events.push_back(Event::Confirmed {
+                    id,
+                    nodes: Vec::new(),
+                });
+            }
         }
         if self.role == Role::Worker && !self.worker.synced() {
             self.stats.published_unsynced += 1;
@@ -470,6 +484,8 @@ impl Node {
         let routing = Routing {
             local,
             remote: nodes.clone(),
+            id,
+            busy: self.outstanding.is_busy(),
         };
         self.match_buffer = nodes;
         self.flush(now);
@@ -619,6 +635,11 @@ impl Node {
             Arrival::New => {}
             Arrival::Duplicate => {
                 self.stats.duplicates += 1;
+                // Confirmed again: the first confirmation may have been
+                // lost, which is why the origin sent it again.
+                if self.role == Role::Core && message.qos != Qos::AtMostOnce {
+                    self.confirm_copy(&message.origin, message.incarnation, &self.id.clone(), seq);
+                }
                 return;
             }
             Arrival::TooLate => {
@@ -634,6 +655,10 @@ impl Node {
             }
         }
         self.stats.delivered += 1;
+        // A worker's core confirms once the worker acknowledges the batch.
+        if self.role == Role::Core && message.qos != Qos::AtMostOnce {
+            self.confirm_copy(&message.origin, message.incarnation, &self.id.clone(), seq);
+        }
         self.events.push_back(Event::Deliver(Delivery {
             origin: message.origin.clone(),
             incarnation: message.incarnation,
@@ -689,6 +714,7 @@ impl Node {
     /// (left, or refused by the cluster): each message counted and reported
     /// as [`DropReason::Abandoned`], for the peer it was queued for.
     pub(super) fn abandon_links(&mut self) {
+        self.abandon_unconfirmed();
         let uplink = self.forwarding.uplink.close_for(DropReason::Abandoned);
         let core = self.worker.registered_core().cloned();
         self.report_drops(core.as_ref(), uplink);
@@ -991,10 +1017,24 @@ impl Node {
     }
 
     /// A core takes a worker's acknowledgement of stream batches.
+    /// The acknowledged messages are the worker's confirmations: it took
+    /// them for local delivery.
     pub(super) fn serve_ack(&mut self, worker: &NodeId, request: &AckRequest) {
+        let mut taken = std::mem::take(&mut self.forwarding.confirm_buffer);
         if let Some(link) = self.forwarding.links.get_mut(worker) {
-            link.ack_through(BatchId(request.through));
+            link.ack_through_each(BatchId(request.through), |message| {
+                if message.qos == Qos::AtMostOnce {
+                    return;
+                }
+                for target in message.targets.iter().filter(|t| t.node == *worker) {
+                    taken.push((message.origin.clone(), message.incarnation, target.seq));
+                }
+            });
         }
+        for (origin, incarnation, seq) in taken.drain(..) {
+            self.confirm_copy(&origin, incarnation, worker, seq);
+        }
+        self.forwarding.confirm_buffer = taken;
     }
 
     /// A stream to `worker` broke or was replaced: unacknowledged batches go

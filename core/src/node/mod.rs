@@ -33,6 +33,7 @@
 //! keeps a core in touch with the other cores, `session` keeps a worker
 //! registered with a core, `watch` is the failure detector.
 
+mod confirming;
 mod forwarding;
 mod metrics;
 mod outbox;
@@ -137,6 +138,16 @@ pub struct Node {
     /// What waits for each other core's next `/sync`.
     sync_outbox: SyncOutbox,
     forwarding: Forwarding,
+    /// This node's QoS 1 and 2 publishes until each destination confirmed.
+    outstanding: crate::forward::confirm::Outstanding,
+    /// Confirmations on their way back to origins.
+    confirm_outbox: confirming::ConfirmOutbox,
+    /// The host was told a publish waits for a window, and has not yet
+    /// been told there is room again.
+    busy: bool,
+    /// A path changed: unconfirmed messages go again at the end of this
+    /// input.
+    resend_due: bool,
     /// Reused by `publish` so a lookup allocates nothing.
     match_buffer: Vec<NodeId>,
     /// This node's copy of the cluster's retained set.
@@ -179,6 +190,8 @@ enum Pending {
     WorkerAck { stream: RequestId, through: u64 },
     /// Retained entries to a core (`None`: a worker's core).
     Retained { peer: Option<NodeId> },
+    /// Confirmations passed on to another core.
+    Confirm { peer: NodeId },
 }
 
 /// The node could not be created.
@@ -262,6 +275,14 @@ impl Node {
             outgoing_routes: Vec::new(),
             sync_outbox: SyncOutbox::default(),
             forwarding: Forwarding::new(&config),
+            outstanding: crate::forward::confirm::Outstanding::new(
+                config.dead_timeout.saturating_mul(3),
+                config.message_expiry,
+            )
+            .with_waiting_limit(config.queue_length),
+            confirm_outbox: confirming::ConfirmOutbox::default(),
+            busy: false,
+            resend_due: false,
             match_buffer: Vec::new(),
             retained,
             retained_pushes: retained::RetainedPushes::default(),
@@ -360,6 +381,7 @@ impl Node {
                 self.on_ack_answered(now, stream, through, result)
             }
             Pending::Retained { peer } => self.on_retained_answered(now, peer, result),
+            Pending::Confirm { .. } => self.on_confirm_answered(result),
         }
         self.flush(now);
     }
@@ -406,6 +428,7 @@ impl Node {
                 Role::Worker => self.worker_tick(now),
             }
             self.retained_tick(now);
+            self.confirm_tick(now);
         }
         self.flush(now);
     }
@@ -441,6 +464,10 @@ impl Node {
         }
         if self.role == Role::Core {
             self.flush_route_sync(now);
+        }
+        self.flush_confirms(now);
+        if self.resend_due {
+            self.resend_unconfirmed(now);
         }
         self.flush_links(now);
     }
@@ -554,6 +581,20 @@ impl Node {
                 Change::Updated(_) => None,
             };
             self.events.extend(event);
+        }
+        // A path that may have lost what this node sent: a core died, left
+        // or came back, or a worker moved to another core or went away.
+        let paths_changed = changes.iter().any(|change| {
+            let record = change.record();
+            record.id != self.id
+                && match change {
+                    Change::Suspect(_) | Change::Recovered(_) => false,
+                    Change::Joined(_) => record.role == Role::Core,
+                    Change::Left(_) | Change::Dead(_) | Change::Updated(_) => true,
+                }
+        });
+        if paths_changed && self.outstanding.unconfirmed() > 0 {
+            self.resend_due = true;
         }
         let records: Vec<MemberRecord> = changes.iter().map(|c| c.record().clone()).collect();
         self.forget_routes_of_gone(&records);

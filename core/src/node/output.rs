@@ -1,5 +1,6 @@
 //! What a node asks of its runtime and tells its host.
 
+use crate::forward::confirm::{ConfirmFailure, PublishId};
 use bytes::Bytes;
 use serde::Serialize;
 
@@ -239,4 +240,31 @@ pub enum Event {
         /// Why.
         reason: RetainRefusal,
     },
+    /// Every destination of QoS 1 or 2 publish `id` took it for local
+    /// delivery (for a publish only for local subscribers, or for nobody,
+    /// at once, with no nodes). A broker that answers PUBACK or PUBREC now
+    /// promises what the cluster can keep: see the crate docs.
+    Confirmed {
+        /// The publish ([`Routing::id`](crate::node::Routing::id)).
+        id: PublishId,
+        /// The destinations, in the order they confirmed.
+        nodes: Vec<NodeId>,
+    },
+    /// Some destinations of QoS 1 or 2 publish `id` will never confirm it;
+    /// the others did. Whether the copies reached the failed ones is
+    /// unknown.
+    NotConfirmed {
+        /// The publish.
+        id: PublishId,
+        /// The first reason met.
+        reason: ConfirmFailure,
+        /// The destinations that will not confirm.
+        failed: Vec<NodeId>,
+        /// The destinations that did.
+        confirmed: Vec<NodeId>,
+    },
+    /// The messages [`Node::publish`](crate::Node::publish) held back
+    /// ([`Routing::busy`](crate::node::Routing::busy)) are on their way:
+    /// there is room again.
+    Ready,
 }

@@ -14,7 +14,7 @@ use crate::membership::Change;
 use crate::time::Now;
 use crate::wire::endpoint::RouteError;
 use crate::wire::messages::{
-    Accepted, AckRequest, ForwardRequest, HeartbeatRequest, HeartbeatResponse, LeaveRequest,
+    Accepted, AckRequest, ConfirmRequest, ForwardRequest, HeartbeatRequest, HeartbeatResponse, LeaveRequest,
     MemberRecord, MemberState, RegisterRequest, RegisterResponse, RoutesRequest, Stamp,
     StreamFrame, SyncRequest, SyncResponse,
 };
@@ -253,6 +253,18 @@ impl Node {
                 self.registered(sender)?;
                 self.membership.heard(&sender.node, now.instant);
                 self.serve_ack(&sender.node, &request);
+                Ok(json_response(&Accepted { ok: true }))
+            }
+            Endpoint::Confirm => {
+                let request: ConfirmRequest = decode_json(body)?;
+                if self.registered(sender)?.role != Role::Core {
+                    return Err(RequestError::CoresOnly {
+                        endpoint: endpoint.path(),
+                        node: sender.node.clone(),
+                    });
+                }
+                self.membership.heard(&sender.node, now.instant);
+                self.serve_confirm(now, request);
                 Ok(json_response(&Accepted { ok: true }))
             }
             Endpoint::Retained => self.serve_retained(now, sender, decode_json(body)?),

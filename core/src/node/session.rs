@@ -265,6 +265,7 @@ impl Node {
             self.open_stream(now);
             self.routes_after_registration(now);
             self.retained_after_registration(now);
+            self.resend_due = self.outstanding.unconfirmed() > 0;
         }
     }
 
@@ -408,6 +409,7 @@ impl Node {
                 }
                 Ok(StreamFrame::Messages(batch)) => self.take_stream_messages(now, id, batch),
                 Ok(StreamFrame::Retained(page)) => self.take_retained_frame(now, page),
+                Ok(StreamFrame::Confirms(confirms)) => self.take_confirms_frame(now, confirms),
                 Err(_) => broken = true,
             }
         }

@@ -176,6 +176,19 @@ pub struct Stats {
     pub retained_refused: u64,
     /// The same, by reason.
     pub retained_refusals: BTreeMap<crate::retained::RetainRefusal, u64>,
+    /// QoS 1 and 2 publishes every destination confirmed
+    /// ([`Event::Confirmed`](crate::Event::Confirmed)).
+    pub confirmed: u64,
+    /// QoS 1 and 2 publishes some destination will never confirm, by the
+    /// first reason met ([`Event::NotConfirmed`](crate::Event::NotConfirmed)).
+    pub not_confirmed: BTreeMap<crate::forward::confirm::ConfirmFailure, u64>,
+    /// Copies this node sent again because their destinations had not
+    /// confirmed them (after a failover, or `deadTimeout` without an answer).
+    pub resent: u64,
+    /// Confirmations that found no way back to their origin (gone, no
+    /// stream, a full outbox, a failed `/confirm`): their origins send the
+    /// messages again.
+    pub confirmations_lost: u64,
 }
 
 impl Node {

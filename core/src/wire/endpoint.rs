@@ -38,6 +38,10 @@ pub enum Endpoint {
     Forward,
     /// `POST /ack`: a worker acknowledges stream batches.
     Ack,
+    /// `POST /confirm`: a core passes on destinations' confirmations of
+    /// messages towards their origins
+    /// ([`ConfirmRequest`](crate::wire::messages::ConfirmRequest)).
+    Confirm,
     /// `POST /retained`: entries of the cluster's retained set
     /// ([`RetainedRequest`](crate::wire::retained::RetainedRequest)).
     Retained,
@@ -90,7 +94,7 @@ impl RouteError {
 
 impl Endpoint {
     /// Every endpoint, for tests and documentation.
-    pub const ALL: [Endpoint; 12] = [
+    pub const ALL: [Endpoint; 13] = [
         Endpoint::Health,
         Endpoint::Register,
         Endpoint::Heartbeat,
@@ -100,6 +104,7 @@ impl Endpoint {
         Endpoint::Routes,
         Endpoint::Forward,
         Endpoint::Ack,
+        Endpoint::Confirm,
         Endpoint::Retained,
         Endpoint::Status,
         Endpoint::Metrics,
@@ -117,6 +122,7 @@ impl Endpoint {
             Endpoint::Routes => "/routes",
             Endpoint::Forward => "/forward",
             Endpoint::Ack => "/ack",
+            Endpoint::Confirm => "/confirm",
             Endpoint::Retained => "/retained",
             Endpoint::Status => "/status",
             Endpoint::Metrics => "/metrics",

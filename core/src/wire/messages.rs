@@ -223,6 +223,8 @@ pub enum StreamFrame {
     Messages(MessageBatch),
     /// Entries of the core's retained set, to merge.
     Retained(super::retained::RetainedRequest),
+    /// Confirmations of messages this worker published.
+    Confirms(ConfirmRequest),
 }
 
 impl StreamFrame {
@@ -234,6 +236,7 @@ impl StreamFrame {
             StreamFrame::Routes(_) => "routes",
             StreamFrame::Messages(_) => MESSAGES_EVENT,
             StreamFrame::Retained(_) => super::retained::RETAINED_EVENT,
+            StreamFrame::Confirms(_) => CONFIRMS_EVENT,
         }
     }
 
@@ -245,6 +248,7 @@ impl StreamFrame {
             StreamFrame::Routes(routes) => serde_json::to_string(routes),
             StreamFrame::Messages(batch) => serde_json::to_string(batch),
             StreamFrame::Retained(page) => serde_json::to_string(page),
+            StreamFrame::Confirms(confirms) => serde_json::to_string(confirms),
         };
         // Serialising these plain structs cannot fail; an empty object keeps
         // the stream well-formed should it ever do so.
@@ -260,6 +264,7 @@ impl StreamFrame {
             StreamFrame::Members(members) => super::sse::encode_json(event, members),
             StreamFrame::Routes(routes) => super::sse::encode_json(event, routes),
             StreamFrame::Retained(page) => super::sse::encode_json(event, page),
+            StreamFrame::Confirms(confirms) => super::sse::encode_json(event, confirms),
             StreamFrame::Messages(batch) => {
                 let expected = batch
                     .messages
@@ -283,6 +288,7 @@ impl StreamFrame {
             super::retained::RETAINED_EVENT => {
                 Ok(StreamFrame::Retained(super::decode_json_str(data)?))
             }
+            CONFIRMS_EVENT => Ok(StreamFrame::Confirms(super::decode_json_str(data)?)),
             other => Err(super::WireError::UnknownFrame {
                 event: other.chars().take(64).collect(),
             }),
@@ -526,6 +532,71 @@ pub struct AckRequest {
     /// Every batch up to this number arrived.
     pub through: u64,
 }
+
+/// A destination took messages from one origin for local delivery: the
+/// copies numbered `from..=through` for `to`, sent by `origin` in its
+/// incarnation `incarnation`. The core that saw the destination take them
+/// (the destination itself, or the core feeding its stream once the stream
+/// batches were acknowledged) sends it back towards the origin.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Confirmation {
+    /// The node the messages were published on.
+    pub origin: NodeId,
+    /// The origin's incarnation the messages carry.
+    pub incarnation: Incarnation,
+    /// The destination that took them.
+    pub to: NodeId,
+    /// The first sequence number taken.
+    pub from: u64,
+    /// The last sequence number taken (at least `from`).
+    pub through: u64,
+}
+
+impl Confirmation {
+    /// Extends this confirmation by copy `seq`, if it continues it; returns
+    /// whether it did.
+    pub fn absorb(
+        &mut self,
+        origin: &NodeId,
+        incarnation: Incarnation,
+        to: &NodeId,
+        seq: u64,
+    ) -> bool {
+        let continues = self.through.checked_add(1) == Some(seq)
+            && self.incarnation == incarnation
+            && self.to == *to
+            && self.origin == *origin;
+        if continues {
+            self.through = seq;
+        }
+        continues
+    }
+
+    /// Extends this confirmation by `next`, if `next` continues it.
+    pub fn absorb_range(&mut self, next: &Confirmation) -> bool {
+        let continues = self.through.checked_add(1) == Some(next.from)
+            && self.incarnation == next.incarnation
+            && self.to == next.to
+            && self.origin == next.origin;
+        if continues {
+            self.through = next.through;
+        }
+        continues
+    }
+}
+
+/// `POST /confirm` (core to core) and the `confirms` stream frame (core to
+/// worker): confirmations on their way to the messages' origins.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ConfirmRequest {
+    /// The confirmations, in the order they were made.
+    pub confirms: Vec<Confirmation>,
+}
+
+/// The SSE event name of [`StreamFrame::Confirms`].
+pub const CONFIRMS_EVENT: &str = "confirms";
 
 /// Base64 on the wire; decoding is in [`super::batch_json`].
 mod base64_bytes {
