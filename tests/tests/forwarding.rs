@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use mqtt_cluster_core::forward::confirm::PublishId;
 use mqtt_cluster_core::forward::link::DropReason;
 use mqtt_cluster_core::node::{Delivery, Message};
 use mqtt_cluster_core::wire::messages::Qos;
@@ -269,9 +270,10 @@ fn routes_of_a_dead_subscriber_vanish_everywhere() {
     );
 }
 
-/// w3 stops reading its stream; w1 publishes 30 QoS 1 messages to it. Its
-/// core keeps 5 in flight and 10 queued; the policy decides which 15 go.
-fn slow_consumer(policy: u8) -> (Vec<String>, PumpedCluster) {
+/// w3 stops reading its stream; w1 publishes 30 messages to it. Its core
+/// keeps 5 in flight and 10 queued. For QoS 0 the policy decides which 15
+/// go; QoS 1 is never dropped by policy.
+fn slow_consumer(policy: u8, qos: Qos) -> (Vec<String>, PumpedCluster) {
     let mut cluster = six(&format!(
         "queueLength: 10\nqueuePolicy: {policy}\nmaxInFlight: 5\n"
     ));
@@ -279,10 +281,11 @@ fn slow_consumer(policy: u8) -> (Vec<String>, PumpedCluster) {
     cluster.run_for(Duration::from_millis(300));
     cluster.stall(&id("w3"));
     for i in 1..=30 {
-        publish(&mut cluster, "w1", "slow", &i.to_string(), Qos::AtLeastOnce);
+        publish(&mut cluster, "w1", "slow", &i.to_string(), qos);
     }
     let depth = cluster.node(&id("core2")).status().queues["w3"];
-    assert_eq!((depth.queued, depth.in_flight), (10, 5));
+    let expected_queued = if qos == Qos::AtMostOnce { 10 } else { 25 };
+    assert_eq!((depth.queued, depth.in_flight), (expected_queued, 5));
     cluster.resume(&id("w3"));
     cluster.run_for(Duration::from_millis(500));
     (payloads(&cluster, "w3"), cluster)
@@ -293,8 +296,8 @@ fn numbers(range: impl Iterator<Item = u32>) -> Vec<String> {
 }
 
 #[test]
-fn slow_consumer_with_policy_0_drops_the_newest_and_counts_them() {
-    let (got, cluster) = slow_consumer(0);
+fn slow_consumer_with_policy_0_drops_the_newest_qos0_and_counts_them() {
+    let (got, cluster) = slow_consumer(0, Qos::AtMostOnce);
     assert_eq!(got, numbers(1..=15));
     let core2 = cluster.node(&id("core2")).stats();
     assert_eq!(core2.dropped.get(&DropReason::QueueFull), Some(&15));
@@ -319,12 +322,102 @@ fn slow_consumer_with_policy_0_drops_the_newest_and_counts_them() {
 }
 
 #[test]
-fn slow_consumer_with_policy_1_drops_the_oldest_queued_and_counts_them() {
-    let (got, cluster) = slow_consumer(1);
+fn slow_consumer_with_policy_1_drops_the_oldest_queued_qos0_and_counts_them() {
+    let (got, cluster) = slow_consumer(1, Qos::AtMostOnce);
     // The five in flight were already sent; the queue kept the ten newest.
     assert_eq!(got, numbers((1..=5).chain(21..=30)));
     let core2 = cluster.node(&id("core2")).stats();
     assert_eq!(core2.dropped.get(&DropReason::QueueFull), Some(&15));
+}
+
+fn confirmed_ids(cluster: &PumpedCluster, node: &str) -> Vec<PublishId> {
+    cluster
+        .events(&id(node))
+        .iter()
+        .filter_map(|e| match e {
+            Event::Confirmed { id, .. } => Some(*id),
+            _ => None,
+        })
+        .collect()
+}
+
+fn not_confirmed(cluster: &PumpedCluster, node: &str) -> usize {
+    cluster
+        .events(&id(node))
+        .iter()
+        .filter(|e| matches!(e, Event::NotConfirmed { .. }))
+        .count()
+}
+
+#[test]
+fn a_slow_consumer_loses_no_qos1_message_under_either_policy() {
+    for policy in [0, 1] {
+        let (got, cluster) = slow_consumer(policy, Qos::AtLeastOnce);
+        assert_eq!(got, numbers(1..=30), "policy {policy}");
+        for node in ["core1", "core2", "w1"] {
+            assert_eq!(
+                cluster
+                    .node(&id(node))
+                    .stats()
+                    .dropped
+                    .values()
+                    .sum::<u64>(),
+                0,
+                "policy {policy}, {node}"
+            );
+        }
+        assert_eq!(confirmed_ids(&cluster, "w1").len(), 30, "policy {policy}");
+        assert_eq!(not_confirmed(&cluster, "w1"), 0);
+    }
+}
+
+/// A destination that confirms nothing holds its origin at the dedup
+/// window: the publishes beyond it wait at the origin (`busy`), none is
+/// dropped, and `Ready` says when they move again.
+#[test]
+fn a_stalled_destination_makes_its_origin_busy_then_ready_and_nothing_is_lost() {
+    let mut cluster = six("");
+    subscribe(&mut cluster, "w3", "held");
+    cluster.run_for(Duration::from_millis(300));
+    cluster.stall(&id("w3"));
+    let mut busy = Vec::new();
+    let mut ids_handed_out = Vec::new();
+    for i in 1..=1100u32 {
+        let now = cluster.now();
+        let message = Message::new("held", i.to_string())
+            .unwrap()
+            .with_qos(Qos::AtLeastOnce);
+        let routing = cluster.node_mut(&id("w1")).publish(now, message).unwrap();
+        ids_handed_out.push(routing.id.expect("a QoS 1 publish has an id"));
+        if routing.busy {
+            busy.push(i);
+        }
+        cluster.pump();
+    }
+    assert_eq!(busy.first(), Some(&1025), "the window is the dedup window");
+    assert_eq!(busy.len(), 1100 - 1024);
+    assert!(
+        !cluster
+            .events(&id("w1"))
+            .iter()
+            .any(|e| matches!(e, Event::Ready)),
+        "nothing moved yet"
+    );
+    cluster.resume(&id("w3"));
+    cluster.run_for(Duration::from_millis(800));
+    assert_eq!(payloads(&cluster, "w3"), numbers(1..=1100));
+    assert!(cluster
+        .events(&id("w1"))
+        .iter()
+        .any(|e| matches!(e, Event::Ready)));
+    let mut confirmed = confirmed_ids(&cluster, "w1");
+    confirmed.sort();
+    ids_handed_out.sort();
+    assert_eq!(confirmed, ids_handed_out);
+    assert_eq!(not_confirmed(&cluster, "w1"), 0);
+    let w1 = cluster.node(&id("w1")).stats();
+    assert_eq!(w1.dropped.values().sum::<u64>(), 0);
+    assert_eq!(w1.confirmed, 1100);
 }
 
 #[test]

@@ -56,7 +56,6 @@ use serde::Serialize;
 use crate::auth::replay::WINDOW;
 use crate::id::NodeId;
 
-
 use crate::time::Instant;
 use crate::wire::messages::{Confirmation, ForwardedMessage, Qos};
 
@@ -432,6 +431,22 @@ impl Outstanding {
         (out, settled)
     }
 
+    /// `node` is another process now (it restarted under its name): the
+    /// copies the old one had not confirmed never will be, and the new one
+    /// must not take messages published before it subscribed. Every
+    /// unsettled publish, sent or waiting, gives up on it.
+    pub fn fail_destination(&mut self, node: &NodeId) -> Vec<Settled> {
+        let ids: Vec<PublishId> = self
+            .entries
+            .iter()
+            .filter(|(_, e)| e.message.targets.iter().any(|t| t.node == *node))
+            .map(|(id, _)| *id)
+            .collect();
+        ids.into_iter()
+            .filter_map(|id| self.fail_targets(id, ConfirmFailure::DestinationGone, |n| n == node))
+            .collect()
+    }
+
     /// Gives up on everything: the node stops. Returns the publishes
     /// settled and the QoS 0 messages that were waiting.
     pub fn abandon(&mut self) -> (Vec<Settled>, Vec<ForwardedMessage>) {
@@ -472,9 +487,17 @@ impl Outstanding {
         self.entries.values().next().map(|e| e.published_at)
     }
 
-    /// Unconfirmed copies per destination.
-    pub fn per_destination(&self) -> impl Iterator<Item = (&NodeId, usize)> {
-        self.by_destination.iter().map(|(n, sent)| (n, sent.len()))
+    /// Per destination: its unconfirmed copies, and whether its window is
+    /// full while messages wait (it holds them back).
+    pub fn per_destination(&self) -> impl Iterator<Item = (&NodeId, usize, bool)> {
+        let waiting = self.is_busy();
+        self.by_destination.iter().map(move |(n, sent)| {
+            let full = match (sent.keys().next(), sent.keys().next_back()) {
+                (Some(oldest), Some(newest)) => newest - oldest + 1 >= WINDOW,
+                _ => false,
+            };
+            (n, sent.len(), waiting && full)
+        })
     }
 
     /// Whether `qos` is kept until confirmed.

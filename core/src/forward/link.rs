@@ -278,9 +278,24 @@ impl<T: Carried + Clone> Link<T> {
         }
     }
 
-    #[cfg(test)]
-    fn queued_qos0(&self) -> usize {
+    /// QoS 0 messages in the bounded queue: the only ones `queue_length`
+    /// bounds (QoS 1 and 2 messages may take the queue over it, bounded by
+    /// their origins' confirmation windows). Walks the queue.
+    pub fn queued_at_most_once(&self) -> usize {
         self.queue.iter().filter(|e| e.item.qos() == 0).count()
+    }
+
+    /// When the oldest message the link holds (in flight, awaiting a
+    /// retry, or queued) was pushed.
+    pub fn oldest_pushed_at(&self) -> Option<Instant> {
+        let in_flight = self
+            .batches
+            .front()
+            .and_then(|b| b.entries.first())
+            .map(|e| e.queued_at);
+        let retry = self.retry.front().map(|e| e.queued_at);
+        let queued = self.queue.front().map(|e| e.queued_at);
+        in_flight.into_iter().chain(retry).chain(queued).min()
     }
 
     /// The settings in force (counts of 0 raised to 1).
@@ -1029,7 +1044,10 @@ mod tests {
             // A QoS 1 message takes the place of a QoS 0 one...
             push_all(&mut link, ms(0), &[(1, 0), (2, 1)]);
             let dropped = link.push(ms(0), msg(3, 1)).unwrap();
-            assert_eq!((dropped.item.id, dropped.reason), (1, DropReason::QueueFull));
+            assert_eq!(
+                (dropped.item.id, dropped.reason),
+                (1, DropReason::QueueFull)
+            );
             // ...goes over the bound when there is none...
             assert_eq!(link.push(ms(0), msg(4, 1)), None);
             assert_eq!(link.queued(), 3);
@@ -1042,7 +1060,10 @@ mod tests {
 
     #[test]
     fn with_two_qos0_messages_queued_the_policy_picks_which_one_goes() {
-        for (policy, gone) in [(QueuePolicy::DiscardNewest, 2), (QueuePolicy::DiscardOldest, 1)] {
+        for (policy, gone) in [
+            (QueuePolicy::DiscardNewest, 2),
+            (QueuePolicy::DiscardOldest, 1),
+        ] {
             let mut link = Link::new(LinkSettings {
                 queue_length: 2,
                 policy,
@@ -1541,7 +1562,7 @@ mod tests {
         fn check(&self, link: &Link<Msg>) -> Result<(), TestCaseError> {
             // (a) bounds.
             // QoS 1 and 2 may go over the bound; QoS 0 never does.
-            prop_assert!(link.queued_qos0() <= self.settings.queue_length);
+            prop_assert!(link.queued_at_most_once() <= self.settings.queue_length);
             prop_assert!(link.in_flight() <= self.settings.max_in_flight);
             // (b) conservation: what is neither acked nor dropped is still aboard.
             prop_assert_eq!(link.queued() + link.in_flight(), self.held.len());

@@ -102,10 +102,7 @@ impl Node {
     ) {
         match self.confirmation_hop(origin, true) {
             Some(hop) => {
-                if !self
-                    .confirm_outbox
-                    .push(&hop, origin, incarnation, to, seq)
-                {
+                if !self.confirm_outbox.push(&hop, origin, incarnation, to, seq) {
                     self.stats.confirmations_lost += 1;
                 }
             }
@@ -218,6 +215,29 @@ impl Node {
     /// Puts a message of this node's own on its way: the uplink for a
     /// worker, the links for a core.
     fn send_published(&mut self, now: Now, message: ForwardedMessage) {
+        if self.forwarding.settle_on_send {
+            let settled: Vec<Confirmation> = message
+                .targets
+                .iter()
+                .map(|t| Confirmation {
+                    origin: self.id.clone(),
+                    incarnation: self.first_incarnation,
+                    to: t.node.clone(),
+                    from: t.seq,
+                    through: t.seq,
+                })
+                .collect();
+            self.send_published_now(now, message);
+            for confirmation in &settled {
+                let settled = self.outstanding.confirm(confirmation);
+                self.report_settled(settled);
+            }
+            return;
+        }
+        self.send_published_now(now, message);
+    }
+
+    fn send_published_now(&mut self, now: Now, message: ForwardedMessage) {
         match self.role {
             Role::Worker => {
                 let dropped = self.forwarding.uplink.push(now.instant, message);
@@ -247,8 +267,11 @@ impl Node {
     pub(super) fn confirm_tick(&mut self, now: Now) {
         let membership = &self.membership;
         let gone = |node: &NodeId| membership.get(node).is_none_or(|r| r.state.is_gone());
-        let (resend, settled) = self.outstanding.tick(now.instant, gone);
+        let (mut resend, settled) = self.outstanding.tick(now.instant, gone);
         self.report_settled(settled);
+        if self.forwarding.never_resend {
+            resend.clear();
+        }
         self.stats.resent += resend.len() as u64;
         for message in resend {
             self.send_published(now, message);
@@ -267,12 +290,35 @@ impl Node {
         self.resend_due = false;
         let membership = &self.membership;
         let gone = |node: &NodeId| membership.get(node).is_none_or(|r| r.state.is_gone());
-        let (resend, settled) = self.outstanding.resend_all(now.instant, gone);
+        let (mut resend, settled) = self.outstanding.resend_all(now.instant, gone);
         self.report_settled(settled);
+        if self.forwarding.never_resend {
+            resend.clear();
+        }
         self.stats.resent += resend.len() as u64;
         for message in resend {
             self.send_published(now, message);
         }
+    }
+
+    /// `node` came back as another process: what it had not confirmed
+    /// fails, which may open its window for what waits.
+    pub(super) fn destination_restarted(&mut self, now: Now, node: &NodeId) {
+        let settled = self.outstanding.fail_destination(node);
+        if settled.is_empty() && !self.outstanding.is_busy() {
+            return;
+        }
+        self.report_settled(settled);
+        self.release_waiting(now);
+    }
+
+    /// How many copies this node sent again so far. Exists only so that
+    /// the simulator can tell a copy sent again, which may arrive after
+    /// later ones, from one reordered on its path.
+    #[cfg(feature = "sim")]
+    #[doc(hidden)]
+    pub fn resent_for_checker(&self) -> u64 {
+        self.stats.resent
     }
 
     /// The node stops: every unsettled publish fails, and the QoS 0

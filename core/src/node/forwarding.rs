@@ -205,6 +205,11 @@ pub(super) struct Forwarding {
     swallow_deliveries: u64,
     /// Self-test breakage: deliver each stream batch back to front.
     reverse_stream_batches: bool,
+    /// The origin settles each QoS 1/2 publish as soon as it sends it, as
+    /// if a hop's acknowledgement were the destination's: checker self-test.
+    pub(super) settle_on_send: bool,
+    /// The origin never sends a message again: checker self-test.
+    pub(super) never_resend: bool,
     /// Scratch space of [`Node::relay`], kept to spare an allocation per
     /// message.
     hop_buffer: Vec<(NodeId, Target)>,
@@ -244,6 +249,8 @@ impl Forwarding {
             dedup_disabled: false,
             swallow_deliveries: 0,
             reverse_stream_batches: false,
+            settle_on_send: false,
+            never_resend: false,
             hop_buffer: Vec::new(),
             confirm_buffer: Vec::new(),
         }
@@ -258,15 +265,27 @@ impl Forwarding {
     }
 
     /// Queue depth and in-flight count per peer.
-    pub(super) fn depths(&self, uplink_name: Option<&NodeId>) -> BTreeMap<String, (usize, usize)> {
-        let mut depths: BTreeMap<String, (usize, usize)> = self
+    pub(super) fn depths(
+        &self,
+        uplink_name: Option<&NodeId>,
+        now: crate::time::Instant,
+    ) -> BTreeMap<String, super::QueueDepth> {
+        let depth = |link: &Link<ForwardedMessage>| super::QueueDepth {
+            queued: link.queued(),
+            queued_at_most_once: link.queued_at_most_once(),
+            in_flight: link.in_flight(),
+            oldest_age_ms: link
+                .oldest_pushed_at()
+                .map(|at| u64::try_from(now.saturating_since(at).as_millis()).unwrap_or(u64::MAX)),
+        };
+        let mut depths: BTreeMap<String, super::QueueDepth> = self
             .links
             .iter()
-            .map(|(peer, link)| (peer.to_string(), (link.queued(), link.in_flight())))
+            .map(|(peer, link)| (peer.to_string(), depth(link)))
             .collect();
         if !self.uplink.is_idle() || uplink_name.is_some() {
             let name = uplink_name.map_or_else(|| "core".to_owned(), |n| n.to_string());
-            depths.insert(name, (self.uplink.queued(), self.uplink.in_flight()));
+            depths.insert(name, depth(&self.uplink));
         }
         depths
     }
@@ -905,6 +924,27 @@ impl Node {
     #[doc(hidden)]
     pub fn reverse_stream_batches_for_checker_self_test(&mut self) {
         self.forwarding.reverse_stream_batches = true;
+    }
+
+    /// Makes the node settle its QoS 1 and 2 publishes as confirmed as soon
+    /// as it hands them to the first hop, and never send them again: the
+    /// per-hop promise that end-to-end confirmation replaced. Exists only
+    /// so that the simulator's checker can be shown to catch the losses
+    /// that promise allows; never use it.
+    #[cfg(feature = "sim")]
+    #[doc(hidden)]
+    pub fn settle_on_first_hop_for_checker_self_test(&mut self) {
+        self.forwarding.settle_on_send = true;
+    }
+
+    /// Makes the node never send a QoS 1 or 2 message again, whatever
+    /// happens to the path it took: confirmations still settle what
+    /// arrives. Exists only so that the simulator's checker can be shown to
+    /// catch a copy lost with a crashed core; never use it.
+    #[cfg(feature = "sim")]
+    #[doc(hidden)]
+    pub fn never_resend_for_checker_self_test(&mut self) {
+        self.forwarding.never_resend = true;
     }
 
     /// A core takes a batch of messages.

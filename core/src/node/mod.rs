@@ -66,7 +66,7 @@ use crate::wire::Endpoint;
 pub use forwarding::{Delivery, Message, PublishError, Routing, FORGOTTEN_PEERS};
 pub use output::{DroppedCopy, Event, StreamOutput, Transmit, TransportError};
 pub use serve::RequestError;
-pub use status::{Bookkeeping, MemberStatus, Phase, QueueDepth, Stats, Status};
+pub use status::{Bookkeeping, DestinationState, MemberStatus, Phase, QueueDepth, Stats, Status};
 
 use forwarding::Forwarding;
 use outbox::SyncOutbox;
@@ -595,6 +595,13 @@ impl Node {
         });
         if paths_changed && self.outstanding.unconfirmed() > 0 {
             self.resend_due = true;
+        }
+        for change in &changes {
+            if let Change::Joined(record) = change {
+                if record.id != self.id {
+                    self.destination_restarted(now, &record.id);
+                }
+            }
         }
         let records: Vec<MemberRecord> = changes.iter().map(|c| c.record().clone()).collect();
         self.forget_routes_of_gone(&records);

@@ -14,9 +14,9 @@ use crate::membership::Change;
 use crate::time::Now;
 use crate::wire::endpoint::RouteError;
 use crate::wire::messages::{
-    Accepted, AckRequest, ConfirmRequest, ForwardRequest, HeartbeatRequest, HeartbeatResponse, LeaveRequest,
-    MemberRecord, MemberState, RegisterRequest, RegisterResponse, RoutesRequest, Stamp,
-    StreamFrame, SyncRequest, SyncResponse,
+    Accepted, AckRequest, ConfirmRequest, ForwardRequest, HeartbeatRequest, HeartbeatResponse,
+    LeaveRequest, MemberRecord, MemberState, RegisterRequest, RegisterResponse, RoutesRequest,
+    Stamp, StreamFrame, SyncRequest, SyncResponse,
 };
 use crate::wire::{
     self, check_size, decode_json, error_response, json_response, Endpoint, WireError,

@@ -89,16 +89,47 @@ pub struct Status {
     pub retained_digest: String,
     /// Outbound queues per peer.
     pub queues: BTreeMap<String, QueueDepth>,
+    /// Destinations this node waits on for confirmations.
+    pub destinations: BTreeMap<NodeId, DestinationState>,
+    /// Publishes held back because a destination's window is full; see
+    /// [`Event::Ready`](crate::Event::Ready).
+    pub held: usize,
+    /// How long the oldest unconfirmed QoS 1/2 publish has waited, in
+    /// milliseconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub oldest_unconfirmed_ms: Option<u64>,
 }
 
-/// How full one peer's outbound link is.
+/// How full one peer's outbound link is. Its drops, by reason, are in
+/// [`Stats::links`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct QueueDepth {
-    /// Waiting in the bounded queue.
+    /// Waiting in the queue.
     pub queued: usize,
+    /// Of those, QoS 0 messages: the only ones `queueLength` bounds and
+    /// `queuePolicy` drops. QoS 1 and 2 messages take a full queue over its
+    /// bound rather than being dropped; their origins' confirmation windows
+    /// bound them.
+    pub queued_at_most_once: usize,
     /// Sent and not yet acknowledged, or waiting for a retry.
     pub in_flight: usize,
+    /// How long the oldest message on the link has waited, in
+    /// milliseconds (`None` when the link holds nothing).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub oldest_age_ms: Option<u64>,
+}
+
+/// What this node, as an origin, waits for from one destination: the
+/// state a broker acts on to throttle its clients.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DestinationState {
+    /// Copies of QoS 1 and 2 publishes sent to it and not yet confirmed.
+    pub unconfirmed: usize,
+    /// Its confirmation window is full and publishes wait at this node
+    /// for it ([`Routing::busy`](crate::node::Routing::busy)).
+    pub busy: bool,
 }
 
 /// How much a node keeps per peer beyond its member list: each of these is
@@ -221,6 +252,12 @@ impl Node {
             retained: self.retained.len(),
             retained_digest: self.retained.digest(),
             queues: self.queue_depths(),
+            destinations: self.destinations(),
+            held: self.outstanding.waiting(),
+            oldest_unconfirmed_ms: self
+                .outstanding
+                .oldest()
+                .map(|at| millis(self.latest.instant.saturating_since(at))),
         }
     }
 
@@ -233,9 +270,14 @@ impl Node {
     /// rest of [`Node::status`].
     pub fn queue_depths(&self) -> BTreeMap<String, QueueDepth> {
         self.forwarding
-            .depths(self.worker.registered_core())
-            .into_iter()
-            .map(|(peer, (queued, in_flight))| (peer, QueueDepth { queued, in_flight }))
+            .depths(self.worker.registered_core(), self.latest.instant)
+    }
+
+    /// Per destination, what this node waits on it to confirm.
+    pub fn destinations(&self) -> BTreeMap<NodeId, DestinationState> {
+        self.outstanding
+            .per_destination()
+            .map(|(node, unconfirmed, busy)| (node.clone(), DestinationState { unconfirmed, busy }))
             .collect()
     }
 
@@ -245,7 +287,11 @@ impl Node {
     /// [`queue_depths`](Self::queue_depths) does.
     pub fn deepest_queues(&self) -> QueueDepth {
         let (queued, in_flight) = self.forwarding.deepest();
-        QueueDepth { queued, in_flight }
+        QueueDepth {
+            queued,
+            in_flight,
+            ..QueueDepth::default()
+        }
     }
 
     /// Which request counters of which senders this node has accepted: for
@@ -278,4 +324,8 @@ impl Node {
     pub(super) fn count_bad_response(&mut self, kind: &str) {
         *self.stats.bad_responses.entry(kind.to_owned()).or_default() += 1;
     }
+}
+
+fn millis(d: std::time::Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }

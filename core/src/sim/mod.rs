@@ -66,7 +66,7 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use crate::config::Config;
-use crate::id::{NodeId, RequestId, StreamId};
+use crate::id::{Incarnation, NodeId, RequestId, StreamId};
 use crate::node::{Delivery, Event, Message, Node, Phase, StreamOutput, Transmit, TransportError};
 use crate::routing::{Subscription, TopicName};
 use crate::time::{Instant, Now, WallTime};
@@ -179,6 +179,14 @@ pub struct Report {
     /// Deliveries out of per-origin order shortly after a fault changed
     /// their path (order is guaranteed along a stable path).
     pub reordered: u64,
+    /// QoS 1/2 publishes every destination confirmed.
+    pub confirmed: u64,
+    /// QoS 1/2 publishes some destination will never confirm (it went
+    /// away, the message expired, or the origin left).
+    pub not_confirmed: u64,
+    /// Copies a restarted destination's new process got after its old one
+    /// had (in flight to the old process when it crashed).
+    pub delivered_again_after_restart: u64,
     /// The transcript's hash.
     pub transcript_hash: String,
 }
@@ -276,6 +284,9 @@ pub struct Simulation {
     last_fault: Instant,
     /// The last failover or membership change a node reported.
     last_path_change: Instant,
+    /// When each origin last sent copies again, and how many it had sent
+    /// again by then (its counter restarts with its process).
+    resends: BTreeMap<NodeId, (Instant, u64)>,
     /// Each node's last crash: copies routed before it through that node
     /// may have died with it.
     crashes: BTreeMap<NodeId, Instant>,
@@ -308,6 +319,7 @@ impl Simulation {
             last_disturbance: Instant::ZERO,
             last_fault: Instant::ZERO,
             last_path_change: Instant::ZERO,
+            resends: BTreeMap::new(),
             crashes: BTreeMap::new(),
             published: 0,
             deliveries: BTreeMap::new(),
@@ -429,6 +441,9 @@ impl Simulation {
             dropped_by_reason: self.dropped_by_reason.clone(),
             routing_checks: self.checker.routing_checks,
             reordered: self.checker.reordered,
+            confirmed: self.checker.confirmed,
+            not_confirmed: self.checker.unconfirmed,
+            delivered_again_after_restart: self.checker.delivered_again_after_restart,
             transcript_hash: self.transcript_hash(),
         }
     }
@@ -546,6 +561,16 @@ impl Simulation {
             .get(id)
             .filter(|n| n.node.is_some())
             .map(|n| n.life)
+    }
+
+    /// The incarnation the node's current process numbers its messages
+    /// under.
+    fn first_incarnation_of(&self, id: &NodeId) -> Incarnation {
+        self.nodes
+            .get(id)
+            .and_then(|n| n.node.as_ref())
+            .map(|n| n.first_incarnation())
+            .unwrap_or_default()
     }
 
     fn handle(&mut self, event: SimEvent) -> Result<(), Violation> {
@@ -891,6 +916,12 @@ impl Simulation {
             events.push(e);
         }
         let deadline = node.poll_timeout();
+        let resent = node.resent_for_checker();
+        let seen = self.resends.get(id).map_or(0, |(_, n)| *n);
+        if resent != seen {
+            let now = self.now;
+            self.resends.insert(id.clone(), (now, resent));
+        }
         for transmit in transmits.drain(..) {
             self.send(id, life, timeout, transmit);
         }
@@ -1035,10 +1066,18 @@ impl Simulation {
                 // moves copies to another (a subscription never does).
                 let recent = self.last_fault.max(self.last_path_change);
                 let path_changed = self.now.saturating_since(recent) <= self.settle_time();
-                if let Err((invariant, detail)) =
-                    self.checker
-                        .delivered(node, delivery.incarnation, &delivery, path_changed)
-                {
+                // A copy its origin may have sent again arrives late, not
+                // out of order on its path.
+                let resent_at = self.resends.get(&delivery.origin).map(|(at, _)| *at);
+                let life = self.life_of(node).unwrap_or_default();
+                if let Err((invariant, detail)) = self.checker.delivered(
+                    node,
+                    life,
+                    delivery.incarnation,
+                    &delivery,
+                    path_changed,
+                    resent_at,
+                ) {
                     return Err(self.violation(invariant, detail));
                 }
                 self.deliveries
@@ -1066,13 +1105,42 @@ impl Simulation {
                 copies,
             } => {
                 self.checker.dropped += count;
-                self.checker.dropped_copies(&copies);
+                if let Err((invariant, detail)) = self.checker.dropped_copies(reason, &copies) {
+                    return Err(self.violation(invariant, detail));
+                }
                 let reason = serde_json::to_value(reason)
                     .ok()
                     .and_then(|v| v.as_str().map(str::to_owned))
                     .unwrap_or_default();
                 self.log_formatted(format_args!("dropped {node} -> {peer} {count} {reason}"));
                 *self.dropped_by_reason.entry(reason).or_default() += count;
+            }
+            Event::Confirmed { id, nodes } => {
+                self.log_formatted(format_args!("confirmed {node} {} {nodes:?}", id.0));
+                let incarnation = self.first_incarnation_of(node);
+                if let Err((invariant, detail)) =
+                    self.checker.settled(node, incarnation, id, &nodes, &[])
+                {
+                    return Err(self.violation(invariant, detail));
+                }
+            }
+            Event::NotConfirmed {
+                id,
+                reason,
+                failed,
+                confirmed,
+            } => {
+                self.log_formatted(format_args!(
+                    "not confirmed {node} {} {reason:?} {failed:?} {confirmed:?}",
+                    id.0
+                ));
+                let incarnation = self.first_incarnation_of(node);
+                if let Err((invariant, detail)) =
+                    self.checker
+                        .settled(node, incarnation, id, &confirmed, &failed)
+                {
+                    return Err(self.violation(invariant, detail));
+                }
             }
             other => {
                 // Failovers and membership changes move messages to other
@@ -1271,8 +1339,13 @@ impl Simulation {
             );
         }
         self.published += 1;
-        self.checker
-            .routed(node, incarnation, &targets, Published { at: self.now, qos });
+        self.checker.routed(
+            node,
+            incarnation,
+            routing.id,
+            &targets,
+            Published { at: self.now, qos },
+        );
         // `publish {node} {topic} qos{n} -> {remote:?}`, the list written
         // as `Debug` writes it (node names need no escaping).
         let mut line = Vec::with_capacity(8 + 3 * routing.remote.len());
@@ -1358,14 +1431,26 @@ impl Simulation {
             {
                 continue;
             }
+            // `queueLength` bounds QoS 0 messages; QoS 1 and 2 ones may take
+            // a queue over it, but only while it holds no QoS 0 message
+            // (they take a QoS 0 message's place first), and no more than
+            // every origin's confirmation window.
+            let qos1_bound = crate::auth::replay::WINDOW as usize * self.nodes.len();
             for (peer, depth) in node.queue_depths() {
-                if depth.queued > n.config.queue_length || depth.in_flight > n.config.max_in_flight
+                let qos1 = depth.queued - depth.queued_at_most_once;
+                let over = depth.queued > n.config.queue_length;
+                if depth.queued_at_most_once > n.config.queue_length
+                    || (over && depth.queued_at_most_once > 0)
+                    || qos1 > qos1_bound
+                    || depth.in_flight > n.config.max_in_flight
                 {
                     return Err(self.violation(
                         "bounded queues",
                         format!(
-                            "{id} -> {peer}: {} queued (bound {}), {} in flight (bound {})",
+                            "{id} -> {peer}: {} queued, {} of them QoS 0 (bound {}), {} in \
+                             flight (bound {})",
                             depth.queued,
+                            depth.queued_at_most_once,
                             n.config.queue_length,
                             depth.in_flight,
                             n.config.max_in_flight
@@ -1493,13 +1578,15 @@ impl Simulation {
         Ok(())
     }
 
-    /// Every QoS 1/2 copy routed from a running origin to a running node
-    /// arrived, or a drop event named it (by origin, incarnation,
-    /// destination and sequence number). The only copies excused are those
-    /// a crash may have taken: routed before a crash of their origin, their
-    /// destination or any core (cores relay every copy, and acknowledge a
-    /// hop before passing it on). Call after faults stopped and a quiet
-    /// period longer than the retry backoff.
+    /// The promise of end-to-end confirmation, checked once the run is
+    /// quiet: every QoS 1/2 copy whose origin and destination ran from its
+    /// publish to now arrived, unless the origin reported that this
+    /// destination will never confirm it; and every QoS 1/2 publish of an
+    /// origin that ran from its publish to now was settled (confirmed or
+    /// not). No crash of a core that relayed a copy, and no drop on the
+    /// way, excuses a loss: the origin sends again until the destination
+    /// confirms. Call after faults stopped and a quiet period longer than
+    /// the origin's resend interval (three `deadTimeout`s).
     pub fn check_no_loss(&self) -> Result<(), Violation> {
         let running: BTreeSet<NodeId> = self
             .nodes
@@ -1507,15 +1594,9 @@ impl Simulation {
             .filter(|(_, n)| n.node.as_ref().is_some_and(|x| x.phase() == Phase::Running))
             .map(|(id, _)| id.clone())
             .collect();
-        let cores: BTreeSet<NodeId> = self
-            .nodes
-            .iter()
-            .filter(|(_, n)| n.config.core)
-            .map(|(id, _)| id.clone())
-            .collect();
         let crashed_since =
             |node: &NodeId, at: Instant| self.crashes.get(node).is_some_and(|c| *c >= at);
-        let lost = self.checker.lost_silently(&running, &cores, crashed_since);
+        let lost = self.checker.lost_silently(&running, crashed_since);
         if !lost.is_empty() {
             let shown: Vec<String> = lost
                 .iter()
@@ -1525,8 +1606,25 @@ impl Simulation {
             return Err(self.violation(
                 "QoS 1 never lost",
                 format!(
-                    "{} copies neither delivered nor named by a drop; e.g. {shown:?}",
+                    "{} copies neither delivered nor reported unconfirmed to their origin; \
+                     e.g. {shown:?}",
                     lost.len()
+                ),
+            ));
+        }
+        let unsettled = self.checker.unsettled(&running, crashed_since);
+        if !unsettled.is_empty() {
+            let shown: Vec<String> = unsettled
+                .iter()
+                .take(5)
+                .map(|(o, i, id)| format!("{o}@{i} publish {}", id.0))
+                .collect();
+            return Err(self.violation(
+                "every publish settled",
+                format!(
+                    "{} QoS 1/2 publishes neither confirmed nor reported unconfirmed; \
+                     e.g. {shown:?}",
+                    unsettled.len()
                 ),
             ));
         }

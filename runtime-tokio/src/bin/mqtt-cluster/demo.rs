@@ -26,6 +26,10 @@ pub(crate) struct Args {
     /// Seconds to wait for each step (agreement, routes, delivery).
     #[arg(long, default_value_t = 10)]
     timeout: u64,
+    /// Answer the publishing client's PUBACK only once every destination
+    /// confirmed the QoS 1 message (end to end), instead of at once.
+    #[arg(long)]
+    puback_after_confirm: bool,
 }
 
 /// Requests and stream chunks while recording, as printable lines.
@@ -163,6 +167,9 @@ pub(crate) async fn run(args: Args) -> Result<ExitCode, Failure> {
         Message::new("demo/greeting", "hello across the cluster")?,
         Message::new("demo/order", "order #1, at least once")?.with_qos(Qos::AtLeastOnce),
     ];
+    // Taken before publishing, so that no confirmation can pass unseen.
+    let publisher_events = w1.events();
+    let mut awaiting = None;
     for message in messages {
         let (topic, qos) = (message.topic.as_str().to_owned(), message.qos.as_u8());
         let routing = w1.publish(message).await?;
@@ -170,6 +177,12 @@ pub(crate) async fn run(args: Args) -> Result<ExitCode, Failure> {
         println!("w1 published {topic} (QoS {qos}): forwarded to {targets:?}");
         if let Ok(mut t) = transcript.lock() {
             t.note(format!("w1 publishes {topic} (QoS {qos})"));
+            if routing.id.is_some() && !args.puback_after_confirm {
+                t.note("w1 answers the client's PUBACK at once (the next hop has it)".into());
+            }
+        }
+        if args.puback_after_confirm {
+            awaiting = awaiting.or(routing.id);
         }
     }
 
@@ -191,6 +204,35 @@ pub(crate) async fn run(args: Args) -> Result<ExitCode, Failure> {
                 t.note(line);
             }
             arrived.push((delivery.qos.as_u8(), sent.elapsed()));
+        }
+    }
+    let mut confirmed = !args.puback_after_confirm;
+    if let Some(id) = awaiting {
+        while let Ok(Some(event)) = tokio::time::timeout_at(deadline, publisher_events.next()).await
+        {
+            match event {
+                Event::Confirmed { id: settled, nodes } if settled == id => {
+                    let nodes: Vec<&str> = nodes.iter().map(|n| n.as_str()).collect();
+                    if let Ok(mut t) = transcript.lock() {
+                        t.note(format!(
+                            "w1 answers the client's PUBACK: {nodes:?} confirmed publish {}",
+                            id.0
+                        ));
+                    }
+                    confirmed = true;
+                    break;
+                }
+                Event::NotConfirmed {
+                    id: settled,
+                    reason,
+                    failed,
+                    ..
+                } if settled == id => {
+                    println!("publish {} not confirmed ({reason:?}) by {failed:?}", id.0);
+                    break;
+                }
+                _ => {}
+            }
         }
     }
     // Let the last acknowledgements land in the transcript.
@@ -239,6 +281,10 @@ pub(crate) async fn run(args: Args) -> Result<ExitCode, Failure> {
     }
 
     stop(&nodes).await;
+    if !confirmed {
+        println!("FAILED: w1 had no confirmation of its QoS 1 message within {wait:?}");
+        return Ok(ExitCode::FAILURE);
+    }
     if arrived.len() == 2 {
         let times: Vec<String> = arrived
             .iter()

@@ -27,9 +27,14 @@ pub(crate) enum Fault {
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
-    /// Nodes in all; one in ten (at least one) is a core.
+    /// Nodes in all; one in ten (at least one) is a core unless `--cores`
+    /// says otherwise.
     #[arg(long, default_value_t = 10)]
     nodes: usize,
+    /// How many of the nodes are cores (at least one, and one worker
+    /// stays); the crash fault takes the first one down.
+    #[arg(long)]
+    cores: Option<usize>,
     /// The seed: the same seed gives the same run, byte for byte.
     #[arg(long, default_value_t = 1)]
     seed: u64,
@@ -66,14 +71,15 @@ fn config(name: &str, core: bool, cores: usize, rotate: usize) -> Result<Config,
 
 pub(crate) fn run(args: Args) -> Result<ExitCode, Failure> {
     let nodes = args.nodes.max(2);
-    let cores = (nodes / 10).max(1);
+    let cores = args.cores.unwrap_or(nodes / 10).clamp(1, nodes - 1);
     let workers = nodes - cores;
     let mut sim = Simulation::new(args.seed, NetworkModel::reliable());
     if args.transcript.is_some() {
         sim = sim.record_transcript();
     }
     let mut sim = sim.with_replay_hint(format!(
-        "mqtt-cluster simulate --nodes {} --seed {} --faults {} --duration {}s --rate {}",
+        "mqtt-cluster simulate --nodes {} --cores {cores} --seed {} --faults {} --duration {}s \
+         --rate {}",
         args.nodes,
         args.seed,
         args.faults
@@ -116,6 +122,20 @@ pub(crate) fn run(args: Args) -> Result<ExitCode, Failure> {
     println!("dropped           {}", report.dropped);
     for (reason, count) in &report.dropped_by_reason {
         println!("  {reason:<16}{count}");
+    }
+    println!(
+        "confirmed         {} (QoS 1/2 publishes every destination took)",
+        report.confirmed
+    );
+    println!(
+        "not confirmed     {} (reported to the origin: destination gone, expired)",
+        report.not_confirmed
+    );
+    if report.delivered_again_after_restart > 0 {
+        println!(
+            "  again after restart {} (copies in flight to a crashed destination's old process)",
+            report.delivered_again_after_restart
+        );
     }
     println!("routing checks    {}", report.routing_checks);
     println!(
