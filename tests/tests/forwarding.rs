@@ -403,6 +403,15 @@ fn a_stalled_destination_makes_its_origin_busy_then_ready_and_nothing_is_lost() 
             .any(|e| matches!(e, Event::Ready)),
         "nothing moved yet"
     );
+    // What a broker reads to throttle its clients.
+    let status = cluster.node(&id("w1")).status();
+    let w3 = status.destinations[&id("w3")];
+    assert_eq!((w3.unconfirmed, w3.busy), (1024, true));
+    assert_eq!(status.held, 76);
+    assert!(status.oldest_unconfirmed_ms.is_some());
+    let metrics = cluster.node(&id("w1")).metrics();
+    assert!(metrics.contains("mqtt_cluster_unconfirmed{destination=\"w3\"} 1024"));
+    assert!(metrics.contains("mqtt_cluster_held 76"));
     cluster.resume(&id("w3"));
     cluster.run_for(Duration::from_millis(800));
     assert_eq!(payloads(&cluster, "w3"), numbers(1..=1100));
@@ -418,6 +427,12 @@ fn a_stalled_destination_makes_its_origin_busy_then_ready_and_nothing_is_lost() 
     let w1 = cluster.node(&id("w1")).stats();
     assert_eq!(w1.dropped.values().sum::<u64>(), 0);
     assert_eq!(w1.confirmed, 1100);
+    let status = cluster.node(&id("w1")).status();
+    assert!(status.destinations.is_empty() && status.held == 0);
+    assert!(cluster
+        .node(&id("w1"))
+        .metrics()
+        .contains("mqtt_cluster_confirmed_total 1100"));
 }
 
 #[test]

@@ -270,6 +270,57 @@ impl Node {
             "Failovers to another core.",
             &plain(stats.failovers),
         );
+        family(
+            "mqtt_cluster_confirmed_total",
+            "counter",
+            "QoS 1/2 publishes every destination confirmed.",
+            &plain(stats.confirmed),
+        );
+        let not_confirmed: Vec<(String, String)> = stats
+            .not_confirmed
+            .iter()
+            .map(|(reason, n)| (format!("{{reason=\"{}\"}}", reason.as_str()), n.to_string()))
+            .collect();
+        family(
+            "mqtt_cluster_not_confirmed_total",
+            "counter",
+            "QoS 1/2 publishes some destination will never confirm, by reason.",
+            &not_confirmed,
+        );
+        family(
+            "mqtt_cluster_resent_total",
+            "counter",
+            "Copies sent again because their destinations had not confirmed them.",
+            &plain(stats.resent),
+        );
+        family(
+            "mqtt_cluster_confirmations_lost_total",
+            "counter",
+            "Confirmations that found no way back to their origin.",
+            &plain(stats.confirmations_lost),
+        );
+        let unconfirmed: Vec<(String, String)> = status
+            .destinations
+            .iter()
+            .map(|(node, d)| {
+                (
+                    format!("{{destination=\"{}\"}}", escape(node.as_str())),
+                    d.unconfirmed.to_string(),
+                )
+            })
+            .collect();
+        family(
+            "mqtt_cluster_unconfirmed",
+            "gauge",
+            "Copies sent to a destination and not yet confirmed.",
+            &unconfirmed,
+        );
+        family(
+            "mqtt_cluster_held",
+            "gauge",
+            "Publishes waiting at this node for a destination's window.",
+            &plain(status.held as u64),
+        );
         out
     }
 }

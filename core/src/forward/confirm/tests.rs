@@ -92,7 +92,10 @@ fn confirmations_of_unknown_or_inverted_ranges_change_nothing() {
 fn the_window_holds_the_publish_beyond_it_until_the_oldest_is_confirmed() {
     let mut o = Outstanding::new(RESEND, EXPIRY);
     for seq in 1..=WINDOW {
-        assert!(matches!(admit(&mut o, at(0), &[("a", seq)]).1, Admitted::Send(_)));
+        assert!(matches!(
+            admit(&mut o, at(0), &[("a", seq)]).1,
+            Admitted::Send(_)
+        ));
     }
     assert!(!o.is_busy());
     let (held, admitted) = admit(&mut o, at(1), &[("a", WINDOW + 1)]);
@@ -125,16 +128,21 @@ fn qos0_messages_wait_behind_the_window_up_to_their_limit() {
         admit(&mut o, at(0), &[("a", seq)]);
     }
     for seq in 1..=2 {
-        let admitted = o.admit(at(0), None, message(Qos::AtMostOnce, &[("a", WINDOW + seq)]));
+        let admitted = o.admit(
+            at(0),
+            None,
+            message(Qos::AtMostOnce, &[("a", WINDOW + seq)]),
+        );
         assert!(matches!(admitted, Admitted::Held));
     }
     let admitted = o.admit(at(0), None, message(Qos::AtMostOnce, &[("a", WINDOW + 3)]));
     assert!(matches!(admitted, Admitted::Dropped(_)));
     let (settled, waiting) = o.abandon();
     assert_eq!(settled.len(), WINDOW as usize);
-    assert!(settled
-        .iter()
-        .all(|s| s.failure.as_ref().is_some_and(|(r, _)| *r == ConfirmFailure::Left)));
+    assert!(settled.iter().all(|s| s
+        .failure
+        .as_ref()
+        .is_some_and(|(r, _)| *r == ConfirmFailure::Left)));
     assert_eq!(waiting.len(), 2);
     assert_eq!(o.waiting(), 0);
 }
@@ -150,7 +158,13 @@ fn unconfirmed_messages_go_again_after_resend_after_and_expire_after_expiry() {
     assert!(settled.is_empty());
     // Only the destination that has not confirmed is sent to again.
     assert_eq!(resend.len(), 1);
-    assert_eq!(resend[0].targets, vec![Target { node: node("b"), seq: 1 }]);
+    assert_eq!(
+        resend[0].targets,
+        vec![Target {
+            node: node("b"),
+            seq: 1
+        }]
+    );
     let (resend, settled) = o.tick(at(60_000), |_| false);
     assert!(resend.is_empty());
     assert_eq!(
@@ -179,7 +193,13 @@ fn a_path_change_sends_everything_again_except_to_destinations_gone() {
         }]
     );
     assert_eq!(resend.len(), 1);
-    assert_eq!(resend[0].targets, vec![Target { node: node("a"), seq: 1 }]);
+    assert_eq!(
+        resend[0].targets,
+        vec![Target {
+            node: node("a"),
+            seq: 1
+        }]
+    );
     // The resend restarted its timer.
     assert!(o.tick(at(3_009), |_| false).0.is_empty());
     assert_eq!(o.tick(at(3_010), |_| false).0.len(), 1);
@@ -199,7 +219,13 @@ fn a_destination_that_restarted_fails_sent_and_waiting_publishes() {
     assert_eq!(o.unconfirmed(), 1);
     let released = o.release(at(1));
     assert_eq!(released.len(), 1);
-    assert_eq!(released[0].targets, vec![Target { node: node("b"), seq: 1 }]);
+    assert_eq!(
+        released[0].targets,
+        vec![Target {
+            node: node("b"),
+            seq: 1
+        }]
+    );
     let settled = o.confirm(&confirmation("b", 1, 1));
     assert_eq!(settled[0].id, held);
     assert_eq!(
@@ -210,10 +236,22 @@ fn a_destination_that_restarted_fails_sent_and_waiting_publishes() {
 
 #[derive(Debug, Clone)]
 enum Op {
-    Publish { qos: u8, targets: Vec<usize> },
-    Confirm { dest: usize, from: u64, len: u64 },
-    Tick { advance_ms: u64, gone: Option<usize> },
-    ResendAll { gone: Option<usize> },
+    Publish {
+        qos: u8,
+        targets: Vec<usize>,
+    },
+    Confirm {
+        dest: usize,
+        from: u64,
+        len: u64,
+    },
+    Tick {
+        advance_ms: u64,
+        gone: Option<usize>,
+    },
+    ResendAll {
+        gone: Option<usize>,
+    },
     Restarted(usize),
 }
 
