@@ -296,6 +296,13 @@ impl ClusterHandle {
     /// A local client published `message`. The answer says whether the host
     /// delivers it to its own subscribers ([`Routing::local`]) and which
     /// nodes it is forwarded to; forwarding happens in the background.
+    ///
+    /// A QoS 1 or 2 message gets an id ([`Routing::id`]): exactly one
+    /// [`Event::Confirmed`] or [`Event::NotConfirmed`] names it later, once
+    /// every destination took it (answer the client's PUBACK then to promise
+    /// what the cluster keeps). [`Routing::busy`] means it waits at this node
+    /// for a destination's confirmation window: nothing is lost; hold the
+    /// client's PUBACK until [`Event::Ready`] or its confirmation.
     pub async fn publish(&self, message: Message) -> Result<Routing, ClusterError> {
         Ok(self
             .ask(|reply| Command::Publish { message, reply })

@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use mqtt_cluster_core::forward::confirm::PublishId;
+use mqtt_cluster_core::forward::confirm::{ConfirmFailure, PublishId};
 use mqtt_cluster_core::forward::link::DropReason;
 use mqtt_cluster_core::node::{Delivery, Message};
 use mqtt_cluster_core::wire::messages::Qos;
@@ -471,4 +471,38 @@ fn messages_held_for_a_worker_that_dies_are_counted_for_it_and_named() {
         })
         .collect();
     assert_eq!(named.len(), 4, "each copy for w3 is named once: {named:?}");
+}
+
+/// A core whose `maxBodySize` is smaller than its worker's refuses the
+/// worker's large message: the publish settles as refused at once, rather
+/// than being sent again until it expires.
+#[test]
+fn a_message_a_hop_refuses_as_too_large_is_reported_refused() {
+    let mut cluster = six("maxBodySize: 65536\n");
+    subscribe(&mut cluster, "w3", "big");
+    cluster.run_for(Duration::from_millis(300));
+    let now = cluster.now();
+    let message = Message::new("big", "x".repeat(100_000))
+        .unwrap()
+        .with_qos(Qos::AtLeastOnce);
+    let routing = cluster.node_mut(&id("w1")).publish(now, message).unwrap();
+    let publish = routing.id.unwrap();
+    cluster.pump();
+    cluster.run_for(Duration::from_millis(500));
+    let settled: Vec<&Event> = cluster
+        .events(&id("w1"))
+        .iter()
+        .filter(|e| matches!(e, Event::Confirmed { .. } | Event::NotConfirmed { .. }))
+        .collect();
+    assert_eq!(
+        settled,
+        vec![&Event::NotConfirmed {
+            id: publish,
+            reason: ConfirmFailure::Refused,
+            failed: vec![id("w3")],
+            confirmed: vec![],
+        }]
+    );
+    assert!(payloads(&cluster, "w3").is_empty());
+    assert_eq!(cluster.node(&id("w1")).stats().resent, 0);
 }

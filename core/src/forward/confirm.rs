@@ -81,6 +81,10 @@ pub enum ConfirmFailure {
     DestinationGone,
     /// This node left the cluster (or was refused by it) first.
     Left,
+    /// The next hop refused the message as larger than its `maxBodySize`
+    /// (a cluster whose nodes disagree on it): sending it again would not
+    /// help.
+    Refused,
 }
 
 impl ConfirmFailure {
@@ -90,6 +94,7 @@ impl ConfirmFailure {
             ConfirmFailure::Expired => "expired",
             ConfirmFailure::DestinationGone => "destination_gone",
             ConfirmFailure::Left => "left",
+            ConfirmFailure::Refused => "refused",
         }
     }
 }
@@ -445,6 +450,28 @@ impl Outstanding {
         ids.into_iter()
             .filter_map(|id| self.fail_targets(id, ConfirmFailure::DestinationGone, |n| n == node))
             .collect()
+    }
+
+    /// Gives up on the copies named by destination and number, for
+    /// `reason`; copies not outstanding are ignored.
+    pub fn fail_copies(
+        &mut self,
+        copies: &[(NodeId, u64)],
+        reason: ConfirmFailure,
+    ) -> Vec<Settled> {
+        let mut settled = Vec::new();
+        for (node, seq) in copies {
+            let Some(id) = self
+                .by_destination
+                .get(node)
+                .and_then(|sent| sent.get(seq))
+                .copied()
+            else {
+                continue;
+            };
+            settled.extend(self.fail_targets(id, reason, |n| n == node));
+        }
+        settled
     }
 
     /// Gives up on everything: the node stops. Returns the publishes

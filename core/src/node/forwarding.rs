@@ -698,6 +698,23 @@ impl Node {
         if dropped.is_empty() {
             return;
         }
+        // This node's own QoS 1/2 messages a hop refused as too large will
+        // never be confirmed: their publishes settle now, not at expiry.
+        let refused: Vec<(NodeId, u64)> = dropped
+            .iter()
+            .filter(|d| {
+                d.reason == DropReason::TooLarge
+                    && d.item.origin == self.id
+                    && d.item.qos != Qos::AtMostOnce
+            })
+            .flat_map(|d| d.item.targets.iter().map(|t| (t.node.clone(), t.seq)))
+            .collect();
+        if !refused.is_empty() {
+            let settled = self
+                .outstanding
+                .fail_copies(&refused, crate::forward::confirm::ConfirmFailure::Refused);
+            self.report_settled(settled);
+        }
         let mut by_reason: BTreeMap<DropReason, (u64, Vec<DroppedCopy>)> = BTreeMap::new();
         for drop in &dropped {
             let (count, copies) = by_reason.entry(drop.reason).or_default();

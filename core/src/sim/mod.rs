@@ -8,15 +8,21 @@
 //! (subscribe, publish, leave) are scheduled like any other event.
 //!
 //! Every step is checked against the guarantees of the design: exact
-//! routing, each QoS 1/2 message delivered once, per-origin order (a copy
-//! may arrive before an earlier one only within the settle time after a
-//! fault or a failover moved it to another path; never because
-//! subscriptions changed), bounded queues, no retained message that no one
-//! published, and no panic; [`Simulation::check_converged`] checks
-//! agreement (of members, routes and retained sets, the latter against the
-//! last writer of every topic) and [`Simulation::check_no_loss`] that every
-//! QoS 1/2 copy arrived or was named by a drop event, unless a crash of its
-//! origin, its destination or a core after it was routed may have taken it.
+//! routing, each QoS 1/2 message delivered once (to each process of its
+//! destination), per-origin order (a copy may arrive before an earlier one
+//! only within the settle time after a fault or a failover moved it to
+//! another path, or once its origin sent it again; never because
+//! subscriptions changed), bounded queues (`queueLength` bounds QoS 0
+//! messages; QoS 1/2 ones only by the origins' confirmation windows), no
+//! QoS 1/2 message dropped by a queue's policy, every confirmation an
+//! origin reports naming exactly its publish's destinations, each of which
+//! delivered it, no retained message that no one published, and no panic;
+//! [`Simulation::check_converged`] checks agreement (of members, routes and
+//! retained sets, the latter against the last writer of every topic) and
+//! [`Simulation::check_no_loss`] the promise of end-to-end confirmation:
+//! every QoS 1/2 copy whose origin and destination ran throughout arrived,
+//! unless the origin reported that destination in an
+//! [`Event::NotConfirmed`], and every such publish was settled.
 //! A broken guarantee stops the run with a [`Violation`] that names the
 //! seed, the step and one command that replays it. The same seed gives the
 //! same run, byte for byte: [`Simulation::transcript_hash`].
