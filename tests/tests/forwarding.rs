@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use mqtt_cluster_core::auth::replay::WINDOW;
 use mqtt_cluster_core::forward::confirm::{ConfirmFailure, PublishId};
 use mqtt_cluster_core::forward::link::DropReason;
 use mqtt_cluster_core::node::{Delivery, Message};
@@ -382,7 +383,9 @@ fn a_stalled_destination_makes_its_origin_busy_then_ready_and_nothing_is_lost() 
     cluster.stall(&id("w3"));
     let mut busy = Vec::new();
     let mut ids_handed_out = Vec::new();
-    for i in 1..=1100u32 {
+    let window = WINDOW as u32;
+    let total = window + 76;
+    for i in 1..=total {
         let now = cluster.now();
         let message = Message::new("held", i.to_string())
             .unwrap()
@@ -394,8 +397,12 @@ fn a_stalled_destination_makes_its_origin_busy_then_ready_and_nothing_is_lost() 
         }
         cluster.pump();
     }
-    assert_eq!(busy.first(), Some(&1025), "the window is the dedup window");
-    assert_eq!(busy.len(), 1100 - 1024);
+    assert_eq!(
+        busy.first(),
+        Some(&(window + 1)),
+        "the window is the dedup window"
+    );
+    assert_eq!(busy.len(), 76);
     assert!(
         !cluster
             .events(&id("w1"))
@@ -406,15 +413,17 @@ fn a_stalled_destination_makes_its_origin_busy_then_ready_and_nothing_is_lost() 
     // What a broker reads to throttle its clients.
     let status = cluster.node(&id("w1")).status();
     let w3 = status.destinations[&id("w3")];
-    assert_eq!((w3.unconfirmed, w3.busy), (1024, true));
+    assert_eq!((w3.unconfirmed, w3.busy), (WINDOW as usize, true));
     assert_eq!(status.held, 76);
     assert!(status.oldest_unconfirmed_ms.is_some());
     let metrics = cluster.node(&id("w1")).metrics();
-    assert!(metrics.contains("mqtt_cluster_unconfirmed{destination=\"w3\"} 1024"));
+    assert!(metrics.contains(&format!(
+        "mqtt_cluster_unconfirmed{{destination=\"w3\"}} {WINDOW}"
+    )));
     assert!(metrics.contains("mqtt_cluster_held 76"));
     cluster.resume(&id("w3"));
     cluster.run_for(Duration::from_millis(800));
-    assert_eq!(payloads(&cluster, "w3"), numbers(1..=1100));
+    assert_eq!(payloads(&cluster, "w3"), numbers(1..=total));
     assert!(cluster
         .events(&id("w1"))
         .iter()
@@ -426,13 +435,13 @@ fn a_stalled_destination_makes_its_origin_busy_then_ready_and_nothing_is_lost() 
     assert_eq!(not_confirmed(&cluster, "w1"), 0);
     let w1 = cluster.node(&id("w1")).stats();
     assert_eq!(w1.dropped.values().sum::<u64>(), 0);
-    assert_eq!(w1.confirmed, 1100);
+    assert_eq!(w1.confirmed, u64::from(total));
     let status = cluster.node(&id("w1")).status();
     assert!(status.destinations.is_empty() && status.held == 0);
     assert!(cluster
         .node(&id("w1"))
         .metrics()
-        .contains("mqtt_cluster_confirmed_total 1100"));
+        .contains(&format!("mqtt_cluster_confirmed_total {total}")));
 }
 
 #[test]

@@ -13,7 +13,7 @@ use crate::id::{Incarnation, NodeId};
 
 /// How many counters below the highest one a [`ReplayWindow`] remembers.
 /// Anything older is refused, seen or not.
-pub const WINDOW: u64 = 1024;
+pub const WINDOW: u64 = 4096;
 
 const WORDS: usize = (WINDOW / 64) as usize;
 

@@ -59,6 +59,9 @@ use crate::id::NodeId;
 use crate::time::Instant;
 use crate::wire::messages::{Confirmation, ForwardedMessage, Qos};
 
+mod ledger;
+use ledger::{ById, SentNumbers};
+
 /// The number [`Node::publish`](crate::Node::publish) gives a QoS 1 or 2
 /// publish; the event that settles it names it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -150,9 +153,9 @@ pub struct Outstanding {
     /// How many QoS 0 messages may wait for a window.
     waiting_limit: usize,
     next_id: u64,
-    entries: BTreeMap<PublishId, Entry>,
+    entries: ById<Entry>,
     /// Per destination, the unconfirmed numbers sent to it.
-    by_destination: BTreeMap<NodeId, BTreeMap<u64, PublishId>>,
+    by_destination: BTreeMap<NodeId, SentNumbers>,
     waiting: VecDeque<Waiting>,
     waiting_untracked: usize,
     /// Sent entries by the time they were last sent (stale ids skipped).
@@ -168,7 +171,7 @@ impl Outstanding {
             expiry,
             waiting_limit: usize::MAX,
             next_id: 0,
-            entries: BTreeMap::new(),
+            entries: ById::new(),
             by_destination: BTreeMap::new(),
             waiting: VecDeque::new(),
             waiting_untracked: 0,
@@ -208,13 +211,24 @@ impl Outstanding {
                     failure: None,
                 };
                 let sent = goes.then(|| entry.message.clone());
-                if goes {
-                    self.index(id, &entry.message);
-                    self.sends.push_back((now, id));
-                } else {
-                    self.waiting.push_back(Waiting::Tracked(id));
+                if let Err(entry) = self.entries.insert(id, entry) {
+                    // Ids come from `next_id`, newest last; an older one
+                    // cannot be kept in order, so its message goes on
+                    // untracked rather than being lost.
+                    if goes {
+                        return Admitted::Send(entry.message);
+                    }
+                    self.waiting_untracked += 1;
+                    self.waiting.push_back(Waiting::Untracked(entry.message));
+                    return Admitted::Held;
                 }
-                self.entries.insert(id, entry);
+                match &sent {
+                    Some(message) => {
+                        self.index(id, message);
+                        self.sends.push_back((now, id));
+                    }
+                    None => self.waiting.push_back(Waiting::Tracked(id)),
+                }
                 sent.map_or(Admitted::Held, Admitted::Send)
             }
             None if goes => Admitted::Send(message),
@@ -232,7 +246,7 @@ impl Outstanding {
         message.targets.iter().all(|t| {
             self.by_destination
                 .get(&t.node)
-                .and_then(|sent| sent.keys().next())
+                .and_then(SentNumbers::oldest)
                 .is_none_or(|oldest| t.seq < oldest.saturating_add(WINDOW))
         })
     }
@@ -242,7 +256,7 @@ impl Outstanding {
             self.by_destination
                 .entry(target.node.clone())
                 .or_default()
-                .insert(target.seq, id);
+                .push(target.seq, id);
         }
     }
 
@@ -257,18 +271,12 @@ impl Outstanding {
         if confirmation.from > confirmation.through {
             return settled;
         }
-        let numbers: Vec<(u64, PublishId)> = sent
-            .range(confirmation.from..=confirmation.through)
-            .map(|(seq, id)| (*seq, *id))
-            .collect();
-        for (seq, _) in &numbers {
-            sent.remove(seq);
-        }
+        let numbers = sent.take_range(confirmation.from, confirmation.through);
         if sent.is_empty() {
             self.by_destination.remove(&confirmation.to);
         }
         for (seq, id) in numbers {
-            let Some(entry) = self.entries.get_mut(&id) else {
+            let Some(entry) = self.entries.get_mut(id) else {
                 continue;
             };
             let before = entry.message.targets.len();
@@ -287,7 +295,7 @@ impl Outstanding {
     }
 
     fn settle(&mut self, id: PublishId) -> Option<Settled> {
-        let entry = self.entries.remove(&id)?;
+        let entry = self.entries.remove(id)?;
         Some(Settled {
             id,
             confirmed: entry.confirmed,
@@ -302,7 +310,7 @@ impl Outstanding {
         reason: ConfirmFailure,
         gone: impl Fn(&NodeId) -> bool,
     ) -> Option<Settled> {
-        let entry = self.entries.get_mut(&id)?;
+        let entry = self.entries.get_mut(id)?;
         let mut failed = Vec::new();
         entry.message.targets.retain(|t| {
             let keep = !gone(&t.node);
@@ -319,7 +327,7 @@ impl Outstanding {
         let done = entry.message.targets.is_empty();
         for target in failed {
             if let Some(sent) = self.by_destination.get_mut(&target.node) {
-                sent.remove(&target.seq);
+                sent.remove(target.seq);
                 if sent.is_empty() {
                     self.by_destination.remove(&target.node);
                 }
@@ -339,7 +347,7 @@ impl Outstanding {
         let mut out = Vec::new();
         while let Some(front) = self.waiting.front() {
             let message = match front {
-                Waiting::Tracked(id) => match self.entries.get(id) {
+                Waiting::Tracked(id) => match self.entries.get(*id) {
                     Some(entry) => &entry.message,
                     None => {
                         self.waiting.pop_front();
@@ -353,7 +361,7 @@ impl Outstanding {
             }
             match self.waiting.pop_front() {
                 Some(Waiting::Tracked(id)) => {
-                    let Some(entry) = self.entries.get_mut(&id) else {
+                    let Some(entry) = self.entries.get_mut(id) else {
                         continue;
                     };
                     entry.sent = true;
@@ -386,7 +394,7 @@ impl Outstanding {
             .entries
             .iter()
             .take_while(|(_, e)| e.published_at + self.expiry <= now)
-            .map(|(id, _)| *id)
+            .map(|(id, _)| id)
             .collect();
         for id in expired {
             settled.extend(self.fail_targets(id, ConfirmFailure::Expired, |_| true));
@@ -397,11 +405,11 @@ impl Outstanding {
                 break;
             }
             self.sends.pop_front();
-            if !self.entries.get(&id).is_some_and(|e| e.sent) {
+            if !self.entries.get(id).is_some_and(|e| e.sent) {
                 continue;
             }
             settled.extend(self.fail_targets(id, ConfirmFailure::DestinationGone, &gone));
-            if let Some(entry) = self.entries.get(&id) {
+            if let Some(entry) = self.entries.get(id) {
                 resend.push(entry.message.clone());
                 self.sends.push_back((now, id));
             }
@@ -422,13 +430,13 @@ impl Outstanding {
             .entries
             .iter()
             .filter(|(_, e)| e.sent)
-            .map(|(id, _)| *id)
+            .map(|(id, _)| id)
             .collect();
         let mut settled = Vec::new();
         let mut out = Vec::new();
         for id in sent {
             settled.extend(self.fail_targets(id, ConfirmFailure::DestinationGone, &gone));
-            if let Some(entry) = self.entries.get(&id) {
+            if let Some(entry) = self.entries.get(id) {
                 out.push(entry.message.clone());
                 self.sends.push_back((now, id));
             }
@@ -445,7 +453,7 @@ impl Outstanding {
             .entries
             .iter()
             .filter(|(_, e)| e.message.targets.iter().any(|t| t.node == *node))
-            .map(|(id, _)| *id)
+            .map(|(id, _)| id)
             .collect();
         ids.into_iter()
             .filter_map(|id| self.fail_targets(id, ConfirmFailure::DestinationGone, |n| n == node))
@@ -464,8 +472,7 @@ impl Outstanding {
             let Some(id) = self
                 .by_destination
                 .get(node)
-                .and_then(|sent| sent.get(seq))
-                .copied()
+                .and_then(|sent| sent.get(*seq))
             else {
                 continue;
             };
@@ -477,7 +484,7 @@ impl Outstanding {
     /// Gives up on everything: the node stops. Returns the publishes
     /// settled and the QoS 0 messages that were waiting.
     pub fn abandon(&mut self) -> (Vec<Settled>, Vec<ForwardedMessage>) {
-        let ids: Vec<PublishId> = self.entries.keys().copied().collect();
+        let ids: Vec<PublishId> = self.entries.iter().map(|(id, _)| id).collect();
         let settled = ids
             .into_iter()
             .filter_map(|id| self.fail_targets(id, ConfirmFailure::Left, |_| true))
@@ -511,7 +518,7 @@ impl Outstanding {
 
     /// When the oldest unsettled publish was made.
     pub fn oldest(&self) -> Option<Instant> {
-        self.entries.values().next().map(|e| e.published_at)
+        self.entries.first().map(|e| e.published_at)
     }
 
     /// Per destination: its unconfirmed copies, and whether its window is
@@ -519,7 +526,7 @@ impl Outstanding {
     pub fn per_destination(&self) -> impl Iterator<Item = (&NodeId, usize, bool)> {
         let waiting = self.is_busy();
         self.by_destination.iter().map(move |(n, sent)| {
-            let full = match (sent.keys().next(), sent.keys().next_back()) {
+            let full = match (sent.oldest(), sent.newest()) {
                 (Some(oldest), Some(newest)) => newest - oldest + 1 >= WINDOW,
                 _ => false,
             };

@@ -118,7 +118,7 @@ fn the_window_holds_the_publish_beyond_it_until_the_oldest_is_confirmed() {
     assert_eq!(released.len(), 2);
     assert_eq!(released[0].targets[0].seq, WINDOW + 1);
     assert!(!o.is_busy());
-    assert!(o.entries.contains_key(&held));
+    assert!(o.entries.get(held).is_some());
 }
 
 #[test]
@@ -322,7 +322,7 @@ proptest! {
                         // The node settles a publish with no remote target at
                         // once; here it is simply confirmed by nobody.
                         published.remove(&id.unwrap());
-                        o.entries.remove(&id.unwrap());
+                        o.entries.remove(id.unwrap());
                     }
                 }
                 Op::Confirm { dest, from, len } => {
@@ -349,7 +349,7 @@ proptest! {
                 }
             }
             for sent in o.by_destination.values() {
-                let (Some(oldest), Some(newest)) = (sent.keys().next(), sent.keys().next_back())
+                let (Some(oldest), Some(newest)) = (sent.oldest(), sent.newest())
                 else {
                     continue;
                 };
