@@ -592,22 +592,22 @@ fn transcripts_are_the_same_on_every_machine() {
         (
             "crash",
             1,
-            "5d26a999a647b71869a27c3b45b0b8a2d9ec55eaf9bc9bbc57857597ddb03ecb",
+            "0c543e780324bed188bbbc8494b02ca546eec4b32b60c327e5a1df140b41531d",
         ),
         (
             "crash",
             7,
-            "6abbe467556e06f4a55b0941ab81254245d61210647b6cd067ff70e03fd556c9",
+            "01e9b0ad15c6ea8ff4bf690e1560f10aa2fbf4526be833f76b924be6a42e0236",
         ),
         (
             "partition",
             3,
-            "3f39e372ea078bd5fc820c9706b058abde6324e6427201216d0dac6050e4ffa8",
+            "ddc1be5738e54e7cf1fd6d9bafde494bf0bd0bdef60628befbc33d01d12cfcc1",
         ),
         (
             "partition",
             11,
-            "79576bbb8ccece7c0bd71b7dfaaad298724d5b605cc98987bad3f77b3a6c4ae7",
+            "0872497134c317fda2c98c60692758f2dacc7485d2e869c180df7bd6275c30cd",
         ),
     ];
     let got: Vec<(&str, u64, String)> = pinned
