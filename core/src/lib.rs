@@ -86,6 +86,28 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
+//! ## Delivery confirmed end to end
+//!
+//! Once a node reports [`Event::Confirmed`] for a QoS 1/2 publish (its
+//! [`Routing::id`](node::Routing::id)), every node that had a matching
+//! subscription when it was published has taken the message for local
+//! delivery. Until then the origin keeps it and sends it again through
+//! whatever path exists, so whichever single node other than the origin
+//! dies, relaying cores included, each destination that stays up receives
+//! it exactly once (destinations deduplicate by origin, incarnation and
+//! sequence number). Exactly one [`Event::Confirmed`] or
+//! [`Event::NotConfirmed`] follows each QoS 1/2 publish. The limits: the
+//! origin dying before the confirmation loses what it kept (a broker that
+//! answers PUBACK only on `Confirmed` never acknowledged those, so its
+//! clients publish them again); a message not confirmed within
+//! `messageExpiry` is reported as not confirmed (`Expired`), as is one
+//! whose destination died, left or restarted (`DestinationGone`). An origin
+//! holds at most 4096 unconfirmed copies per destination; publishes beyond
+//! that wait at the origin ([`Routing::busy`](node::Routing::busy), then
+//! [`Event::Ready`]), never dropped. `queueLength` and `queuePolicy` bound
+//! and drop QoS 0 messages only. `ARCHITECTURE.md` has the acknowledgement
+//! and retry rules.
+//!
 //! ## Modules
 //!
 //! [`config`] reads plugin.yaml; [`wire`] holds the protocol's bodies, HTTP

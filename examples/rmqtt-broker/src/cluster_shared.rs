@@ -9,9 +9,11 @@
 //! local subscribers only, so nothing loops.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
-use mqtt_cluster_core::node::Message;
+use mqtt_cluster_core::forward::confirm::PublishId;
+use mqtt_cluster_core::node::{Message, Routing};
 use mqtt_cluster_core::routing::TopicName as ClusterTopic;
 use mqtt_cluster_core::wire::messages::Qos;
 use mqtt_cluster_tokio::ClusterHandle;
@@ -24,6 +26,7 @@ use rmqtt::types::{
 };
 
 use crate::cluster_topics::{share_route, stays_local};
+use crate::confirmations::{Confirmations, Outcome};
 use crate::inbound::{origin_of, Origin};
 use crate::properties;
 use crate::stats::BrokerStats;
@@ -36,6 +39,10 @@ pub struct ClusterShared {
     local: DefaultShared,
     cluster: ClusterHandle,
     stats: Arc<BrokerStats>,
+    /// With `--puback-after-confirm`: where publishes wait for the cluster's
+    /// confirmation, and how long at most (the node settles every publish
+    /// within `messageExpiry`; the margin covers a node that stopped).
+    confirm: Option<(Arc<Confirmations>, Duration)>,
 }
 
 /// Which local relations a message is for.
@@ -57,6 +64,56 @@ impl ClusterShared {
             local: DefaultShared::new(Some(scx.clone())),
             cluster,
             stats,
+            confirm: None,
+        }
+    }
+
+    /// Answers a client's PUBACK (PUBREC) only once the cluster confirmed
+    /// its publish, waiting in `confirmations` for at most `within`.
+    pub fn puback_after_confirm(
+        mut self,
+        confirmations: Arc<Confirmations>,
+        within: Duration,
+    ) -> Self {
+        self.confirm = Some((confirmations, within));
+        self
+    }
+
+    /// With `--puback-after-confirm`, waits until the node settled every
+    /// QoS 1/2 publish among `routings`; the client's PUBACK goes once this
+    /// returns. A publish the cluster could not confirm is counted and
+    /// logged: rmqtt sends its PUBACK from the result of the whole publish,
+    /// which this extension point cannot change.
+    async fn await_confirmations(&self, topic: &str, routings: &[&Routing]) {
+        let Some((confirmations, within)) = &self.confirm else {
+            return;
+        };
+        let ids: Vec<PublishId> = routings.iter().filter_map(|r| r.id).collect();
+        if ids.is_empty() {
+            return;
+        }
+        // One client publish may be two node publishes (its copy for shared
+        // groups travels apart): it is confirmed when both are.
+        let mut all_confirmed = true;
+        for id in ids {
+            let waiting = confirmations.wait(id);
+            match tokio::time::timeout(*within, waiting).await {
+                Ok(Ok(Outcome::Confirmed)) => {}
+                Ok(Ok(Outcome::NotConfirmed(reason))) => {
+                    all_confirmed = false;
+                    tracing::warn!(topic, ?reason, "the cluster could not confirm a publish");
+                }
+                Ok(Err(_)) | Err(_) => {
+                    confirmations.forget(id);
+                    all_confirmed = false;
+                    tracing::warn!(topic, "no confirmation came for a publish");
+                }
+            }
+        }
+        if all_confirmed {
+            self.stats.confirmed.inc();
+        } else {
+            self.stats.not_confirmed.inc();
         }
     }
 
@@ -91,6 +148,9 @@ impl ClusterShared {
         self.stats.published.inc();
         match self.cluster.publish_many(vec![message, for_groups]).await {
             Ok(routings) => {
+                let settled: Vec<&Routing> =
+                    routings.iter().filter_map(|r| r.as_ref().ok()).collect();
+                self.await_confirmations(&publish.topic, &settled).await;
                 let mut routings = routings.into_iter();
                 if let Some(Err(error)) = routings.next() {
                     self.stats.publish_errors.inc();
@@ -112,9 +172,13 @@ impl ClusterShared {
 
     async fn publish_one(&self, message: Message) -> bool {
         self.stats.published.inc();
-        if let Err(error) = self.cluster.publish(message).await {
-            self.stats.publish_errors.inc();
-            tracing::warn!(%error, "the node refused a publish");
+        let topic = message.topic.as_str().to_owned();
+        match self.cluster.publish(message).await {
+            Ok(routing) => self.await_confirmations(&topic, &[&routing]).await,
+            Err(error) => {
+                self.stats.publish_errors.inc();
+                tracing::warn!(%error, "the node refused a publish");
+            }
         }
         true
     }

@@ -13,9 +13,12 @@ const DEMO_SECRET: &str = "demo-only-secret-for-a-loopback-cluster";
 
 /// Starts a core broker (MQTT on `core_mqtt`) and a worker broker (MQTT on
 /// `worker_mqtt`) registered with it; returns once the worker has joined.
+/// With `puback_after_confirm`, both answer a client's PUBACK only once the
+/// cluster confirmed its publish.
 pub async fn start(
     core_mqtt: SocketAddr,
     worker_mqtt: SocketAddr,
+    puback_after_confirm: bool,
 ) -> anyhow::Result<(Broker, Broker)> {
     // The core's cluster API on an ephemeral loopback port: bind first,
     // then tell the configuration.
@@ -28,8 +31,12 @@ pub async fn start(
     let worker = cluster_config(&format!(
         "core: false\nnodeName: worker-broker\nclusters: [http://127.0.0.1:{port}]\nsecret: {DEMO_SECRET}\n"
     ))?;
-    let core = Broker::start(Settings::new(core, core_mqtt), Options::new().listener(api)).await?;
-    let worker = Broker::start(Settings::new(worker, worker_mqtt), Options::new()).await?;
+    let mut core = Settings::new(core, core_mqtt);
+    core.puback_after_confirm = puback_after_confirm;
+    let mut worker = Settings::new(worker, worker_mqtt);
+    worker.puback_after_confirm = puback_after_confirm;
+    let core = Broker::start(core, Options::new().listener(api)).await?;
+    let worker = Broker::start(worker, Options::new()).await?;
     worker.joined().await?;
     Ok((core, worker))
 }

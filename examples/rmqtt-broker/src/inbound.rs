@@ -20,6 +20,7 @@ use rmqtt::types::{From, Id, NodeId, Publish, QoS};
 use tokio::sync::watch;
 
 use crate::cluster_topics::arrived;
+use crate::confirmations::{Confirmations, Outcome};
 use crate::properties::{self, PropertiesError};
 use crate::retained::ClusterRetainStore;
 use crate::stats::BrokerStats;
@@ -101,12 +102,22 @@ pub async fn run(
     events: Events,
     stats: Arc<BrokerStats>,
     retained: Arc<ClusterRetainStore>,
+    confirmations: Option<Arc<Confirmations>>,
     fatal: watch::Sender<Option<String>>,
 ) {
     let mut batch = Vec::with_capacity(256);
     while events.next_batch(&mut batch, 256).await > 0 {
         for event in batch.drain(..) {
-            handle(&scx, event, &stats, &retained, &fatal).await;
+            match (&event, &confirmations) {
+                (Event::Confirmed { id, .. }, Some(waiting)) => {
+                    waiting.settle(*id, Outcome::Confirmed)
+                }
+                (Event::NotConfirmed { id, reason, .. }, Some(waiting)) => {
+                    waiting.settle(*id, Outcome::NotConfirmed(*reason))
+                }
+                (Event::Confirmed { .. } | Event::NotConfirmed { .. } | Event::Ready, _) => {}
+                _ => handle(&scx, event, &stats, &retained, &fatal).await,
+            }
         }
     }
     tracing::debug!("the node stopped; no more events");

@@ -37,6 +37,7 @@ pub mod acl;
 pub mod cluster_router;
 pub mod cluster_shared;
 pub mod cluster_topics;
+pub mod confirmations;
 pub mod demo;
 pub mod inbound;
 pub mod properties;
@@ -78,7 +79,13 @@ impl Broker {
     /// MQTT listener. `options` are the node runtime's (a pre-bound cluster
     /// listener, a seed).
     pub async fn start(settings: Settings, options: Options) -> anyhow::Result<Broker> {
+        // The node settles every publish within `messageExpiry`; a publisher
+        // waits a little longer before it gives up on a stopped node.
+        let confirm_within = settings.cluster.message_expiry + Duration::from_secs(5);
         let cluster = Cluster::start_with(settings.cluster, options).await?;
+        let confirmations = settings
+            .puback_after_confirm
+            .then(|| Arc::new(confirmations::Confirmations::default()));
         let stats = Arc::new(BrokerStats::default());
         // Busy checks refuse connections when the machine's load is high:
         // a cluster node must not turn clients away because a neighbour
@@ -89,11 +96,11 @@ impl Broker {
             cluster.clone(),
             stats.clone(),
         ));
-        *scx.extends.shared_mut().await = Box::new(cluster_shared::ClusterShared::new(
-            &scx,
-            cluster.clone(),
-            stats.clone(),
-        ));
+        let mut shared = cluster_shared::ClusterShared::new(&scx, cluster.clone(), stats.clone());
+        if let Some(confirmations) = &confirmations {
+            shared = shared.puback_after_confirm(confirmations.clone(), confirm_within);
+        }
+        *scx.extends.shared_mut().await = Box::new(shared);
         *scx.extends.shared_subscription_mut().await =
             Box::new(shared_group::LocalTurns::default());
         let retained = Arc::new(ClusterRetainStore::default());
@@ -131,6 +138,7 @@ impl Broker {
             cluster.events(),
             stats.clone(),
             retained,
+            confirmations,
             refuse,
         ));
         tracing::info!(node = %cluster.node_id(), role = ?cluster.role(), mqtt = %mqtt_addr, "broker started");

@@ -33,6 +33,11 @@ struct Cli {
     /// Unacknowledged QoS 1/2 messages per MQTT session.
     #[arg(long, value_name = "N", default_value_t = MAX_INFLIGHT)]
     max_inflight: u16,
+    /// Answer a client's QoS 1 PUBACK (QoS 2 PUBREC) only once every broker
+    /// with a matching subscriber took the message; the client's in-flight
+    /// window then slows it to what the cluster confirms.
+    #[arg(long)]
+    puback_after_confirm: bool,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -48,6 +53,9 @@ enum Command {
         /// MQTT address of the worker broker.
         #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:1884")]
         worker_mqtt: SocketAddr,
+        /// Both brokers answer PUBACK only after the cluster's confirmation.
+        #[arg(long)]
+        puback_after_confirm: bool,
     },
 }
 
@@ -72,9 +80,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     if let Some(Command::Demo {
         core_mqtt,
         worker_mqtt,
+        puback_after_confirm,
     }) = cli.command
     {
-        let (core, worker) = demo::start(core_mqtt, worker_mqtt).await?;
+        let (core, worker) = demo::start(core_mqtt, worker_mqtt, puback_after_confirm).await?;
+        if puback_after_confirm {
+            println!("PUBACK after the cluster's confirmation: on");
+        }
         let (c, w) = (core.mqtt_addr(), worker.mqtt_addr());
         println!("core-broker   MQTT {c}");
         println!("worker-broker MQTT {w}");
@@ -105,6 +117,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     settings.deny_publish = cli.deny_publish;
     settings.max_mqueue_len = cli.max_mqueue_len;
     settings.max_inflight = cli.max_inflight;
+    settings.puback_after_confirm = cli.puback_after_confirm;
     let broker = Broker::start(settings, Options::new()).await?;
     println!("MQTT {}", broker.mqtt_addr());
     let refused = tokio::select! {

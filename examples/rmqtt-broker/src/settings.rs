@@ -37,6 +37,9 @@ pub struct Settings {
     pub max_mqueue_len: usize,
     /// Unacknowledged QoS 1/2 messages per MQTT session.
     pub max_inflight: u16,
+    /// Answer a client's PUBACK (PUBREC) only once every broker with a
+    /// matching subscriber took the message (off: at once, as rmqtt does).
+    pub puback_after_confirm: bool,
 }
 
 impl Settings {
@@ -48,6 +51,7 @@ impl Settings {
             deny_publish: Vec::new(),
             max_mqueue_len: MAX_MQUEUE_LEN,
             max_inflight: MAX_INFLIGHT,
+            puback_after_confirm: false,
         }
     }
 }

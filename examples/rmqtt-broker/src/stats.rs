@@ -51,4 +51,11 @@ pub struct BrokerStats {
     pub retained_set: Count,
     /// Retained messages cleared by the cluster.
     pub retained_cleared: Count,
+    /// With `--puback-after-confirm`: publishes the cluster confirmed
+    /// before their PUBACK went.
+    pub confirmed: Count,
+    /// With `--puback-after-confirm`: publishes the cluster could not
+    /// confirm (a destination gone, expired, the node stopping); their
+    /// PUBACK went once that was known.
+    pub not_confirmed: Count,
 }
