@@ -144,27 +144,26 @@ fn core_crash_with_messages_in_flight(
     Ok(report)
 }
 
+fn core_crash_with_messages_in_flight_over_seeds(name: &str, cores: usize) {
+    run_seeds(name, SEEDS, |sim, choose| {
+        let layout = build(sim, cores, 4, "");
+        core_crash_with_messages_in_flight(sim, choose, &layout).map(|_| ())
+    });
+}
+
 #[test]
 fn core_crash_with_messages_in_flight_on_two_cores() {
-    run_seeds(
+    core_crash_with_messages_in_flight_over_seeds(
         "core_crash_with_messages_in_flight_on_two_cores",
-        SEEDS,
-        |sim, choose| {
-            let layout = build(sim, 2, 4, "");
-            core_crash_with_messages_in_flight(sim, choose, &layout).map(|_| ())
-        },
+        2,
     );
 }
 
 #[test]
 fn crash_of_the_only_core_with_messages_in_flight() {
-    run_seeds(
+    core_crash_with_messages_in_flight_over_seeds(
         "crash_of_the_only_core_with_messages_in_flight",
-        SEEDS,
-        |sim, choose| {
-            let layout = build(sim, 1, 4, "");
-            core_crash_with_messages_in_flight(sim, choose, &layout).map(|_| ())
-        },
+        1,
     );
 }
 

@@ -267,15 +267,8 @@ impl Node {
     pub(super) fn confirm_tick(&mut self, now: Now) {
         let membership = &self.membership;
         let gone = |node: &NodeId| membership.get(node).is_none_or(|r| r.state.is_gone());
-        let (mut resend, settled) = self.outstanding.tick(now.instant, gone);
-        self.report_settled(settled);
-        if self.forwarding.never_resend {
-            resend.clear();
-        }
-        self.stats.resent += resend.len() as u64;
-        for message in resend {
-            self.send_published(now, message);
-        }
+        let (resend, settled) = self.outstanding.tick(now.instant, gone);
+        self.settle_and_resend(now, settled, resend);
         self.release_waiting(now);
     }
 
@@ -290,7 +283,17 @@ impl Node {
         self.resend_due = false;
         let membership = &self.membership;
         let gone = |node: &NodeId| membership.get(node).is_none_or(|r| r.state.is_gone());
-        let (mut resend, settled) = self.outstanding.resend_all(now.instant, gone);
+        let (resend, settled) = self.outstanding.resend_all(now.instant, gone);
+        self.settle_and_resend(now, settled, resend);
+    }
+
+    /// Reports what settled, then sends again what stays unconfirmed.
+    fn settle_and_resend(
+        &mut self,
+        now: Now,
+        settled: Vec<Settled>,
+        mut resend: Vec<ForwardedMessage>,
+    ) {
         self.report_settled(settled);
         if self.forwarding.never_resend {
             resend.clear();
