@@ -91,6 +91,11 @@ fn retained_corpus_replays() {
 }
 
 #[test]
+fn confirm_corpus_replays() {
+    assert!(replay("confirm") > 0);
+}
+
+#[test]
 fn cluster_ops_corpus_replays() {
     assert!(replay("cluster_ops") > 0);
 }

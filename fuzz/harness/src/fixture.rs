@@ -239,6 +239,11 @@ pub struct Pair {
     pub fake: Signer,
     /// The worker's push stream: the core's id for it and the worker's.
     pub stream: Option<(StreamId, RequestId)>,
+    /// Events of the worker, kept when [`Pair::keep_worker_events`] is set
+    /// (otherwise dropped as they come).
+    pub worker_events: Vec<mqtt_cluster_core::Event>,
+    /// Whether to keep the worker's events.
+    pub keep_worker_events: bool,
     now_ms: u64,
 }
 
@@ -252,6 +257,8 @@ impl Pair {
             worker: node(worker_config(), now, 2),
             fake: Signer::new("w2", 1),
             stream: None,
+            worker_events: Vec::new(),
+            keep_worker_events: false,
             now_ms: 0,
         };
         pair.pump();
@@ -340,8 +347,11 @@ impl Pair {
         while self.core.poll_event().is_some() {
             moved = true;
         }
-        while self.worker.poll_event().is_some() {
+        while let Some(event) = self.worker.poll_event() {
             moved = true;
+            if self.keep_worker_events {
+                self.worker_events.push(event);
+            }
         }
         moved
     }

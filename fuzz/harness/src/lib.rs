@@ -22,6 +22,9 @@
 //! - [`config`]: plugin.yaml text into the loader, and back.
 //! - [`cluster_ops`]: operation sequences on a simulated cluster, with the
 //!   simulator's invariant checks.
+//! - [`confirm`]: end-to-end confirmations of any shape into a publishing
+//!   worker's stream and a core's `POST /confirm`; each publish settles
+//!   once, naming its destinations.
 //! - [`retained`]: `POST /retained` bodies into a core (also replayed) and
 //!   `retained` frames into a worker's stream, between retained publishes.
 #![forbid(unsafe_code)]
@@ -29,6 +32,7 @@
 
 pub mod cluster_ops;
 pub mod config;
+pub mod confirm;
 pub mod fixture;
 pub mod forward;
 pub mod register;
@@ -38,7 +42,7 @@ pub mod shapes;
 pub mod stream;
 
 /// Names of every target, as in `fuzz/Cargo.toml` and the corpus folders.
-pub const TARGETS: [&str; 7] = [
+pub const TARGETS: [&str; 8] = [
     "register",
     "forward",
     "stream",
@@ -46,6 +50,7 @@ pub const TARGETS: [&str; 7] = [
     "config",
     "cluster_ops",
     "retained",
+    "confirm",
 ];
 
 /// Runs the target called `name` on `data`; `false` if there is no such
@@ -58,6 +63,7 @@ pub fn run_target(name: &str, data: &[u8]) -> bool {
         "request" => request::run(data),
         "config" => config::run(data),
         "cluster_ops" => cluster_ops::run(data),
+        "confirm" => confirm::run(data),
         "retained" => retained::run(data),
         _ => return false,
     }
