@@ -63,6 +63,7 @@ mod agenda;
 mod checker;
 mod network;
 mod retained_check;
+mod traffic;
 mod transcript;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -80,6 +81,7 @@ use crate::wire::messages::{MemberState, Qos};
 
 pub use checker::Violation;
 pub use network::NetworkModel;
+pub use traffic::{Propagation, TrafficCount};
 
 use agenda::Agenda;
 use checker::{reference_targets, Checker, Published};
@@ -193,6 +195,12 @@ pub struct Report {
     /// Copies a restarted destination's new process got after its old one
     /// had (in flight to the old process when it crashed).
     pub delivered_again_after_restart: u64,
+    /// Requests answered and their body bytes (both ways), by sender and
+    /// endpoint: keys `core /heartbeat`, `worker /routes`, …; `core
+    /// /stream` counts the chunks and bytes cores wrote on push streams.
+    pub traffic: BTreeMap<String, TrafficCount>,
+    /// How long subscriptions took to reach every running core.
+    pub route_propagation: Propagation,
     /// The transcript's hash.
     pub transcript_hash: String,
 }
@@ -293,6 +301,7 @@ pub struct Simulation {
     /// When each origin last sent copies again, and how many it had sent
     /// again by then (its counter restarts with its process).
     resends: BTreeMap<NodeId, (Instant, u64)>,
+    traffic: traffic::TrafficLog,
     /// Each node's last crash: copies routed before it through that node
     /// may have died with it.
     crashes: BTreeMap<NodeId, Instant>,
@@ -326,6 +335,7 @@ impl Simulation {
             last_fault: Instant::ZERO,
             last_path_change: Instant::ZERO,
             resends: BTreeMap::new(),
+            traffic: traffic::TrafficLog::default(),
             crashes: BTreeMap::new(),
             published: 0,
             deliveries: BTreeMap::new(),
@@ -450,6 +460,18 @@ impl Simulation {
             confirmed: self.checker.confirmed,
             not_confirmed: self.checker.unconfirmed,
             delivered_again_after_restart: self.checker.delivered_again_after_restart,
+            traffic: self
+                .traffic
+                .counts()
+                .into_iter()
+                .map(|((core, path), count)| {
+                    (
+                        format!("{} {path}", if core { "core" } else { "worker" }),
+                        count,
+                    )
+                })
+                .collect(),
+            route_propagation: self.traffic.propagation(),
             transcript_hash: self.transcript_hash(),
         }
     }
@@ -831,10 +853,14 @@ impl Simulation {
             }
             (Some(t), Some(target_life), true) => {
                 let now = self.now();
+                let request_bytes = request.body().len();
                 let response = match self.nodes.get_mut(t).and_then(|n| n.node.as_mut()) {
                     Some(node) => node.handle_request(now, request),
                     None => return Ok(()),
                 };
+                let from_core = self.nodes.get(&from).is_some_and(|n| n.config.core);
+                self.traffic
+                    .exchange(from_core, path, request_bytes + response.body().len());
                 if let Some(stream) = response.extensions().get::<StreamId>().copied() {
                     if answer {
                         self.streams.push(SimStream {
@@ -904,6 +930,16 @@ impl Simulation {
     /// Drains a node after an input: its requests go on the wire, its stream
     /// bytes to their readers, its events to the checker; its timer is set.
     fn after_input(&mut self, id: &NodeId) -> Result<(), Violation> {
+        if let Some(core) = self
+            .nodes
+            .get(id)
+            .filter(|n| n.config.core)
+            .and_then(|n| n.node.as_ref())
+        {
+            let now = self.now;
+            self.traffic
+                .core_changed(id, now, |owner, sub| core.routes().contains(owner, sub));
+        }
         let Some(n) = self.nodes.get_mut(id) else {
             return Ok(());
         };
@@ -992,6 +1028,7 @@ impl Simulation {
         let s = self.streams[index].clone();
         match bytes {
             Some(bytes) => {
+                self.traffic.stream(bytes.len());
                 // TCP may hand the reader any split of the bytes.
                 let mut rest = bytes;
                 while !rest.is_empty() {
@@ -1180,6 +1217,20 @@ impl Simulation {
         let now = self.now();
         let sub = Subscription::parse(filter)
             .map_err(|e| self.violation("valid scenario", e.to_string()))?;
+        let new_route = subscribe
+            && self
+                .nodes
+                .get(node)
+                .is_some_and(|n| n.node.is_some() && !n.subscriptions.contains_key(&sub));
+        if new_route {
+            let cores = self
+                .nodes
+                .iter()
+                .filter(|(_, n)| n.config.core && n.node.is_some())
+                .map(|(id, _)| id.clone())
+                .collect();
+            self.traffic.subscribed(node, sub.clone(), self.now, cores);
+        }
         let Some(n) = self.nodes.get_mut(node) else {
             return Ok(());
         };
@@ -1251,6 +1302,7 @@ impl Simulation {
                 self.last_disturbance = self.now;
                 self.last_fault = self.now;
                 self.crashes.insert(node.clone(), self.now);
+                self.traffic.gone(&node);
             }
             Action::Restart { node } => {
                 let seed = self.dice.seed();

@@ -138,6 +138,12 @@ pub(crate) fn run(args: Args) -> Result<ExitCode, Failure> {
         );
     }
     println!("routing checks    {}", report.routing_checks);
+    let p = report.route_propagation;
+    println!(
+        "route propagation {} subscriptions reached every core: p50 {} ms, p99 {} ms, max {} ms",
+        p.count, p.p50_ms, p.p99_ms, p.max_ms
+    );
+    print_traffic(&report, cores, workers);
     println!(
         "reordered         {} (after path changes)",
         report.reordered
@@ -153,6 +159,49 @@ pub(crate) fn run(args: Args) -> Result<ExitCode, Failure> {
             Ok(ExitCode::FAILURE)
         }
     }
+}
+
+/// Requests and bytes per node per simulated second, by endpoint and the
+/// sender's role: what keeping the cluster together costs (`/forward`,
+/// `/ack`, `/confirm` and the stream's message frames carry the traffic).
+fn print_traffic(report: &mqtt_cluster_core::sim::Report, cores: usize, workers: usize) {
+    let seconds = (report.simulated_ms as f64 / 1000.0).max(1.0);
+    let mut paths: Vec<&str> = report
+        .traffic
+        .keys()
+        .filter_map(|k| k.split_once(' ').map(|(_, path)| path))
+        .collect();
+    paths.sort_unstable();
+    paths.dedup();
+    let per = |role: &str, path: &str, nodes: usize| {
+        let count = report
+            .traffic
+            .get(&format!("{role} {path}"))
+            .copied()
+            .unwrap_or_default();
+        let n = nodes.max(1) as f64 * seconds;
+        (count.requests as f64 / n, count.bytes as f64 / n)
+    };
+    let mut table = crate::table::Table::new(&[
+        "endpoint",
+        "per core: req/s",
+        "bytes/s",
+        "per worker: req/s",
+        "bytes/s",
+    ]);
+    for path in paths {
+        let (cr, cb) = per("core", path, cores);
+        let (wr, wb) = per("worker", path, workers);
+        table.row(vec![
+            path.to_owned(),
+            format!("{cr:.2}"),
+            format!("{cb:.0}"),
+            format!("{wr:.2}"),
+            format!("{wb:.0}"),
+        ]);
+    }
+    println!("traffic per node per simulated second (requests sent, body bytes both ways; core /stream: chunks and bytes pushed):");
+    print!("{}", table.render());
 }
 
 fn drive(
