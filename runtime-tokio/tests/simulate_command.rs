@@ -43,3 +43,48 @@ fn simulate_reports_no_violation_and_is_deterministic() {
     assert_eq!(hash(&first), hash(&simulate("5")));
     assert_ne!(hash(&first), hash(&simulate("6")));
 }
+
+/// A quiet cluster (`--faults none --rate 0`) reports what keeping it
+/// together costs: control traffic per node and how fast routes spread.
+#[test]
+fn a_quiet_cluster_reports_its_control_traffic() {
+    let output = Command::new(env!("CARGO_BIN_EXE_mqtt-cluster"))
+        .args([
+            "simulate",
+            "--nodes",
+            "20",
+            "--cores",
+            "2",
+            "--seed",
+            "3",
+            "--duration",
+            "20s",
+            "--faults",
+            "none",
+            "--rate",
+            "0",
+        ])
+        .output()
+        .expect("the binary runs");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(output.status.success(), "{stdout}");
+    assert!(stdout.contains("2 cores, 18 workers"), "{stdout}");
+    assert!(stdout.contains("violations        0"), "{stdout}");
+    assert!(stdout.contains("dropped           0"), "{stdout}");
+    let heartbeat = stdout
+        .lines()
+        .find(|l| l.starts_with("/heartbeat"))
+        .unwrap_or_else(|| panic!("a heartbeat row: {stdout}"));
+    let per_worker: f64 = heartbeat
+        .split_whitespace()
+        .nth(3)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("a rate in {heartbeat}"));
+    // heartbeatInterval is 200 ms here: five a second per worker, give or
+    // take a retry.
+    assert!((4.0..=6.0).contains(&per_worker), "{heartbeat}");
+    assert!(
+        stdout.contains("subscriptions reached every core"),
+        "{stdout}"
+    );
+}

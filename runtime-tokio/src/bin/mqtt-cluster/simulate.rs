@@ -23,6 +23,8 @@ pub(crate) enum Fault {
     Crash,
     /// One node's links go down and up repeatedly.
     Flap,
+    /// None of the above: a quiet cluster (what keeping it together costs).
+    None,
 }
 
 #[derive(Debug, clap::Args)]
