@@ -94,6 +94,10 @@ pub struct Membership {
     me: NodeId,
     clock: u64,
     entries: BTreeMap<NodeId, Entry>,
+    /// How many entries have a `gone_at` (tombstones, and this node once it
+    /// left): while none has, [`Membership::forget_tombstones`], which runs
+    /// at every tick, has nothing to walk the list for.
+    gone: usize,
     /// The digest, computed when first asked for after a change: heartbeats
     /// ask for it far more often than records change.
     digest: std::cell::OnceCell<String>,
@@ -106,6 +110,7 @@ impl Membership {
             me: me.id.clone(),
             clock: me.stamp.clock,
             entries: BTreeMap::new(),
+            gone: 0,
             digest: std::cell::OnceCell::new(),
         };
         list.entries.insert(
@@ -248,6 +253,7 @@ impl Membership {
         self.entries.retain(|id, _| *id == me || keep.contains(id));
         if self.entries.len() != before {
             self.digest = std::cell::OnceCell::new();
+            self.count_gone();
         }
     }
 
@@ -278,7 +284,7 @@ impl Membership {
             (_, true) => Some(now),
             (_, false) => None,
         };
-        self.entries.insert(
+        let replaced = self.entries.insert(
             record.id.clone(),
             Entry {
                 record,
@@ -287,6 +293,12 @@ impl Membership {
                 since,
             },
         );
+        if replaced.is_some_and(|e| e.gone_at.is_some()) {
+            self.gone -= 1;
+        }
+        if gone_at.is_some() {
+            self.gone += 1;
+        }
         self.digest = std::cell::OnceCell::new();
         change
     }
@@ -299,6 +311,9 @@ impl Membership {
         keep: Duration,
         max_tombstones: usize,
     ) -> usize {
+        if self.gone == 0 {
+            return 0;
+        }
         let before = self.entries.len();
         let me = self.me.clone();
         self.entries
@@ -324,6 +339,9 @@ impl Membership {
             }
         }
         let forgotten = before - self.entries.len();
+        if forgotten > 0 {
+            self.count_gone();
+        }
         // Only tombstones go here, and the digest leaves them out, so it
         // would stay right regardless; the cache is still cleared when
         // entries go so that it never depends on that, but not on every
@@ -332,6 +350,14 @@ impl Membership {
             self.digest = std::cell::OnceCell::new();
         }
         forgotten
+    }
+
+    fn count_gone(&mut self) {
+        self.gone = self
+            .entries
+            .values()
+            .filter(|e| e.gone_at.is_some())
+            .count();
     }
 
     /// This node's incarnation as the list knows it.
