@@ -90,7 +90,9 @@
 //!
 //! Once a node reports [`Event::Confirmed`] for a QoS 1/2 publish (its
 //! [`Routing::id`](node::Routing::id)), every node that had a matching
-//! subscription when it was published has taken the message for local
+//! subscription when it was published (as the origin's copy of the
+//! routing table knew it: a worker publishing before [`Event::Synced`]
+//! routes by what it holds so far) has taken the message for local
 //! delivery. Until then the origin keeps it and sends it again through
 //! whatever path exists, so whichever single node other than the origin
 //! dies, relaying cores included, each destination that stays up receives

@@ -214,7 +214,8 @@ pub struct Stats {
     /// first reason met ([`Event::NotConfirmed`](crate::Event::NotConfirmed)).
     pub not_confirmed: BTreeMap<crate::forward::confirm::ConfirmFailure, u64>,
     /// Copies this node sent again because their destinations had not
-    /// confirmed them (after a failover, or `deadTimeout` without an answer).
+    /// confirmed them (at once after a path changed, otherwise after three
+    /// `deadTimeout`s without a confirmation).
     pub resent: u64,
     /// Confirmations that found no way back to their origin (gone, no
     /// stream, a full outbox, a failed `/confirm`): their origins send the
