@@ -86,6 +86,8 @@ struct Entry {
     gone_at: Option<Instant>,
     /// When this node first learnt of this incarnation of the member.
     since: Instant,
+    /// The list's [`Membership::version`] when this record was installed.
+    version: u64,
 }
 
 /// The member list of one node.
@@ -101,6 +103,16 @@ pub struct Membership {
     /// The digest, computed when first asked for after a change: heartbeats
     /// ask for it far more often than records change.
     digest: std::cell::OnceCell<String>,
+    /// Counts every record installed: a position in this node's log of
+    /// changes, which peers quote to ask only for what came after.
+    version: u64,
+    /// Ids by the version that last changed them, so that the changes after
+    /// a position are found without walking the list.
+    by_version: BTreeMap<u64, NodeId>,
+    /// The highest version of a record since forgotten: a peer that has not
+    /// seen that far may still hold the record, and only a whole list
+    /// tells it the record is gone.
+    forgotten: u64,
 }
 
 impl Membership {
@@ -112,17 +124,46 @@ impl Membership {
             entries: BTreeMap::new(),
             gone: 0,
             digest: std::cell::OnceCell::new(),
+            version: 0,
+            by_version: BTreeMap::new(),
+            forgotten: 0,
         };
-        list.entries.insert(
-            me.id.clone(),
-            Entry {
-                record: me,
-                last_heard: Some(now),
-                gone_at: None,
-                since: now,
-            },
-        );
+        list.install(me, now);
+        if let Some(entry) = list.entries.get_mut(&list.me) {
+            entry.last_heard = Some(now);
+        }
         list
+    }
+
+    /// The position of the latest change in this node's log of changes.
+    /// Positions mean something only to this node, in this incarnation.
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+
+    /// The records changed after `version`, in the order they changed; or
+    /// `None` if the changes no longer say everything a peer that saw only
+    /// up to `version` needs (a record it may hold was forgotten since), or
+    /// `version` is not one of this list's: that peer needs the whole list.
+    pub fn changes_since(&self, version: u64) -> Option<Vec<MemberRecord>> {
+        if version > self.version || version < self.forgotten {
+            return None;
+        }
+        Some(
+            self.by_version
+                .range(version.saturating_add(1)..)
+                .filter_map(|(_, id)| self.get(id).cloned())
+                .collect(),
+        )
+    }
+
+    /// How many records changed after `version` (`None` as in
+    /// [`Membership::changes_since`]), without copying them.
+    pub fn count_changes_since(&self, version: u64) -> Option<usize> {
+        if version > self.version || version < self.forgotten {
+            return None;
+        }
+        Some(self.by_version.range(version.saturating_add(1)..).count())
     }
 
     /// This node's own record.
@@ -250,7 +291,15 @@ impl Membership {
     pub fn retain_only(&mut self, keep: &std::collections::BTreeSet<NodeId>) {
         let me = self.me.clone();
         let before = self.entries.len();
-        self.entries.retain(|id, _| *id == me || keep.contains(id));
+        let (by_version, forgotten) = (&mut self.by_version, &mut self.forgotten);
+        self.entries.retain(|id, e| {
+            let stays = *id == me || keep.contains(id);
+            if !stays {
+                by_version.remove(&e.version);
+                *forgotten = (*forgotten).max(e.version);
+            }
+            stays
+        });
         if self.entries.len() != before {
             self.digest = std::cell::OnceCell::new();
             self.count_gone();
@@ -284,6 +333,9 @@ impl Membership {
             (_, true) => Some(now),
             (_, false) => None,
         };
+        self.version += 1;
+        let version = self.version;
+        self.by_version.insert(version, record.id.clone());
         let replaced = self.entries.insert(
             record.id.clone(),
             Entry {
@@ -291,8 +343,12 @@ impl Membership {
                 last_heard,
                 gone_at,
                 since,
+                version,
             },
         );
+        if let Some(old) = &replaced {
+            self.by_version.remove(&old.version);
+        }
         if replaced.is_some_and(|e| e.gone_at.is_some()) {
             self.gone -= 1;
         }
@@ -316,8 +372,15 @@ impl Membership {
         }
         let before = self.entries.len();
         let me = self.me.clone();
-        self.entries
-            .retain(|id, e| *id == me || e.gone_at.is_none_or(|t| now.saturating_since(t) <= keep));
+        let (by_version, forgotten) = (&mut self.by_version, &mut self.forgotten);
+        self.entries.retain(|id, e| {
+            let stays = *id == me || e.gone_at.is_none_or(|t| now.saturating_since(t) <= keep);
+            if !stays {
+                by_version.remove(&e.version);
+                *forgotten = (*forgotten).max(e.version);
+            }
+            stays
+        });
         let is_tombstone = |id: &NodeId, e: &Entry| *id != me && e.record.state.is_gone();
         // Cores call this every tick; nearly always there is nothing beyond
         // the cap, and counting allocates nothing.
@@ -335,7 +398,10 @@ impl Membership {
                 .collect();
             tombstones.sort();
             for (_, id) in tombstones.into_iter().take(count - max_tombstones) {
-                self.entries.remove(&id);
+                if let Some(e) = self.entries.remove(&id) {
+                    self.by_version.remove(&e.version);
+                    self.forgotten = self.forgotten.max(e.version);
+                }
             }
         }
         let forgotten = before - self.entries.len();

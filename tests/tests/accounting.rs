@@ -269,7 +269,10 @@ fn the_register_answer_and_sync_bodies_carry_only_fields_that_act() {
         .map(String::as_str)
         .collect();
     keys.sort_unstable();
-    assert_eq!(keys, ["core", "coreIncarnation", "members", "nodeId"]);
+    assert_eq!(
+        keys,
+        ["core", "coreIncarnation", "members", "membersAt", "nodeId"]
+    );
     // A sync naming the removed `snapshot` flag is refused like any
     // unknown field.
     let mut core2 = mqtt_cluster_fuzz_harness::fixture::Signer::new("core2", 1);

@@ -129,6 +129,7 @@ fn members_that_come_and_go_leave_the_per_peer_maps_bounded() {
         assert!(kept.core_slots <= 2, "{name}: {kept:?}");
         assert!(kept.route_owners <= kept.members, "{name}: {kept:?}");
         assert!(kept.sync_outboxes <= 1, "{name}: {kept:?}");
+        assert!(kept.member_log_positions <= 2, "{name}: {kept:?}");
         let links = node.stats().links;
         assert!(links.len() <= kept.members + 1, "{name}: {links:?}");
         let labels = metric_peers(&node.metrics());

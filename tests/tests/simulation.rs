@@ -591,22 +591,22 @@ fn transcripts_are_the_same_on_every_machine() {
         (
             "crash",
             1,
-            "0c543e780324bed188bbbc8494b02ca546eec4b32b60c327e5a1df140b41531d",
+            "e152152ac92cb4bd6d59c4ccb71a943d4647baa2ce35497af291d7e35128f28c",
         ),
         (
             "crash",
             7,
-            "01e9b0ad15c6ea8ff4bf690e1560f10aa2fbf4526be833f76b924be6a42e0236",
+            "17926eea123eeb1a2b3f0a16f52068189ec90c9e7bc5233cb652cace17049494",
         ),
         (
             "partition",
             3,
-            "ddc1be5738e54e7cf1fd6d9bafde494bf0bd0bdef60628befbc33d01d12cfcc1",
+            "44fa5be7a062f8383e70f1347e71795d9c28fb4dad3434d2a9dc84a32cfa8193",
         ),
         (
             "partition",
             11,
-            "0872497134c317fda2c98c60692758f2dacc7485d2e869c180df7bd6275c30cd",
+            "2373cb2fd7fd15a3c328b11b443362f4b7e52c0129fb7ed2ef9d83fd1b277f50",
         ),
     ];
     let got: Vec<(&str, u64, String)> = pinned

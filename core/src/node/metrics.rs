@@ -236,6 +236,12 @@ impl Node {
             &plain(stats.route_snapshots_sent),
         );
         family(
+            "mqtt_cluster_member_resyncs_total",
+            "counter",
+            "Whole member lists sent to a peer that quoted no position to send only changes from.",
+            &plain(stats.member_resyncs),
+        );
+        family(
             "mqtt_cluster_requests_accepted_total",
             "counter",
             "Requests answered with 200.",

@@ -33,6 +33,7 @@
 //! keeps a core in touch with the other cores, `session` keeps a worker
 //! registered with a core, `watch` is the failure detector.
 
+mod catch_up;
 mod confirming;
 mod forwarding;
 mod metrics;
@@ -137,6 +138,9 @@ pub struct Node {
     outgoing_routes: Vec<RouteUpdate>,
     /// What waits for each other core's next `/sync`.
     sync_outbox: SyncOutbox,
+    /// How far this node holds other nodes' logs of member changes, and
+    /// how far they hold its own.
+    member_logs: catch_up::MemberLogs,
     forwarding: Forwarding,
     /// This node's QoS 1 and 2 publishes until each destination confirmed.
     outstanding: crate::forward::confirm::Outstanding,
@@ -162,16 +166,23 @@ enum Pending {
     /// A core registering with the URL of slot `slot` (a [`peers`] slot id,
     /// stable while slots come and go).
     CoreRegister { slot: u64 },
-    /// A core's heartbeat to another core.
-    CoreHeartbeat { peer: NodeId },
+    /// A core's heartbeat to another core, and the position in the peer's
+    /// member log it quoted.
+    CoreHeartbeat {
+        peer: NodeId,
+        seen: Option<crate::wire::messages::LogPosition>,
+    },
     /// Member records pushed to another core.
     CoreSync { peer: NodeId },
     /// A core telling another it leaves.
     CoreLeave,
     /// A worker registering with `clusters[candidate]`.
     WorkerRegister { candidate: usize },
-    /// A worker's heartbeat to its core.
-    WorkerHeartbeat,
+    /// A worker's heartbeat to its core, and the position in the core's
+    /// member log it quoted.
+    WorkerHeartbeat {
+        seen: Option<crate::wire::messages::LogPosition>,
+    },
     /// A worker's push stream.
     WorkerStream,
     /// A worker telling its core it leaves.
@@ -274,6 +285,7 @@ impl Node {
             local_routes: LocalRoutes::default(),
             outgoing_routes: Vec::new(),
             sync_outbox: SyncOutbox::default(),
+            member_logs: catch_up::MemberLogs::default(),
             forwarding: Forwarding::new(&config),
             outstanding: crate::forward::confirm::Outstanding::new(
                 config.dead_timeout.saturating_mul(3),
@@ -365,13 +377,15 @@ impl Node {
         }
         match pending {
             Pending::CoreRegister { slot } => self.on_core_register(now, slot, result),
-            Pending::CoreHeartbeat { peer } => self.on_core_heartbeat(now, &peer, result),
+            Pending::CoreHeartbeat { peer, seen } => {
+                self.on_core_heartbeat(now, &peer, seen, result)
+            }
             Pending::CoreSync { peer } => self.on_core_sync(now, &peer, result),
             Pending::CoreLeave | Pending::WorkerLeave => self.on_leave_answered(),
             Pending::WorkerRegister { candidate } => {
                 self.on_worker_register(now, candidate, result)
             }
-            Pending::WorkerHeartbeat => self.on_worker_heartbeat(now, result),
+            Pending::WorkerHeartbeat { seen } => self.on_worker_heartbeat(now, seen, result),
             Pending::WorkerStream => self.on_stream_head(now, id, result),
             Pending::WorkerRoutes { seq, routes } => {
                 self.on_worker_routes(now, seq, routes, result)
@@ -621,6 +635,7 @@ impl Node {
         let known = |n: &NodeId| membership.get(n).is_some();
         self.forwarding.forget_peers(known);
         self.core.forget_learnt(known);
+        self.member_logs.retain(known);
         self.sync_outbox
             .retain(|peer| membership.get(peer).is_some_and(|r| !r.state.is_gone()));
         let stale: Vec<NodeId> = self

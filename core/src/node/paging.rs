@@ -22,11 +22,14 @@ use crate::wire::messages::{
     SyncRequest,
 };
 use crate::wire::paging::{items_len, json_len, pages, truncate_to};
-use crate::wire::{encode_json, Endpoint};
+use crate::wire::{encode_json, sse, Endpoint};
 
 /// Bytes a stream frame counts besides its JSON data: `event: ` and
 /// `data: ` (the decoder counts the bytes of the lines, not their ends).
 const FRAME_HEAD: usize = "event: ".len() + "data: ".len();
+/// The `id: {version}\n` line the last page of a `members` or `hello`
+/// frame carries: its position in the core's log of member changes.
+const POSITION_LINE: usize = "id: ".len() + 20 + 1;
 
 /// Room kept for fields an empty list leaves out of a body (a skipped
 /// `"routes":[]`, a `"partial":true`), so that a measured envelope is an
@@ -158,7 +161,7 @@ impl Node {
         let envelope = json_len(&hello(Vec::new(), Vec::new()));
         let room = self
             .frame_room("hello")
-            .saturating_sub(envelope.saturating_add(SKIPPED_FIELDS));
+            .saturating_sub(envelope.saturating_add(SKIPPED_FIELDS + POSITION_LINE));
         let mut frames: Vec<StreamHello> = pages(self.membership.snapshot(), room)
             .into_iter()
             .map(|members| hello(members, Vec::new()))
@@ -181,11 +184,24 @@ impl Node {
     /// Pushes member records to `streams`, in as many `members` frames as
     /// needed for each to fit.
     pub(super) fn push_member_frames(&mut self, streams: &[StreamId], records: Vec<MemberRecord>) {
-        let room = self.frame_room("members").saturating_sub(2);
-        for page in pages(records, room) {
+        let room = self.frame_room("members").saturating_sub(2 + POSITION_LINE);
+        let pages = pages(records, room);
+        let last = pages.len();
+        for (i, page) in pages.into_iter().enumerate() {
             let frame = StreamFrame::Members(page);
+            // Every change this core installed is on the stream by now: the
+            // last page tells the worker how far it holds the core's log.
+            let bytes = if i + 1 == last {
+                sse::encode_with_id(
+                    frame.event_name(),
+                    self.membership.version(),
+                    &frame.to_json(),
+                )
+            } else {
+                frame.to_sse()
+            };
             for stream in streams {
-                self.push_frame(*stream, &frame);
+                self.push_frame_bytes(*stream, bytes.clone());
             }
         }
     }
@@ -219,17 +235,27 @@ impl Node {
         let envelope = json_len(&HeartbeatResponse {
             members_digest: answer.members_digest.clone(),
             members: Some(Vec::new()),
+            member_changes: None,
+            members_at: answer.members_at,
             routes_digest: answer.routes_digest.clone(),
             route_versions: Some(Vec::new()),
             retained_digest: answer.retained_digest.clone(),
         });
         let room = self.body_room(envelope);
-        let members = answer.members.as_deref().map_or(0, items_len);
+        let members = answer.members.as_deref().map_or(0, items_len)
+            + answer.member_changes.as_deref().map_or(0, items_len);
         let versions = answer.route_versions.as_deref().map_or(0, items_len);
         if members.saturating_add(versions) <= room {
             return;
         }
-        if let Some(records) = answer.members.take() {
+        let records = match (answer.members.take(), answer.member_changes.take()) {
+            (Some(all), _) => Some(all),
+            (None, changes) => changes,
+        };
+        if let Some(records) = records {
+            // Not merged from this answer: the sender keeps its position,
+            // and the records come the other way.
+            answer.members_at = None;
             if from_core {
                 // Through the outbox, so that it goes with the peer's next
                 // coalesced sync, in pages, and never beside one in flight.

@@ -21,8 +21,8 @@ use crate::id::{NodeId, StreamId};
 use crate::membership::Change;
 use crate::time::{Instant, Now};
 use crate::wire::messages::{
-    HeartbeatRequest, HeartbeatResponse, LeaveRequest, MemberRecord, MemberState, RegisterRequest,
-    RegisterResponse, Stamp, SyncResponse,
+    HeartbeatRequest, HeartbeatResponse, LeaveRequest, LogPosition, MemberRecord, MemberState,
+    RegisterRequest, RegisterResponse, Stamp, SyncResponse,
 };
 use crate::wire::{decode_response, encode_json, status_error, Endpoint, ErrorBody};
 
@@ -187,17 +187,19 @@ impl Node {
         for peer in peers {
             // A few heartbeats may be in flight at once, so one lost or slow
             // answer does not silence a peer for a whole request timeout.
-            let busy = self
-                .count_pending(|p| matches!(p, Pending::CoreHeartbeat { peer: p } if *p == peer))
-                >= super::MAX_HEARTBEATS_IN_FLIGHT;
+            let busy = self.count_pending(
+                |p| matches!(p, Pending::CoreHeartbeat { peer: p, .. } if *p == peer),
+            ) >= super::MAX_HEARTBEATS_IN_FLIGHT;
             if busy {
                 continue;
             }
             if let Some(url) = self.peer_address(&peer) {
+                let seen = self.members_seen(&peer);
                 let body = encode_json(&HeartbeatRequest {
                     members_digest: digest.clone(),
                     routes_digest: routes_digest.clone(),
                     retained_digest: self.retained_digest_for_peers(),
+                    members_seen: seen,
                 });
                 self.send(
                     now,
@@ -205,7 +207,7 @@ impl Node {
                     Some(peer.clone()),
                     Endpoint::Heartbeat,
                     body,
-                    Pending::CoreHeartbeat { peer },
+                    Pending::CoreHeartbeat { peer, seen },
                 );
             }
         }
@@ -316,8 +318,13 @@ impl Node {
             self.learn_own_address(now, url);
             return;
         }
+        let at = answer.members_at.map(|version| LogPosition {
+            incarnation: answer.core_incarnation,
+            version,
+        });
         let changes = self.merge_records(now, answer.members);
         self.membership.heard(&answer.core, now.instant);
+        self.members_reached(&answer.core, at);
         self.apply_changes(now, changes);
     }
 
@@ -343,6 +350,7 @@ impl Node {
         &mut self,
         now: Now,
         peer: &NodeId,
+        seen: Option<LogPosition>,
         result: Result<http::Response<Bytes>, TransportError>,
     ) {
         let Ok(response) = result else { return };
@@ -359,14 +367,21 @@ impl Node {
             }
         };
         self.membership.heard(peer, now.instant);
-        if let Some(members) = answer.members {
-            let changes = self.merge_records(now, members);
+        self.members_seen_heard(peer, seen);
+        let records = match (answer.members, answer.member_changes) {
+            (Some(all), _) => Some(all),
+            (None, changes) => changes,
+        };
+        if let Some(records) = records {
+            let changes = self.merge_records(now, records);
             self.apply_changes(now, changes);
         }
+        if answer.members_at.is_some() {
+            self.members_reached(peer, answer.members_at);
+        }
         if self.membership.digest() != answer.members_digest {
-            // The peer lacks something this core has: push the whole list.
-            self.sync_outbox
-                .push_members(peer, self.membership.snapshot());
+            // The peer lacks something this core has.
+            self.push_missing_members(peer);
         }
         if let Some(versions) = answer.route_versions {
             self.push_route_snapshots(peer, &versions);

@@ -366,11 +366,15 @@ impl Node {
             core_incarnation: self.incarnation(),
             members: Vec::new(),
             partial: false,
+            members_at: Some(self.membership.version()),
         };
         let room = self.config.max_body_size.saturating_sub(
             wire::paging::json_len(&answer).saturating_add(r#","partial":true"#.len()),
         );
         answer.partial = wire::paging::truncate_to(&mut members, room);
+        if answer.partial {
+            answer.members_at = None;
+        }
         answer.members = members;
         answer
     }
@@ -412,7 +416,8 @@ impl Node {
         body: HeartbeatRequest,
     ) -> Result<Response<Bytes>, RequestError> {
         let record = self.registered(sender)?;
-        let from_core = record.role == Role::Core;
+        let role = record.role;
+        let from_core = role == Role::Core;
         let recovered =
             (record.role == Role::Worker && record.state == MemberState::Suspect).then(|| {
                 MemberRecord {
@@ -426,7 +431,8 @@ impl Node {
             self.publish_decisions(now, vec![change]);
         }
         let digest = self.membership.digest();
-        let members = (digest != body.members_digest).then(|| self.membership.snapshot());
+        let member_answer =
+            self.member_answer(&sender.node, role, body.members_seen, &body.members_digest);
         let routes_digest = self.routes.digest();
         // Only cores compare route versions: a worker's stream is ordered and
         // complete, and a broken one is replaced with a fresh snapshot.
@@ -437,7 +443,9 @@ impl Node {
         }
         let mut answer = HeartbeatResponse {
             members_digest: digest,
-            members,
+            members: member_answer.members,
+            member_changes: member_answer.member_changes,
+            members_at: member_answer.members_at,
             routes_digest,
             route_versions,
             retained_digest: self.retained_digest_for_peers(),
@@ -526,8 +534,19 @@ impl Node {
         }
         // Whatever the old stream had not acknowledged goes out again here.
         self.rewind_stream_link(now, &sender.node);
-        for hello in self.hello_frames() {
-            self.push_frame(stream, &hello);
+        let hello = self.hello_frames();
+        let last = hello.len();
+        for (i, frame) in hello.into_iter().enumerate() {
+            if i + 1 == last {
+                // The position in this core's log the whole hello brings
+                // the worker to.
+                let version = self.membership.version();
+                let bytes =
+                    wire::sse::encode_with_id(frame.event_name(), version, &frame.to_json());
+                self.push_frame_bytes(stream, bytes);
+            } else {
+                self.push_frame(stream, &frame);
+            }
         }
         self.retained_after_hello(&sender.node, stream);
         let mut response = wire::response_with(StatusCode::OK, "text/event-stream", Bytes::new());

@@ -12,8 +12,8 @@ use crate::config::Config;
 use crate::id::{NodeId, RequestId};
 use crate::time::{Instant, Now};
 use crate::wire::messages::{
-    HeartbeatRequest, HeartbeatResponse, LeaveRequest, RegisterRequest, RegisterResponse,
-    StreamFrame, StreamHello,
+    HeartbeatRequest, HeartbeatResponse, LeaveRequest, LogPosition, RegisterRequest,
+    RegisterResponse, StreamFrame, StreamHello,
 };
 use crate::wire::sse::SseDecoder;
 use crate::wire::{decode_response, encode_json, status_error, Endpoint};
@@ -123,15 +123,18 @@ impl Node {
                 }
                 // A few may be in flight at once, so one lost answer does not
                 // stall liveness for a whole request timeout.
-                if self.count_pending(|p| *p == Pending::WorkerHeartbeat)
+                if self.count_pending(|p| matches!(p, Pending::WorkerHeartbeat { .. }))
                     < super::MAX_HEARTBEATS_IN_FLIGHT
                 {
+                    let seen = self.members_seen(&core);
                     let body = encode_json(&HeartbeatRequest {
                         members_digest: self.membership.digest(),
                         routes_digest: String::new(),
                         retained_digest: self.retained_digest_for_peers(),
+                        members_seen: seen,
                     });
-                    self.send_to_core(now, Endpoint::Heartbeat, body, Pending::WorkerHeartbeat);
+                    let pending = Pending::WorkerHeartbeat { seen };
+                    self.send_to_core(now, Endpoint::Heartbeat, body, pending);
                 }
                 if self.worker.stream.is_none() {
                     self.open_stream(now);
@@ -255,9 +258,11 @@ impl Node {
         self.worker.synced = false;
         self.events.push_back(Event::Registered {
             node_id: answer.node_id,
-            core: answer.core,
+            core: answer.core.clone(),
             incarnation: self.incarnation(),
         });
+        let at = answer.members_at.filter(|_| !answer.partial);
+        self.members_reached_only(&answer.core, answer.core_incarnation, at);
         // A partial list is completed by the stream's hello.
         let changes = self.adopt_records(now, answer.members, !answer.partial);
         self.apply_changes(now, changes);
@@ -296,6 +301,7 @@ impl Node {
     pub(super) fn on_worker_heartbeat(
         &mut self,
         now: Now,
+        seen: Option<LogPosition>,
         result: Result<http::Response<Bytes>, TransportError>,
     ) {
         let Ok(response) = result else { return };
@@ -306,9 +312,23 @@ impl Node {
         match decode_response::<HeartbeatResponse>(&response, self.config.max_body_size) {
             Ok(answer) => {
                 self.core_answered(now);
-                if let Some(members) = answer.members {
-                    let changes = self.merge_records(now, members);
+                if let SessionState::Registered { core, .. } = &self.worker.state {
+                    let core = core.clone();
+                    self.members_seen_heard(&core, seen);
+                }
+                let records = match (answer.members, answer.member_changes) {
+                    (Some(all), _) => Some(all),
+                    (None, changes) => changes,
+                };
+                if let Some(records) = records {
+                    let changes = self.merge_records(now, records);
                     self.apply_changes(now, changes);
+                }
+                if let (Some(at), SessionState::Registered { core, .. }) =
+                    (answer.members_at, &self.worker.state)
+                {
+                    let core = core.clone();
+                    self.members_reached(&core, Some(at));
                 }
                 self.retained_after_heartbeat(now, None, &answer.retained_digest);
             }
@@ -389,6 +409,7 @@ impl Node {
                     }
                     let changes = self.adopt_records(now, hello.members, true);
                     self.apply_changes(now, changes);
+                    self.members_streamed_to(frame.id.as_deref());
                     let replaced = self.replace_routes(hello.routes);
                     broken |= !replaced;
                     if replaced && !self.worker.synced {
@@ -401,6 +422,7 @@ impl Node {
                 Ok(StreamFrame::Members(members)) => {
                     let changes = self.adopt_records(now, members, false);
                     self.apply_changes(now, changes);
+                    self.members_streamed_to(frame.id.as_deref());
                 }
                 Ok(StreamFrame::Routes(updates)) => {
                     // The stream is ordered and complete: a gap means it is

@@ -152,6 +152,9 @@ pub struct Bookkeeping {
     pub route_owners: usize,
     /// Peer cores with a `/sync` outbox.
     pub sync_outboxes: usize,
+    /// Peers whose member-log positions are kept (how far this node holds
+    /// theirs, how far they hold this node's).
+    pub member_log_positions: usize,
 }
 
 /// Counters since the node started. Unlike [`Status`], refused requests
@@ -200,6 +203,11 @@ pub struct Stats {
     /// Route snapshots this core sent other cores with `/sync` (a peer
     /// found a gap, or lagged behind at a heartbeat).
     pub route_snapshots_sent: u64,
+    /// Whole member lists this core sent in heartbeat answers or syncs
+    /// because the peer quoted no position to send only changes from (it
+    /// was new, it fell behind a record since forgotten, or this core
+    /// restarted). Every other member-list repair sends changes only.
+    pub member_resyncs: u64,
     /// Per-peer link counters.
     pub links: BTreeMap<String, LinkStats>,
     /// Retained messages not taken into the cluster's set (at this node:
@@ -319,6 +327,7 @@ impl Node {
             core_slots: self.core.slot_count(),
             route_owners: self.routes.owners(),
             sync_outboxes: self.sync_outbox.len(),
+            member_log_positions: self.member_logs.len(),
         }
     }
 

@@ -71,6 +71,20 @@ impl MemberRecord {
     }
 }
 
+/// A place in one node's log of member-list changes: that node's
+/// incarnation and the number of changes it had installed
+/// ([`crate::membership::Membership::version`]). A peer that holds every
+/// change up to a position quotes it to be sent only what came after.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogPosition {
+    /// The incarnation of the node whose log this is: a position from
+    /// another life of that node means nothing to it.
+    pub incarnation: Incarnation,
+    /// Changes installed up to here.
+    pub version: u64,
+}
+
 /// `POST /register`: a node asks a core to be let in.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -104,6 +118,10 @@ pub struct RegisterResponse {
     /// follows on a worker's stream hello or in a core's next syncs.
     #[serde(default, skip_serializing_if = "is_false")]
     pub partial: bool,
+    /// The core's log position `members` brings the node to (with
+    /// `coreIncarnation`); absent when `partial`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub members_at: Option<u64>,
 }
 
 fn is_false(value: &bool) -> bool {
@@ -125,6 +143,11 @@ pub struct HeartbeatRequest {
     /// Omitted while the set is empty.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub retained_digest: String,
+    /// How far the sender holds the receiver's log of member changes (the
+    /// `membersAt` of the receiver's last answer it merged): the receiver
+    /// answers with the changes after it instead of its whole list.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub members_seen: Option<LogPosition>,
 }
 
 /// The answer to a heartbeat.
@@ -133,9 +156,21 @@ pub struct HeartbeatRequest {
 pub struct HeartbeatResponse {
     /// Digest of the receiver's member list.
     pub members_digest: String,
-    /// The receiver's full member list, sent only when the digests differ.
+    /// The receiver's full member list, sent only when the digests differ
+    /// and the sender quoted no position the receiver can answer from (it is
+    /// new, fell too far behind, or the receiver restarted): a resync.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub members: Option<Vec<MemberRecord>>,
+    /// The records changed since the sender's `membersSeen`, sent instead of
+    /// `members` when the digests differ and the position is one the
+    /// receiver can answer from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub member_changes: Option<Vec<MemberRecord>>,
+    /// The receiver's log position once the sender merged `members` or
+    /// `memberChanges` (or at once, when the digests agree): what the
+    /// sender quotes as `membersSeen` next time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub members_at: Option<LogPosition>,
     /// Digest of the receiver's route versions.
     #[serde(default)]
     pub routes_digest: String,
