@@ -14,7 +14,7 @@
 //! incarnation. Dead and left records stay as tombstones for a while so that a
 //! late, stale "alive" cannot bring a member back.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
@@ -96,12 +96,20 @@ pub struct Membership {
     me: NodeId,
     clock: u64,
     entries: BTreeMap<NodeId, Entry>,
-    /// How many entries have a `gone_at` (tombstones, and this node once it
-    /// left): while none has, [`Membership::forget_tombstones`], which runs
-    /// at every tick, has nothing to walk the list for.
-    gone: usize,
-    /// The digest, computed when first asked for after a change: heartbeats
-    /// ask for it far more often than records change.
+    /// Every entry with a `gone_at` (tombstones, and this node once it
+    /// left), oldest first: [`Membership::forget_tombstones`] runs at every
+    /// tick and looks only at the oldest, never at the whole list.
+    gone: BTreeSet<(Instant, NodeId)>,
+    /// Counts records forgotten (tombstones expired, or dropped by
+    /// [`Membership::retain_only`]), so that what is kept per member
+    /// elsewhere is swept only when it may name someone gone.
+    removals: u64,
+    /// The sum of the live records' hashes ([`record_hash`]), kept as
+    /// records change so that a digest never walks the list: with a
+    /// thousand members changing several times a second, hashing the whole
+    /// list at every heartbeat was most of what a node did.
+    live_sum: u128,
+    /// The digest's text, made when first asked for after a change.
     digest: std::cell::OnceCell<String>,
     /// Counts every record installed: a position in this node's log of
     /// changes, which peers quote to ask only for what came after.
@@ -122,7 +130,9 @@ impl Membership {
             me: me.id.clone(),
             clock: me.stamp.clock,
             entries: BTreeMap::new(),
-            gone: 0,
+            gone: BTreeSet::new(),
+            removals: 0,
+            live_sum: 0,
             digest: std::cell::OnceCell::new(),
             version: 0,
             by_version: BTreeMap::new(),
@@ -236,27 +246,26 @@ impl Membership {
     /// A digest of the live records: two nodes with equal digests hold the
     /// same live members in the same states. Tombstones are left out so that
     /// one node forgetting an old tombstone does not cause endless resyncs.
+    /// It is the sum of one hash per live record, so it changes with each
+    /// record in constant time and does not depend on the order records
+    /// arrived in.
     pub fn digest(&self) -> String {
-        self.digest.get_or_init(|| self.compute_digest()).clone()
+        self.digest
+            .get_or_init(|| crate::auth::hex(&self.live_sum.to_be_bytes()[8..]))
+            .clone()
     }
 
-    fn compute_digest(&self) -> String {
-        let mut hasher = Sha256::new();
-        for record in self.live() {
-            hasher.update(record.id.as_str().as_bytes());
-            hasher.update([0]);
-            hasher.update(record.incarnation.0.to_be_bytes());
-            hasher.update([record.state as u8, record.role as u8]);
-            hasher.update(record.home.as_str().as_bytes());
-            hasher.update([0]);
-            hasher.update(record.address.as_deref().unwrap_or("").as_bytes());
-            hasher.update([0]);
-            hasher.update(record.stamp.clock.to_be_bytes());
-            hasher.update(record.stamp.by.as_str().as_bytes());
-            hasher.update([0xff]);
+    /// Takes a record out of the live sum, or puts it in.
+    fn count_live(&mut self, record: &MemberRecord, add: bool) {
+        if record.state.is_gone() {
+            return;
         }
-        let digest = hasher.finalize();
-        crate::auth::hex(digest.get(..8).unwrap_or_default())
+        let hash = record_hash(record);
+        self.live_sum = if add {
+            self.live_sum.wrapping_add(hash)
+        } else {
+            self.live_sum.wrapping_sub(hash)
+        };
     }
 
     /// Merges a record received from another node. Returns the visible change,
@@ -290,19 +299,17 @@ impl Membership {
     /// core's full list, what the core does not know is gone.
     pub fn retain_only(&mut self, keep: &std::collections::BTreeSet<NodeId>) {
         let me = self.me.clone();
-        let before = self.entries.len();
-        let (by_version, forgotten) = (&mut self.by_version, &mut self.forgotten);
-        self.entries.retain(|id, e| {
-            let stays = *id == me || keep.contains(id);
-            if !stays {
-                by_version.remove(&e.version);
-                *forgotten = (*forgotten).max(e.version);
-            }
-            stays
-        });
-        if self.entries.len() != before {
+        let going: Vec<NodeId> = self
+            .entries
+            .keys()
+            .filter(|id| **id != me && !keep.contains(*id))
+            .cloned()
+            .collect();
+        for id in &going {
+            self.remove(id);
+        }
+        if !going.is_empty() {
             self.digest = std::cell::OnceCell::new();
-            self.count_gone();
         }
     }
 
@@ -333,9 +340,15 @@ impl Membership {
             (_, true) => Some(now),
             (_, false) => None,
         };
+        let added = if record.state.is_gone() {
+            0
+        } else {
+            record_hash(&record)
+        };
         self.version += 1;
         let version = self.version;
-        self.by_version.insert(version, record.id.clone());
+        let id = record.id.clone();
+        self.by_version.insert(version, id.clone());
         let replaced = self.entries.insert(
             record.id.clone(),
             Entry {
@@ -346,15 +359,17 @@ impl Membership {
                 version,
             },
         );
+        if let Some(t) = gone_at {
+            self.gone.insert((t, id.clone()));
+        }
         if let Some(old) = &replaced {
+            self.count_live(&old.record, false);
             self.by_version.remove(&old.version);
+            if let Some(t) = old.gone_at {
+                self.gone.remove(&(t, old.record.id.clone()));
+            }
         }
-        if replaced.is_some_and(|e| e.gone_at.is_some()) {
-            self.gone -= 1;
-        }
-        if gone_at.is_some() {
-            self.gone += 1;
-        }
+        self.live_sum = self.live_sum.wrapping_add(added);
         self.digest = std::cell::OnceCell::new();
         change
     }
@@ -367,69 +382,77 @@ impl Membership {
         keep: Duration,
         max_tombstones: usize,
     ) -> usize {
-        if self.gone == 0 {
-            return 0;
-        }
-        let before = self.entries.len();
-        let me = self.me.clone();
-        let (by_version, forgotten) = (&mut self.by_version, &mut self.forgotten);
-        self.entries.retain(|id, e| {
-            let stays = *id == me || e.gone_at.is_none_or(|t| now.saturating_since(t) <= keep);
-            if !stays {
-                by_version.remove(&e.version);
-                *forgotten = (*forgotten).max(e.version);
+        let mut forgotten = 0;
+        loop {
+            // This node's own record is never forgotten: it is the only gone
+            // entry the search may step over.
+            let oldest = self.gone.iter().find(|(_, id)| *id != self.me).cloned();
+            let Some((t, id)) = oldest else { break };
+            let over_cap = self.gone.len() - usize::from(self.is_gone_me()) > max_tombstones;
+            if now.saturating_since(t) <= keep && !over_cap {
+                break;
             }
-            stays
-        });
-        let is_tombstone = |id: &NodeId, e: &Entry| *id != me && e.record.state.is_gone();
-        // Cores call this every tick; nearly always there is nothing beyond
-        // the cap, and counting allocates nothing.
-        let count = self
-            .entries
-            .iter()
-            .filter(|(id, e)| is_tombstone(id, e))
-            .count();
-        if count > max_tombstones {
-            let mut tombstones: Vec<(Instant, NodeId)> = self
-                .entries
-                .iter()
-                .filter(|(id, e)| is_tombstone(id, e))
-                .map(|(id, e)| (e.gone_at.unwrap_or(Instant::ZERO), id.clone()))
-                .collect();
-            tombstones.sort();
-            for (_, id) in tombstones.into_iter().take(count - max_tombstones) {
-                if let Some(e) = self.entries.remove(&id) {
-                    self.by_version.remove(&e.version);
-                    self.forgotten = self.forgotten.max(e.version);
-                }
-            }
-        }
-        let forgotten = before - self.entries.len();
-        if forgotten > 0 {
-            self.count_gone();
+            self.remove(&id);
+            forgotten += 1;
         }
         // Only tombstones go here, and the digest leaves them out, so it
         // would stay right regardless; the cache is still cleared when
-        // entries go so that it never depends on that, but not on every
-        // tick, which made each tick hash the whole member list again.
+        // entries go so that it never depends on that.
         if forgotten > 0 {
             self.digest = std::cell::OnceCell::new();
         }
         forgotten
     }
 
-    fn count_gone(&mut self) {
-        self.gone = self
-            .entries
-            .values()
-            .filter(|e| e.gone_at.is_some())
-            .count();
+    /// Whether this node's own entry is among the gone ones.
+    fn is_gone_me(&self) -> bool {
+        self.entries.get(&self.me).is_some_and(|e| e.gone_at.is_some())
+    }
+
+    /// Forgets one record, keeping the indexes true.
+    fn remove(&mut self, id: &NodeId) {
+        if let Some(e) = self.entries.remove(id) {
+            self.count_live(&e.record, false);
+            self.by_version.remove(&e.version);
+            self.forgotten = self.forgotten.max(e.version);
+            if let Some(t) = e.gone_at {
+                self.gone.remove(&(t, id.clone()));
+            }
+            self.removals += 1;
+        }
+    }
+
+    /// How many records were forgotten so far: when it has not moved, no
+    /// member left the list.
+    pub fn removals(&self) -> u64 {
+        self.removals
     }
 
     /// This node's incarnation as the list knows it.
     pub fn my_incarnation(&self) -> Incarnation {
         self.me().map(|r| r.incarnation).unwrap_or_default()
     }
+}
+
+/// A record's share of the digest: the first 16 bytes of a SHA-256 of its
+/// fields, each one delimited so that no two records hash the same bytes.
+fn record_hash(record: &MemberRecord) -> u128 {
+    let mut hasher = Sha256::new();
+    hasher.update(record.id.as_str().as_bytes());
+    hasher.update([0]);
+    hasher.update(record.incarnation.0.to_be_bytes());
+    hasher.update([record.state as u8, record.role as u8]);
+    hasher.update(record.home.as_str().as_bytes());
+    hasher.update([0]);
+    hasher.update(record.address.as_deref().unwrap_or("").as_bytes());
+    hasher.update([0]);
+    hasher.update(record.stamp.clock.to_be_bytes());
+    hasher.update(record.stamp.by.as_str().as_bytes());
+    hasher.update([0xff]);
+    let digest = hasher.finalize();
+    let mut first = [0u8; 16];
+    first.copy_from_slice(digest.get(..16).unwrap_or(&[0; 16]));
+    u128::from_be_bytes(first)
 }
 
 #[cfg(test)]

@@ -141,6 +141,9 @@ pub struct Node {
     /// How far this node holds other nodes' logs of member changes, and
     /// how far they hold its own.
     member_logs: catch_up::MemberLogs,
+    /// [`Membership::removals`] when what is kept per member was last
+    /// swept of the members forgotten.
+    swept_removals: u64,
     forwarding: Forwarding,
     /// This node's QoS 1 and 2 publishes until each destination confirmed.
     outstanding: crate::forward::confirm::Outstanding,
@@ -286,6 +289,7 @@ impl Node {
             outgoing_routes: Vec::new(),
             sync_outbox: SyncOutbox::default(),
             member_logs: catch_up::MemberLogs::default(),
+            swept_removals: 0,
             forwarding: Forwarding::new(&config),
             outstanding: crate::forward::confirm::Outstanding::new(
                 config.dead_timeout.saturating_mul(3),
@@ -632,12 +636,20 @@ impl Node {
     /// routes and `/sync` outboxes. Runs at every tick.
     fn forget_departed(&mut self) {
         let membership = &self.membership;
+        self.sync_outbox
+            .retain(|peer| membership.get(peer).is_some_and(|r| !r.state.is_gone()));
+        // The rest names members by id; only a member forgotten since the
+        // last sweep can have left an entry behind, and walking every
+        // owner's routes at every tick cost a large cluster more than all
+        // else it does.
+        if membership.removals() == self.swept_removals {
+            return;
+        }
+        self.swept_removals = membership.removals();
         let known = |n: &NodeId| membership.get(n).is_some();
         self.forwarding.forget_peers(known);
         self.core.forget_learnt(known);
         self.member_logs.retain(known);
-        self.sync_outbox
-            .retain(|peer| membership.get(peer).is_some_and(|r| !r.state.is_gone()));
         let stale: Vec<NodeId> = self
             .routes
             .versions()
