@@ -406,7 +406,9 @@ impl Membership {
 
     /// Whether this node's own entry is among the gone ones.
     fn is_gone_me(&self) -> bool {
-        self.entries.get(&self.me).is_some_and(|e| e.gone_at.is_some())
+        self.entries
+            .get(&self.me)
+            .is_some_and(|e| e.gone_at.is_some())
     }
 
     /// Forgets one record, keeping the indexes true.

@@ -6,9 +6,10 @@ use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressStyle};
 use mqtt_cluster_core::config::parse_duration;
-use mqtt_cluster_core::sim::{Action, NetworkModel, Simulation, Violation};
+use mqtt_cluster_core::sim::{Action, NetworkModel, Simulation, TrafficCount, Violation};
 use mqtt_cluster_core::wire::messages::Qos;
 use mqtt_cluster_core::{Config, NodeId};
+use std::collections::BTreeMap;
 
 use crate::Failure;
 
@@ -106,7 +107,15 @@ pub(crate) fn run(args: Args) -> Result<ExitCode, Failure> {
         ProgressStyle::with_template("{bar:40} {pos}/{len} simulated s  {msg}")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
-    let outcome = drive(&mut sim, &args, &core_ids, &worker_ids, &all, seconds, &bar);
+    let mut formed = None;
+    let outcome = drive(
+        &mut sim,
+        &args,
+        (&core_ids, &worker_ids, &all),
+        seconds,
+        &bar,
+        &mut formed,
+    );
     bar.finish_and_clear();
 
     if let (Some(path), Some(lines)) = (&args.transcript, sim.transcript()) {
@@ -145,7 +154,30 @@ pub(crate) fn run(args: Args) -> Result<ExitCode, Failure> {
         "route propagation {} subscriptions reached every core: p50 {} ms, p99 {} ms, max {} ms",
         p.count, p.p50_ms, p.p99_ms, p.max_ms
     );
-    print_traffic(&report, cores, workers);
+    println!("traffic per node per simulated second (requests sent, body bytes both ways; core /stream: chunks and bytes pushed)");
+    println!("  the whole run:");
+    print_traffic(
+        &report.traffic,
+        report.simulated_ms,
+        &BTreeMap::new(),
+        0,
+        cores,
+        workers,
+    );
+    if let Some((at_ms, traffic)) = &formed {
+        // The cluster formed (every node joined, every join announced to
+        // every node) in the first quarter: what follows is the cost of
+        // keeping it together, which is what a cluster pays for ever.
+        println!("  after the first quarter ({} s on):", at_ms / 1000);
+        print_traffic(
+            &report.traffic,
+            report.simulated_ms,
+            traffic,
+            *at_ms,
+            cores,
+            workers,
+        );
+    }
     println!(
         "reordered         {} (after path changes)",
         report.reordered
@@ -163,26 +195,34 @@ pub(crate) fn run(args: Args) -> Result<ExitCode, Failure> {
     }
 }
 
-/// Requests and bytes per node per simulated second, by endpoint and the
+/// Requests and bytes per node per simulated second between `since_ms`
+/// (with the counts then, `before`) and the end, by endpoint and the
 /// sender's role: what keeping the cluster together costs (`/forward`,
 /// `/ack`, `/confirm` and the stream's message frames carry the traffic).
-fn print_traffic(report: &mqtt_cluster_core::sim::Report, cores: usize, workers: usize) {
-    let seconds = (report.simulated_ms as f64 / 1000.0).max(1.0);
-    let mut paths: Vec<&str> = report
-        .traffic
+fn print_traffic(
+    traffic: &BTreeMap<String, TrafficCount>,
+    simulated_ms: u64,
+    before: &BTreeMap<String, TrafficCount>,
+    since_ms: u64,
+    cores: usize,
+    workers: usize,
+) {
+    let seconds = (simulated_ms.saturating_sub(since_ms) as f64 / 1000.0).max(1.0);
+    let mut paths: Vec<&str> = traffic
         .keys()
         .filter_map(|k| k.split_once(' ').map(|(_, path)| path))
         .collect();
     paths.sort_unstable();
     paths.dedup();
     let per = |role: &str, path: &str, nodes: usize| {
-        let count = report
-            .traffic
-            .get(&format!("{role} {path}"))
-            .copied()
-            .unwrap_or_default();
+        let key = format!("{role} {path}");
+        let count = traffic.get(&key).copied().unwrap_or_default();
+        let earlier = before.get(&key).copied().unwrap_or_default();
         let n = nodes.max(1) as f64 * seconds;
-        (count.requests as f64 / n, count.bytes as f64 / n)
+        (
+            count.requests.saturating_sub(earlier.requests) as f64 / n,
+            count.bytes.saturating_sub(earlier.bytes) as f64 / n,
+        )
     };
     let mut table = crate::table::Table::new(&[
         "endpoint",
@@ -191,9 +231,11 @@ fn print_traffic(report: &mqtt_cluster_core::sim::Report, cores: usize, workers:
         "per worker: req/s",
         "bytes/s",
     ]);
+    let mut total = (0.0, 0.0);
     for path in paths {
         let (cr, cb) = per("core", path, cores);
         let (wr, wb) = per("worker", path, workers);
+        total = (total.0 + cb, total.1 + wb);
         table.row(vec![
             path.to_owned(),
             format!("{cr:.2}"),
@@ -202,18 +244,26 @@ fn print_traffic(report: &mqtt_cluster_core::sim::Report, cores: usize, workers:
             format!("{wb:.0}"),
         ]);
     }
-    println!("traffic per node per simulated second (requests sent, body bytes both ways; core /stream: chunks and bytes pushed):");
+    table.row(vec![
+        "all".to_owned(),
+        String::new(),
+        format!("{:.0}", total.0),
+        String::new(),
+        format!("{:.0}", total.1),
+    ]);
     print!("{}", table.render());
 }
+
+/// Nodes by role: cores, workers, all.
+type Layout<'a> = (&'a [NodeId], &'a [NodeId], &'a [NodeId]);
 
 fn drive(
     sim: &mut Simulation,
     args: &Args,
-    cores: &[NodeId],
-    workers: &[NodeId],
-    all: &[NodeId],
+    (cores, workers, all): Layout<'_>,
     seconds: u64,
     bar: &ProgressBar,
+    formed: &mut Option<(u64, BTreeMap<String, TrafficCount>)>,
 ) -> Result<(), Violation> {
     let second = Duration::from_secs(1);
     sim.run_for(second * 3)?;
@@ -229,6 +279,8 @@ fn drive(
     let mut flapping = false;
     for s in 0..seconds {
         if s == faulty.start {
+            let report = sim.report();
+            *formed = Some((report.simulated_ms, report.traffic));
             if args.faults.contains(&Fault::Loss) {
                 sim.set_network(NetworkModel::lossy(0.02, 0.02));
             }
