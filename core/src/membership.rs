@@ -359,15 +359,15 @@ impl Membership {
                 version,
             },
         );
-        if let Some(t) = gone_at {
-            self.gone.insert((t, id.clone()));
-        }
         if let Some(old) = &replaced {
             self.count_live(&old.record, false);
             self.by_version.remove(&old.version);
             if let Some(t) = old.gone_at {
                 self.gone.remove(&(t, old.record.id.clone()));
             }
+        }
+        if let Some(t) = gone_at {
+            self.gone.insert((t, id));
         }
         self.live_sum = self.live_sum.wrapping_add(added);
         self.digest = std::cell::OnceCell::new();

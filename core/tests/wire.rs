@@ -141,8 +141,11 @@ proptest! {
     fn sync_bodies_survive_json(
         members in prop::collection::vec(record(), 0..6),
         routes in prop::collection::vec(route_update(), 0..6),
+        routes_at in prop::option::of(any::<u64>()),
+        routes_for in prop::option::of(any::<u64>()),
     ) {
-        let request = SyncRequest { members, routes };
+        let routes_for = routes_for.map(Incarnation);
+        let request = SyncRequest { members, routes, routes_at, routes_for };
         let back: SyncRequest = decode_json(&encode_json(&request)).unwrap();
         prop_assert_eq!(back, request);
     }

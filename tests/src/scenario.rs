@@ -43,8 +43,15 @@ pub fn run_seeds(
                 "cargo test -p mqtt-cluster-tests --test simulation {name} -- --exact"
             ))
             .with_step_limit(5_000_000);
+        let debug = std::env::var("DEBUG_TRANSCRIPT").is_ok();
+        if debug {
+            sim = sim.record_transcript();
+        }
         let mut chooser = Chooser::new(seed);
         if let Err(violation) = scenario(&mut sim, &mut chooser) {
+            if let (true, Some(lines)) = (debug, sim.transcript()) {
+                std::fs::write("/tmp/transcript.txt", lines.join("\n")).ok();
+            }
             panic!("{name}: {violation}");
         }
     }

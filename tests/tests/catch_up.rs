@@ -59,7 +59,6 @@ fn heartbeat(
 ) -> (HeartbeatResponse, usize) {
     let body = encode_json(&HeartbeatRequest {
         members_digest: digest.to_owned(),
-        routes_digest: String::new(),
         retained_digest: String::new(),
         members_seen: seen,
     });

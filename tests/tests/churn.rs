@@ -198,6 +198,8 @@ fn routes_of_a_member_never_heard_of_are_refused_and_change_nothing() {
     let sync = SyncRequest {
         members: vec![],
         routes: vec![routes.clone()],
+        routes_at: None,
+        routes_for: None,
     };
     let before = cluster.node(&core1).status();
     let kept = cluster.node(&core1).bookkeeping();
@@ -234,6 +236,8 @@ fn routes_of_a_member_never_heard_of_are_refused_and_change_nothing() {
     let sync = SyncRequest {
         members: vec![record],
         routes: vec![routes],
+        routes_at: None,
+        routes_for: None,
     };
     let response = cluster.request(
         &core1,

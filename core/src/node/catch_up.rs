@@ -202,3 +202,245 @@ impl Node {
         self.sync_outbox.push_members(peer, records);
     }
 }
+
+// ----- routes -----
+//
+// Each core speaks for the routes of its own subscriptions and its workers'
+// and pushes their changes to the other cores with `/sync`. It numbers those
+// changes in a log of its own; a sync that leaves nothing waiting behind it
+// carries the position it brings the peer to (`routesAt`), and the peer's
+// heartbeat answers say how far it holds the log (`routesHeld`). A core
+// whose peer holds less than it has sent, and for which nothing is on its
+// way, pushes snapshots of the members changed after that position: the
+// repair costs what changed, not the routing table. A peer that holds
+// nothing of this incarnation's log gets every member's snapshot, counted
+// in [`Stats::route_resyncs`](super::Stats::route_resyncs).
+
+/// A core's log of its own route changes: which members it spoke for last
+/// at which position.
+#[derive(Debug, Default)]
+pub(super) struct RouteLog {
+    version: u64,
+    by_version: BTreeMap<u64, NodeId>,
+    at: BTreeMap<NodeId, u64>,
+    /// Per peer core: how far this node holds that core's log, from the
+    /// syncs it took whole.
+    held: BTreeMap<NodeId, LogPosition>,
+    /// Members whose routes this node dropped when they died or left, by
+    /// incarnation: should one come back in that same incarnation (its
+    /// home core let it in again before hearing of its death), no change
+    /// in any log brings its routes back, so this node asks for them.
+    dropped: BTreeMap<NodeId, Incarnation>,
+    /// Members revived that way whose routes this node asks their home
+    /// core for, in its heartbeat answers, until they arrive.
+    wanted: BTreeMap<NodeId, Incarnation>,
+    /// Live workers whose home is this core, as the member list last said.
+    ours: std::collections::BTreeSet<NodeId>,
+}
+
+impl RouteLog {
+    /// Logs a change of `member`'s routes; returns the new position.
+    fn log(&mut self, member: &NodeId) -> u64 {
+        self.version += 1;
+        if let Some(old) = self.at.insert(member.clone(), self.version) {
+            self.by_version.remove(&old);
+        }
+        self.by_version.insert(self.version, member.clone());
+        self.version
+    }
+
+    /// Members changed after `version`, oldest change first; every member
+    /// ever logged for `None`.
+    fn changed_after(&self, version: Option<u64>) -> Vec<NodeId> {
+        let from = version.map_or(0, |v| v.saturating_add(1));
+        self.by_version
+            .range(from..)
+            .map(|(_, n)| n.clone())
+            .collect()
+    }
+
+    /// Forgets members and peers `known` no longer names.
+    pub(super) fn retain(&mut self, known: impl Fn(&NodeId) -> bool) {
+        let by_version = &mut self.by_version;
+        self.at.retain(|n, v| {
+            let keep = known(n);
+            if !keep {
+                by_version.remove(v);
+            }
+            keep
+        });
+        self.held.retain(|n, _| known(n));
+        self.dropped.retain(|n, _| known(n));
+        self.wanted.retain(|n, _| known(n));
+        self.ours.retain(|n| known(n));
+    }
+
+    /// Members logged and peers tracked (for the churn bounds).
+    pub(super) fn len(&self) -> usize {
+        self.at
+            .len()
+            .max(self.held.len())
+            .max(self.dropped.len())
+            .max(self.wanted.len())
+    }
+}
+
+impl Node {
+    /// Route updates this core speaks for leave for every other core:
+    /// each is a change in its log, and each peer fed up to the log's end
+    /// stays fed to its new end.
+    pub(super) fn log_own_route_changes(&mut self, updates: &[crate::wire::messages::RouteUpdate]) {
+        let from = self.route_log.version;
+        for update in updates {
+            self.route_log.log(&update.node);
+        }
+        let to = self.route_log.version;
+        if to != from {
+            let peers: Vec<(NodeId, Incarnation)> = self
+                .membership
+                .peer_cores()
+                .map(|r| (r.id.clone(), r.incarnation))
+                .collect();
+            for (peer, incarnation) in peers {
+                self.sync_outbox.fed_on(&peer, incarnation, from, to);
+            }
+        }
+    }
+
+    /// Workers that registered with this core, or moved to it, are members
+    /// it now speaks for: their routes may have reached the other cores
+    /// from their former core, or not at all, so they count as changes
+    /// that no peer is yet known to hold (unlike
+    /// [`Node::log_own_route_changes`], no peer's outbox carries them).
+    pub(super) fn log_members_now_ours(&mut self, changes: &[crate::membership::Change]) {
+        for change in changes {
+            let record = change.record();
+            let ours = record.home == self.id && record.id != self.id && !record.state.is_gone();
+            if !ours {
+                self.route_log.ours.remove(&record.id);
+            } else if self.route_log.ours.insert(record.id.clone()) {
+                self.route_log.log(&record.id);
+            }
+        }
+    }
+
+    /// The routes of `member` (in `incarnation`) were dropped: it died or
+    /// left.
+    pub(super) fn routes_dropped(&mut self, member: &NodeId, incarnation: Incarnation) {
+        self.route_log.dropped.insert(member.clone(), incarnation);
+    }
+
+    /// Members back in the incarnation whose routes were dropped: their
+    /// routes are wanted from their home core.
+    pub(super) fn want_routes_of_revived(&mut self, changes: &[crate::membership::Change]) {
+        for change in changes {
+            let crate::membership::Change::Joined(record) = change else {
+                continue;
+            };
+            if self.route_log.dropped.get(&record.id) == Some(&record.incarnation) {
+                self.route_log.dropped.remove(&record.id);
+                self.route_log
+                    .wanted
+                    .insert(record.id.clone(), record.incarnation);
+            }
+        }
+    }
+
+    /// The members whose routes this node wants from `home`: revived ones
+    /// it still holds no routes of. Those that got them, or died again, or
+    /// moved to a new life, are no longer wanted.
+    pub(super) fn routes_wanted_from(&mut self, home: &NodeId) -> Vec<NodeId> {
+        let membership = &self.membership;
+        let routes = &self.routes;
+        self.route_log.wanted.retain(|member, incarnation| {
+            let record = membership.get(member);
+            record.is_some_and(|r| r.incarnation == *incarnation && !r.state.is_gone())
+                && routes.version_of(member).is_none()
+        });
+        self.route_log
+            .wanted
+            .keys()
+            .filter(|m| membership.get(m).is_some_and(|r| r.home == *home))
+            .cloned()
+            .collect()
+    }
+
+    /// A sync from `sender` (in `incarnation`) was taken without a gap and
+    /// said it brings this node to `at` in the sender's log.
+    pub(super) fn routes_synced_to(
+        &mut self,
+        sender: &NodeId,
+        incarnation: Incarnation,
+        at: Option<u64>,
+    ) {
+        let Some(version) = at else { return };
+        let position = LogPosition {
+            incarnation,
+            version,
+        };
+        let held = self
+            .route_log
+            .held
+            .entry(sender.clone())
+            .or_insert(position);
+        // A sync that arrives late never takes the position back.
+        if held.incarnation != incarnation || held.version < version {
+            *held = position;
+        }
+    }
+
+    /// How far this node holds the log of `sender` (in `incarnation`).
+    pub(super) fn routes_held_of(&self, sender: &NodeId, incarnation: Incarnation) -> Option<u64> {
+        self.route_log
+            .held
+            .get(sender)
+            .filter(|p| p.incarnation == incarnation)
+            .map(|p| p.version)
+    }
+
+    /// A peer core's heartbeat answer said it holds this core's log up to
+    /// `held`: what it lacks and nothing brings it goes now, as snapshots.
+    pub(super) fn catch_up_routes(
+        &mut self,
+        peer: &NodeId,
+        held: Option<u64>,
+        wanted: Vec<NodeId>,
+    ) {
+        let end = self.route_log.version;
+        let Some(incarnation) = self.membership.get(peer).map(|r| r.incarnation) else {
+            return;
+        };
+        let fed = self.sync_outbox.fed(peer, incarnation);
+        let mut candidates = wanted;
+        if held == Some(end) || (held.is_some() && fed == Some(end)) {
+            // It holds it all, or all it lacks is queued or on its way.
+        } else {
+            candidates.extend(self.route_log.changed_after(held));
+        }
+        if candidates.is_empty() {
+            return;
+        }
+        let me = self.id.clone();
+        let lagging: Vec<NodeId> = candidates
+            .into_iter()
+            .filter(|member| {
+                // Only the members this core speaks for: another core's
+                // reach the peer from that core.
+                let ours = *member == me
+                    || self
+                        .membership
+                        .get(member)
+                        .is_some_and(|r| r.home == me && !r.state.is_gone());
+                ours && self
+                    .routes
+                    .version_of(member)
+                    .is_some_and(|version| !self.sync_outbox.covers(peer, member, version))
+            })
+            .collect();
+        if held.is_none() && !lagging.is_empty() {
+            self.stats.route_resyncs += 1;
+        }
+        self.resend_route_snapshots(peer, &lagging);
+        self.sync_outbox.fed_to(peer, incarnation, end);
+    }
+}

@@ -242,6 +242,12 @@ impl Node {
             &plain(stats.member_resyncs),
         );
         family(
+            "mqtt_cluster_route_resyncs_total",
+            "counter",
+            "Times every route this core speaks for went to a peer core that held none of its log.",
+            &plain(stats.route_resyncs),
+        );
+        family(
             "mqtt_cluster_requests_accepted_total",
             "counter",
             "Requests answered with 200.",

@@ -141,6 +141,9 @@ pub struct Node {
     /// How far this node holds other nodes' logs of member changes, and
     /// how far they hold its own.
     member_logs: catch_up::MemberLogs,
+    /// This core's log of its own route changes, and how far it holds the
+    /// other cores'.
+    route_log: catch_up::RouteLog,
     /// [`Membership::removals`] when what is kept per member was last
     /// swept of the members forgotten.
     swept_removals: u64,
@@ -289,6 +292,7 @@ impl Node {
             outgoing_routes: Vec::new(),
             sync_outbox: SyncOutbox::default(),
             member_logs: catch_up::MemberLogs::default(),
+            route_log: catch_up::RouteLog::default(),
             swept_removals: 0,
             forwarding: Forwarding::new(&config),
             outstanding: crate::forward::confirm::Outstanding::new(
@@ -621,6 +625,10 @@ impl Node {
                 }
             }
         }
+        if self.role == Role::Core {
+            self.log_members_now_ours(&changes);
+            self.want_routes_of_revived(&changes);
+        }
         let records: Vec<MemberRecord> = changes.iter().map(|c| c.record().clone()).collect();
         self.forget_routes_of_gone(&records);
         self.close_stale_links(now, &records);
@@ -650,6 +658,7 @@ impl Node {
         self.forwarding.forget_peers(known);
         self.core.forget_learnt(known);
         self.member_logs.retain(known);
+        self.route_log.retain(known);
         let stale: Vec<NodeId> = self
             .routes
             .versions()

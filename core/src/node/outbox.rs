@@ -46,6 +46,12 @@ struct PeerOutbox {
     page_failed: bool,
     /// A request failed: wait for the next tick.
     held: bool,
+    /// How far this core's log of its own route changes is fed to the
+    /// peer: every change up to here is queued here, in flight, or was
+    /// taken by the peer, in the incarnation named here (a peer that
+    /// restarted took nothing). `None` until a catch-up set it, and again
+    /// once the outbox is forgotten.
+    fed: Option<(Incarnation, u64)>,
 }
 
 /// A route update waiting, with sets so that merging is cheap.
@@ -134,6 +140,10 @@ pub(super) struct SyncPayload {
     pub(super) members: Vec<MemberRecord>,
     /// Route updates, at most one per member.
     pub(super) routes: Vec<RouteUpdate>,
+    /// The position in the sender's log of its own route changes that the
+    /// peer, in the incarnation named, holds once it took these (set only
+    /// when nothing else waits).
+    pub(super) routes_at: Option<(Incarnation, u64)>,
 }
 
 impl SyncPayload {
@@ -175,6 +185,32 @@ impl SyncOutbox {
             let queue = outbox.routes.entry(node).or_default();
             push_route(queue, queued);
         }
+    }
+
+    /// The log of this core's own route changes went from `from` to `to`,
+    /// and the changes were queued for `peer`: if it was fed up to `from`,
+    /// it is now up to `to`.
+    pub(super) fn fed_on(&mut self, peer: &NodeId, incarnation: Incarnation, from: u64, to: u64) {
+        if let Some(outbox) = self.peers.get_mut(peer) {
+            if outbox.fed == Some((incarnation, from)) {
+                outbox.fed = Some((incarnation, to));
+            }
+        }
+    }
+
+    /// Every change of this core's route log up to `to` is queued for
+    /// `peer` (in `incarnation`), in flight, or taken.
+    pub(super) fn fed_to(&mut self, peer: &NodeId, incarnation: Incarnation, to: u64) {
+        self.peers.entry(peer.clone()).or_default().fed = Some((incarnation, to));
+    }
+
+    /// How far `peer`, in `incarnation`, is fed ([`SyncOutbox::fed_to`]).
+    pub(super) fn fed(&self, peer: &NodeId, incarnation: Incarnation) -> Option<u64> {
+        self.peers
+            .get(peer)
+            .and_then(|o| o.fed)
+            .filter(|(i, _)| *i == incarnation)
+            .map(|(_, v)| v)
     }
 
     /// Whether `peer` is waiting for, or being sent, routes of `member`
@@ -236,7 +272,12 @@ impl SyncOutbox {
         for node in emptied {
             outbox.routes.remove(&node);
         }
-        let payload = SyncPayload { members, routes };
+        let routes_at = outbox.fed.filter(|_| outbox.routes.is_empty());
+        let payload = SyncPayload {
+            members,
+            routes,
+            routes_at,
+        };
         outbox.in_flight = Some(payload.clone());
         Some(payload)
     }

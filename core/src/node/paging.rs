@@ -14,6 +14,7 @@
 //! is one body, so one node's own subscriptions must fit `maxBodySize`
 //! (about 100 000 filters of 30 bytes with the default 4 MiB).
 
+use super::outbox::SyncPayload;
 use super::{Node, Pending};
 use crate::id::{NodeId, StreamId};
 use crate::time::Now;
@@ -21,7 +22,7 @@ use crate::wire::messages::{
     HeartbeatResponse, MemberRecord, RouteChange, RouteUpdate, StreamFrame, StreamHello,
     SyncRequest,
 };
-use crate::wire::paging::{items_len, json_len, pages, truncate_to};
+use crate::wire::paging::{items_len, json_len, pages};
 use crate::wire::{encode_json, sse, Endpoint};
 
 /// Bytes a stream frame counts besides its JSON data: `event: ` and
@@ -105,15 +106,21 @@ impl Node {
         &mut self,
         now: Now,
         peer: &NodeId,
-        members: Vec<MemberRecord>,
-        routes: Vec<RouteUpdate>,
+        payload: SyncPayload,
     ) -> usize {
         let Some(url) = self.peer_address(peer) else {
             return 0;
         };
+        let SyncPayload {
+            members,
+            routes,
+            routes_at,
+        } = payload;
         let envelope = json_len(&SyncRequest {
             members: Vec::new(),
             routes: Vec::new(),
+            routes_at: Some(u64::MAX),
+            routes_for: Some(crate::id::Incarnation(u64::MAX)),
         });
         let room = self.body_room(envelope);
         let routes = self.split_large_updates(routes, room);
@@ -122,17 +129,29 @@ impl Node {
             .map(|members| SyncRequest {
                 members,
                 routes: Vec::new(),
+                routes_at: None,
+                routes_for: None,
             })
             .collect();
         bodies.extend(pages(routes, room).into_iter().map(|routes| SyncRequest {
             members: Vec::new(),
             routes,
+            routes_at: None,
+            routes_for: None,
         }));
         if bodies.is_empty() {
             bodies.push(SyncRequest {
                 members: Vec::new(),
                 routes: Vec::new(),
+                routes_at: None,
+                routes_for: None,
             });
+        }
+        // Pages are separate requests that may be taken in any order, or
+        // one lost: only a sync in one body says how far it brings the peer.
+        if let ([only], Some((incarnation, version))) = (bodies.as_mut_slice(), routes_at) {
+            only.routes_at = Some(version);
+            only.routes_for = Some(incarnation);
         }
         let pages = bodies.len();
         for body in bodies {
@@ -237,15 +256,14 @@ impl Node {
             members: Some(Vec::new()),
             member_changes: None,
             members_at: answer.members_at,
-            routes_digest: answer.routes_digest.clone(),
-            route_versions: Some(Vec::new()),
+            routes_held: answer.routes_held,
+            routes_wanted: answer.routes_wanted.clone(),
             retained_digest: answer.retained_digest.clone(),
         });
         let room = self.body_room(envelope);
         let members = answer.members.as_deref().map_or(0, items_len)
             + answer.member_changes.as_deref().map_or(0, items_len);
-        let versions = answer.route_versions.as_deref().map_or(0, items_len);
-        if members.saturating_add(versions) <= room {
+        if members <= room {
             return;
         }
         let records = match (answer.members.take(), answer.member_changes.take()) {
@@ -263,9 +281,6 @@ impl Node {
             } else if let Some(stream) = self.core.stream_of(to) {
                 self.push_member_frames(&[stream], records);
             }
-        }
-        if let Some(versions) = answer.route_versions.as_mut() {
-            truncate_to(versions, room);
         }
     }
 }

@@ -182,7 +182,6 @@ impl Node {
             }
         }
         let digest = self.membership.digest();
-        let routes_digest = self.routes.digest();
         let peers: Vec<NodeId> = self.membership.peer_cores().map(|r| r.id.clone()).collect();
         for peer in peers {
             // A few heartbeats may be in flight at once, so one lost or slow
@@ -197,7 +196,6 @@ impl Node {
                 let seen = self.members_seen(&peer);
                 let body = encode_json(&HeartbeatRequest {
                     members_digest: digest.clone(),
-                    routes_digest: routes_digest.clone(),
                     retained_digest: self.retained_digest_for_peers(),
                     members_seen: seen,
                 });
@@ -383,9 +381,7 @@ impl Node {
             // The peer lacks something this core has.
             self.push_missing_members(peer);
         }
-        if let Some(versions) = answer.route_versions {
-            self.push_route_snapshots(peer, &versions);
-        }
+        self.catch_up_routes(peer, answer.routes_held, answer.routes_wanted);
         self.retained_after_heartbeat(now, Some(peer), &answer.retained_digest);
     }
 

@@ -20,9 +20,7 @@ use super::{Node, Pending, Phase, TransportError};
 use crate::id::{NodeId, Role};
 use crate::routing::{Applied, Subscription, TopicError};
 use crate::time::Now;
-use crate::wire::messages::{
-    RouteChange, RouteUpdate, RouteVersion, RoutesRequest, RoutesResponse,
-};
+use crate::wire::messages::{RouteChange, RouteUpdate, RoutesRequest, RoutesResponse};
 use crate::wire::{decode_response, encode_json, Endpoint};
 
 /// This node's own subscriptions.
@@ -347,6 +345,7 @@ impl Node {
     pub(super) fn flush_route_sync(&mut self, now: Now) {
         if !self.outgoing_routes.is_empty() {
             let routes = std::mem::take(&mut self.outgoing_routes);
+            self.log_own_route_changes(&routes);
             let peers: Vec<NodeId> = self.membership.peer_cores().map(|r| r.id.clone()).collect();
             for peer in peers {
                 self.sync_outbox.push_routes(&peer, routes.iter().cloned());
@@ -365,39 +364,6 @@ impl Node {
                 self.send_sync(now, &peer, payload);
             }
         }
-    }
-
-    /// Queues for a peer snapshots of the members it lacks or holds older
-    /// versions of, unless what is already on its way brings it there.
-    /// Only the members this core speaks for (itself and its workers) are
-    /// considered: another core's members reach the peer from that core,
-    /// and a third core that saw them first would otherwise send a
-    /// snapshot at every heartbeat while they are on their way.
-    pub(super) fn push_route_snapshots(&mut self, peer: &NodeId, theirs: &[RouteVersion]) {
-        let theirs: BTreeMap<&NodeId, (crate::Incarnation, u64)> = theirs
-            .iter()
-            .map(|v| (&v.node, (v.incarnation, v.seq)))
-            .collect();
-        let lagging: Vec<NodeId> = self
-            .routes
-            .versions()
-            .into_iter()
-            .filter(|ours| {
-                let ours_to_tell = ours.node == self.id
-                    || self
-                        .membership
-                        .get(&ours.node)
-                        .is_some_and(|r| r.home == self.id);
-                if !ours_to_tell {
-                    return false;
-                }
-                let version = (ours.incarnation, ours.seq);
-                theirs.get(&ours.node).is_none_or(|v| *v < version)
-                    && !self.sync_outbox.covers(peer, &ours.node, version)
-            })
-            .map(|v| v.node)
-            .collect();
-        self.resend_route_snapshots(peer, &lagging);
     }
 
     /// Queues snapshots of the named members for a peer that found gaps;
@@ -420,7 +386,8 @@ impl Node {
         &mut self,
         records: &[crate::wire::messages::MemberRecord],
     ) {
-        for record in records.iter().filter(|r| r.id != self.id) {
+        let me = self.id.clone();
+        for record in records.iter().filter(|r| r.id != me) {
             let Some((held, _)) = self.routes.version_of(&record.id) else {
                 continue;
             };
@@ -428,6 +395,9 @@ impl Node {
             let gone = record.state.is_gone() && held <= record.incarnation;
             if outdated || gone {
                 self.routes.remove_member(&record.id);
+            }
+            if gone && !outdated && self.role == Role::Core {
+                self.routes_dropped(&record.id, record.incarnation);
             }
         }
     }
@@ -462,7 +432,7 @@ impl Node {
     /// in flight until every page is answered.
     fn send_sync(&mut self, now: Now, peer: &NodeId, payload: SyncPayload) {
         let snapshots = payload.snapshots() as u64;
-        let pages = self.send_sync_pages(now, peer, payload.members, payload.routes);
+        let pages = self.send_sync_pages(now, peer, payload);
         if pages == 0 {
             // Nowhere to send it yet: it waits for the next tick.
             self.sync_outbox.answered(peer, false);

@@ -433,11 +433,16 @@ impl Node {
         let digest = self.membership.digest();
         let member_answer =
             self.member_answer(&sender.node, role, body.members_seen, &body.members_digest);
-        let routes_digest = self.routes.digest();
-        // Only cores compare route versions: a worker's stream is ordered and
-        // complete, and a broken one is replaced with a fresh snapshot.
-        let route_versions =
-            (from_core && routes_digest != body.routes_digest).then(|| self.routes.versions());
+        // Only cores repair routes this way: a worker's stream is ordered
+        // and complete, and a broken one is replaced with a fresh snapshot.
+        let (routes_held, routes_wanted) = if from_core {
+            (
+                self.routes_held_of(&sender.node, sender.incarnation),
+                self.routes_wanted_from(&sender.node),
+            )
+        } else {
+            (None, Vec::new())
+        };
         if !from_core {
             self.retained_heard_worker(&sender.node, &body.retained_digest);
         }
@@ -446,8 +451,8 @@ impl Node {
             members: member_answer.members,
             member_changes: member_answer.member_changes,
             members_at: member_answer.members_at,
-            routes_digest,
-            route_versions,
+            routes_held,
+            routes_wanted,
             retained_digest: self.retained_digest_for_peers(),
         };
         self.fit_heartbeat_answer(&sender.node, from_core, &mut answer);
@@ -496,6 +501,9 @@ impl Node {
         self.membership.heard(&sender.node, now.instant);
         self.apply_changes(now, changes);
         let resync = self.apply_route_updates(body.routes, Some(&sender.node));
+        if resync.is_empty() && body.routes_for == Some(self.incarnation()) {
+            self.routes_synced_to(&sender.node, sender.incarnation, body.routes_at);
+        }
         Ok(json_response(&SyncResponse {
             members_digest: self.membership.digest(),
             resync,

@@ -129,7 +129,6 @@ impl Node {
                     let seen = self.members_seen(&core);
                     let body = encode_json(&HeartbeatRequest {
                         members_digest: self.membership.digest(),
-                        routes_digest: String::new(),
                         retained_digest: self.retained_digest_for_peers(),
                         members_seen: seen,
                     });

@@ -208,6 +208,10 @@ pub struct Stats {
     /// was new, it fell behind a record since forgotten, or this core
     /// restarted). Every other member-list repair sends changes only.
     pub member_resyncs: u64,
+    /// Times this core pushed every route it speaks for to a peer core that
+    /// held none of its log of route changes (the peer was new, restarted,
+    /// or this core did). Every other route repair sends what changed only.
+    pub route_resyncs: u64,
     /// Per-peer link counters.
     pub links: BTreeMap<String, LinkStats>,
     /// Retained messages not taken into the cluster's set (at this node:
@@ -327,7 +331,7 @@ impl Node {
             core_slots: self.core.slot_count(),
             route_owners: self.routes.owners(),
             sync_outboxes: self.sync_outbox.len(),
-            member_log_positions: self.member_logs.len(),
+            member_log_positions: self.member_logs.len().max(self.route_log.len()),
         }
     }
 

@@ -1520,6 +1520,38 @@ impl Simulation {
         Ok(())
     }
 
+    /// Which members' route versions the running nodes disagree on, as
+    /// each node holds them: what a failed convergence check needs to be
+    /// read.
+    fn route_differences<'a>(&self, running: impl Iterator<Item = &'a NodeId>) -> String {
+        let held: Vec<(&NodeId, BTreeMap<NodeId, (u64, u64)>)> = running
+            .filter_map(|id| {
+                let node = self.nodes.get(id)?.node.as_ref()?;
+                let versions = node
+                    .routes()
+                    .versions()
+                    .into_iter()
+                    .map(|v| (v.node, (v.incarnation.0, v.seq)))
+                    .collect();
+                Some((id, versions))
+            })
+            .collect();
+        let owners: BTreeSet<&NodeId> = held.iter().flat_map(|(_, v)| v.keys()).collect();
+        let mut out = String::new();
+        for owner in owners {
+            let seen: BTreeSet<Option<&(u64, u64)>> =
+                held.iter().map(|(_, v)| v.get(owner)).collect();
+            if seen.len() > 1 {
+                let by_node: Vec<String> = held
+                    .iter()
+                    .map(|(id, v)| format!("{id}={:?}", v.get(owner)))
+                    .collect();
+                out.push_str(&format!("\n  routes of {owner}: {}", by_node.join(" ")));
+            }
+        }
+        out
+    }
+
     /// All running members agree on membership and routes, see each other
     /// alive, and hold only the routes of running members. Call after a
     /// quiet period of a few dead timeouts.
@@ -1544,7 +1576,8 @@ impl Simulation {
                     )
                 })
                 .collect();
-            return Err(self.violation("convergence", format!("views differ: {views:?}")));
+            let routes = self.route_differences(running.keys().copied());
+            return Err(self.violation("convergence", format!("views differ: {views:?}{routes}")));
         }
         self.check_retained(running.keys().copied())?;
         let expected_routes: usize = running

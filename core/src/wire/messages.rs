@@ -134,10 +134,6 @@ fn is_false(value: &bool) -> bool {
 pub struct HeartbeatRequest {
     /// Digest of the sender's member list ([`crate::membership::Membership::digest`]).
     pub members_digest: String,
-    /// Digest of the sender's route versions
-    /// ([`crate::routing::ClusterRoutes::digest`]).
-    #[serde(default)]
-    pub routes_digest: String,
     /// Digest of the sender's retained set
     /// ([`crate::retained::RetainedSet::digest`]; `-` if it keeps none).
     /// Omitted while the set is empty.
@@ -171,13 +167,17 @@ pub struct HeartbeatResponse {
     /// sender quotes as `membersSeen` next time.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub members_at: Option<LogPosition>,
-    /// Digest of the receiver's route versions.
-    #[serde(default)]
-    pub routes_digest: String,
-    /// The receiver's route versions, sent only when the route digests
-    /// differ, so the sender can push what the receiver lacks.
+    /// For a core's heartbeat: how far the receiver holds the sender's log
+    /// of its own route changes (the `routesAt` of the last sync it took
+    /// whole; absent if it holds none of this incarnation's). The sender
+    /// pushes the changes after it, or all its routes if absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub route_versions: Option<Vec<RouteVersion>>,
+    pub routes_held: Option<u64>,
+    /// For a core's heartbeat: members whose home is the sender and whose
+    /// routes the receiver dropped when they died, then saw come back in
+    /// the same incarnation; the sender pushes their snapshots.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub routes_wanted: Vec<NodeId>,
     /// Digest of the receiver's retained set, as in
     /// [`HeartbeatRequest::retained_digest`]: a sender that holds another
     /// sends its whole set.
@@ -195,6 +195,18 @@ pub struct SyncRequest {
     /// Route updates of members.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub routes: Vec<RouteUpdate>,
+    /// The position in the sender's log of its own route changes (its
+    /// routes and its workers') that the receiver holds once it took this
+    /// sync without a gap: every earlier change was in this sync or in one
+    /// taken before. Only on a sync sent in one body with nothing else
+    /// waiting behind it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub routes_at: Option<u64>,
+    /// The receiver's incarnation `routesAt` was counted for: a receiver
+    /// that restarted since took none of the earlier changes, and ignores
+    /// `routesAt`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub routes_for: Option<Incarnation>,
 }
 
 /// The answer to a sync: the receiver's digest after merging, so the sender
