@@ -43,14 +43,18 @@ pub fn run_seeds(
                 "cargo test -p mqtt-cluster-tests --test simulation {name} -- --exact"
             ))
             .with_step_limit(5_000_000);
-        let debug = std::env::var("DEBUG_TRANSCRIPT").is_ok();
-        if debug {
+        // `MQTT_CLUSTER_TRANSCRIPT=path`: a failing run's every event goes
+        // to `path`, one per line, to read beside the replay.
+        let transcript = std::env::var_os("MQTT_CLUSTER_TRANSCRIPT");
+        if transcript.is_some() {
             sim = sim.record_transcript();
         }
         let mut chooser = Chooser::new(seed);
         if let Err(violation) = scenario(&mut sim, &mut chooser) {
-            if let (true, Some(lines)) = (debug, sim.transcript()) {
-                std::fs::write("/tmp/transcript.txt", lines.join("\n")).ok();
+            if let (Some(path), Some(lines)) = (&transcript, sim.transcript()) {
+                if let Err(error) = std::fs::write(path, lines.join("\n") + "\n") {
+                    eprintln!("transcript not written: {error}");
+                }
             }
             panic!("{name}: {violation}");
         }

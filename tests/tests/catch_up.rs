@@ -202,3 +202,68 @@ fn a_forgotten_tombstone_sends_a_peer_behind_it_the_whole_list() {
     // A peer that saw the tombstone needs only what came after it.
     assert_eq!(ids(list.changes_since(behind + 1).unwrap()), ["b"]);
 }
+
+mod whole_clusters {
+    use std::time::Duration;
+
+    use mqtt_cluster_core::sim::{Action, NetworkModel, Simulation};
+    use mqtt_cluster_tests::scenario::{build, settle_and_check};
+
+    /// Two cores and twenty workers, each worker with a subscription.
+    fn subscribed_cluster() -> (Simulation, mqtt_cluster_tests::scenario::Layout) {
+        let mut sim = Simulation::new(5, NetworkModel::reliable());
+        let layout = build(&mut sim, 2, 20, "");
+        sim.run_for(Duration::from_secs(2)).unwrap();
+        for (i, w) in layout.workers.iter().enumerate() {
+            sim.act(Action::Subscribe {
+                node: w.clone(),
+                filter: format!("room/{i}/#"),
+            })
+            .unwrap();
+        }
+        sim.run_for(Duration::from_secs(2)).unwrap();
+        (sim, layout)
+    }
+
+    fn resyncs(sim: &Simulation, layout: &mqtt_cluster_tests::scenario::Layout) -> (u64, u64) {
+        layout
+            .all()
+            .iter()
+            .filter_map(|id| sim.node(id).map(|n| n.stats()))
+            .fold((0, 0), |(m, r), s| {
+                (m + s.member_resyncs, r + s.route_resyncs)
+            })
+    }
+
+    #[test]
+    fn a_formed_cluster_repairs_nothing_whole() {
+        let (mut sim, layout) = subscribed_cluster();
+        let formed = resyncs(&sim, &layout);
+        sim.run_for(Duration::from_secs(20)).unwrap();
+        settle_and_check(&mut sim).unwrap();
+        assert_eq!(resyncs(&sim, &layout), formed);
+    }
+
+    #[test]
+    fn a_restarted_core_gets_every_route_again_in_counted_resyncs() {
+        let (mut sim, layout) = subscribed_cluster();
+        let before = resyncs(&sim, &layout);
+        let core2 = layout.cores[1].clone();
+        sim.act(Action::Crash {
+            node: core2.clone(),
+        })
+        .unwrap();
+        sim.run_for(Duration::from_millis(300)).unwrap();
+        sim.act(Action::Restart {
+            node: core2.clone(),
+        })
+        .unwrap();
+        settle_and_check(&mut sim).unwrap();
+        // The restarted core holds the whole table again, and the other
+        // core sent it every route it speaks for once, as a resync.
+        let routes = sim.node(&core2).unwrap().status().routes;
+        assert_eq!(routes, layout.workers.len());
+        let after = resyncs(&sim, &layout);
+        assert!(after.1 > before.1, "{before:?} -> {after:?}");
+    }
+}

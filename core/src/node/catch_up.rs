@@ -38,7 +38,15 @@ pub(super) struct MemberLogs {
     /// A worker's core and that core's incarnation, for the positions its
     /// stream frames carry.
     stream_core: Option<(NodeId, Incarnation)>,
+    /// Per peer core: the two digests of the last heartbeat answers that
+    /// disagreed after merging, and how many answers in a row they stayed
+    /// the same (see [`Node::push_missing_members`]).
+    stuck: BTreeMap<NodeId, (String, String, u8)>,
 }
+
+/// Answers in a row that disagree in exactly the same way before a core
+/// gives up on changes and sends its peer the whole list.
+const STUCK_ANSWERS: u8 = 3;
 
 impl MemberLogs {
     /// Forgets the positions of nodes `known` no longer names.
@@ -46,6 +54,7 @@ impl MemberLogs {
         self.held.retain(|n, _| known(n));
         self.told.retain(|n, _| known(n));
         self.quoted.retain(|n, _| known(n));
+        self.stuck.retain(|n, _| known(n));
     }
 
     /// How many peers positions are kept for (for the churn bounds).
@@ -184,14 +193,44 @@ impl Node {
         }
     }
 
-    /// After merging a peer core's heartbeat answer, this node's digest
-    /// still differs from the peer's: the peer lacks something. Pushes the
-    /// changes after the position the peer last quoted, or the whole list.
-    pub(super) fn push_missing_members(&mut self, peer: &NodeId) {
+    /// A peer core's answer agreed with this node's list.
+    pub(super) fn members_agree_with(&mut self, peer: &NodeId) {
+        self.member_logs.stuck.remove(peer);
+    }
+
+    /// After merging a peer core's heartbeat answer (`theirs` its digest),
+    /// this node's digest still differs from the peer's: the peer lacks
+    /// something. Pushes the changes after the position the peer last
+    /// quoted, or the whole list.
+    ///
+    /// A peer can lack a record older than that position: it forgot the
+    /// member's tombstone while this node never heard of the death and
+    /// still holds the member alive. No change brings it that record, and
+    /// the two digests then stay exactly as they were, answer after answer
+    /// (while changes still flow they move); after [`STUCK_ANSWERS`] such
+    /// answers the whole list goes, counted as a resync.
+    pub(super) fn push_missing_members(&mut self, peer: &NodeId, theirs: &str) {
+        let ours = self.membership.digest();
+        let same = match self.member_logs.stuck.get_mut(peer) {
+            Some((a, b, count)) if *a == ours && *b == theirs => {
+                *count = count.saturating_add(1);
+                *count
+            }
+            _ => {
+                self.member_logs
+                    .stuck
+                    .insert(peer.clone(), (ours, theirs.to_owned(), 1));
+                1
+            }
+        };
         let quoted = self.member_logs.quoted.get(peer).copied();
         let changes = quoted
             .filter(|p| p.incarnation == self.incarnation())
+            .filter(|_| same < STUCK_ANSWERS)
             .and_then(|p| self.membership.changes_since(p.version));
+        if same >= STUCK_ANSWERS {
+            self.member_logs.stuck.remove(peer);
+        }
         let records = match changes {
             Some(changes) => changes,
             None => {

@@ -379,7 +379,9 @@ impl Node {
         }
         if self.membership.digest() != answer.members_digest {
             // The peer lacks something this core has.
-            self.push_missing_members(peer);
+            self.push_missing_members(peer, &answer.members_digest);
+        } else {
+            self.members_agree_with(peer);
         }
         self.catch_up_routes(peer, answer.routes_held, answer.routes_wanted);
         self.retained_after_heartbeat(now, Some(peer), &answer.retained_digest);

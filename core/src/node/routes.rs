@@ -294,12 +294,14 @@ impl Node {
                 continue;
             }
             // Routes of a member this node knows to be gone in that
-            // incarnation must not come back.
-            let gone = self
-                .membership
-                .get(&update.node)
-                .is_some_and(|r| r.incarnation >= update.incarnation && r.state.is_gone());
-            if gone {
+            // incarnation must not come back, nor those of a life the
+            // member has left behind: a snapshot that spent long on the way
+            // would otherwise bring a restarted member's old routes back.
+            let stale = self.membership.get(&update.node).is_some_and(|r| {
+                r.incarnation > update.incarnation
+                    || (r.incarnation == update.incarnation && r.state.is_gone())
+            });
+            if stale {
                 continue;
             }
             match self.routes.apply(&update) {

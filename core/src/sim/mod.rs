@@ -1520,6 +1520,43 @@ impl Simulation {
         Ok(())
     }
 
+    /// Which live member records the running nodes disagree on, as each
+    /// node holds them.
+    fn member_differences<'a>(&self, running: impl Iterator<Item = &'a NodeId>) -> String {
+        let views: Vec<(&NodeId, BTreeMap<NodeId, String>)> = running
+            .filter_map(|id| {
+                let node = self.nodes.get(id)?.node.as_ref()?;
+                let live = node
+                    .membership()
+                    .live()
+                    .map(|r| {
+                        let text = format!(
+                            "{:?}/{}/{}@{}:{}/{:?}",
+                            r.state, r.incarnation.0, r.home, r.stamp.clock, r.stamp.by, r.address
+                        );
+                        (r.id.clone(), text)
+                    })
+                    .collect();
+                Some((id, live))
+            })
+            .collect();
+        let ids: BTreeSet<&NodeId> = views.iter().flat_map(|(_, v)| v.keys()).collect();
+        let mut out = String::new();
+
+        for member in ids {
+            let seen: BTreeSet<Option<&String>> =
+                views.iter().map(|(_, v)| v.get(member)).collect();
+            if seen.len() > 1 {
+                let by_node: Vec<String> = views
+                    .iter()
+                    .map(|(id, v)| format!("{id}={}", v.get(member).map_or("-", |t| t)))
+                    .collect();
+                out.push_str(&format!("\n  member {member}: {}", by_node.join(" ")));
+            }
+        }
+        out
+    }
+
     /// Which members' route versions the running nodes disagree on, as
     /// each node holds them: what a failed convergence check needs to be
     /// read.
@@ -1577,7 +1614,11 @@ impl Simulation {
                 })
                 .collect();
             let routes = self.route_differences(running.keys().copied());
-            return Err(self.violation("convergence", format!("views differ: {views:?}{routes}")));
+            let members = self.member_differences(running.keys().copied());
+            return Err(self.violation(
+                "convergence",
+                format!("views differ: {views:?}{members}{routes}"),
+            ));
         }
         self.check_retained(running.keys().copied())?;
         let expected_routes: usize = running
