@@ -591,12 +591,12 @@ fn transcripts_are_the_same_on_every_machine() {
         (
             "crash",
             1,
-            "e152152ac92cb4bd6d59c4ccb71a943d4647baa2ce35497af291d7e35128f28c",
+            "d06bbd3c004e809ab5f7d001b9574120fcf56b3c0856cd7cf5c45561bbbd74bb",
         ),
         (
             "crash",
             7,
-            "17926eea123eeb1a2b3f0a16f52068189ec90c9e7bc5233cb652cace17049494",
+            "a7d2e134901dfbcfc35cd818ea2ce4378efabd8b28d7d999cb1784b8b2bb5606",
         ),
         (
             "partition",
@@ -606,7 +606,7 @@ fn transcripts_are_the_same_on_every_machine() {
         (
             "partition",
             11,
-            "2373cb2fd7fd15a3c328b11b443362f4b7e52c0129fb7ed2ef9d83fd1b277f50",
+            "7eb6ef9c1e6b4c588fdd0c068be38fc4ab113e4ef44aad31c3b1227304835bc0",
         ),
     ];
     let got: Vec<(&str, u64, String)> = pinned

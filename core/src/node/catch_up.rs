@@ -172,6 +172,19 @@ impl Node {
                 members_at: at,
             };
         }
+        // A worker this core streams to gets every change on its stream, in
+        // order: behind the core's position, what it lacks is on its way,
+        // and sending it again here would double what forming or churning
+        // clusters send. (Caught up and still different, it is repaired
+        // below.)
+        let streamed = role == Role::Worker && self.core.stream_of(sender).is_some();
+        if streamed && since.is_some_and(|v| v < current.version) {
+            return MemberAnswer {
+                members: None,
+                member_changes: None,
+                members_at: None,
+            };
+        }
         let changes = since.and_then(|v| self.membership.changes_since(v));
         match changes {
             // A worker mirrors its core: if it holds every change and still
