@@ -17,24 +17,17 @@ use std::time::{Duration, Instant};
 
 use cap::Cap;
 use mqtt_cluster_core::sim::{Action, NetworkModel, Simulation, TrafficCount};
-use mqtt_cluster_core::{Config, NodeId};
+use mqtt_cluster_core::NodeId;
 
 /// The system allocator, counting the bytes it holds for the process.
 #[global_allocator]
 static ALLOCATOR: Cap<System> = Cap::new(System, usize::MAX);
 
-fn config(name: &str, core: bool, cores: usize, rotate: usize) -> Config {
-    let mut urls: Vec<String> = (1..=cores)
-        .map(|i| format!("http://core{i}:8884"))
-        .collect();
-    urls.rotate_left(rotate % cores);
-    let yaml = format!(
-        "core: {core}\nnodeName: {name}\nsecret: bench-secret-bench\nclusters: [{}]\n\
-         heartbeatInterval: 200ms\nsuspectTimeout: 1s\ndeadTimeout: 3s\nrequestTimeout: 1s\n",
-        urls.join(", ")
-    );
-    Config::from_yaml_str(&yaml).expect("bench config")
-}
+mod cluster;
+
+/// Timing as `mqtt-cluster simulate` sets it.
+const TIMING: &str =
+    "heartbeatInterval: 200ms\nsuspectTimeout: 1s\ndeadTimeout: 3s\nrequestTimeout: 1s\n";
 
 struct Outcome {
     wall: Duration,
@@ -67,12 +60,7 @@ fn per_node(
 fn run(cores: usize, workers: usize, seconds: u64) -> Outcome {
     let started = Instant::now();
     let mut sim = Simulation::new(1, NetworkModel::reliable());
-    let core_ids: Vec<NodeId> = (1..=cores)
-        .map(|i| sim.add_node(config(&format!("core{i}"), true, cores, i - 1)))
-        .collect();
-    let worker_ids: Vec<NodeId> = (1..=workers)
-        .map(|i| sim.add_node(config(&format!("w{i}"), false, cores, i)))
-        .collect();
+    let (core_ids, worker_ids) = cluster::add_cluster(&mut sim, cores, workers, TIMING);
     let formed_at = seconds / 4;
     let second = Duration::from_secs(1);
     let mut formed = BTreeMap::new();

@@ -15,30 +15,12 @@ use std::time::{Duration, Instant};
 
 use mqtt_cluster_core::sim::{Action, NetworkModel, Report, Simulation};
 use mqtt_cluster_core::wire::messages::Qos;
-use mqtt_cluster_core::{Config, NodeId};
+use mqtt_cluster_core::NodeId;
 
-fn config(name: &str, core: bool, cores: usize, rotate: usize) -> Config {
-    let mut urls: Vec<String> = (1..=cores)
-        .map(|i| format!("http://core{i}:8884"))
-        .collect();
-    urls.rotate_left(rotate % cores);
-    let yaml = format!(
-        "core: {core}\nnodeName: {name}\nsecret: bench-secret-bench\nclusters: [{}]\n",
-        urls.join(", ")
-    );
-    Config::from_yaml_str(&yaml).expect("bench config")
-}
+mod cluster;
 
-/// Adds `core1..` and `w1..`, each worker starting at a different core;
-/// returns the cores' and the workers' ids.
 fn add_cluster(sim: &mut Simulation, cores: usize, workers: usize) -> (Vec<NodeId>, Vec<NodeId>) {
-    let cores_ids = (1..=cores)
-        .map(|i| sim.add_node(config(&format!("core{i}"), true, cores, i - 1)))
-        .collect();
-    let workers_ids = (1..=workers)
-        .map(|i| sim.add_node(config(&format!("w{i}"), false, cores, i)))
-        .collect();
-    (cores_ids, workers_ids)
+    cluster::add_cluster(sim, cores, workers, "")
 }
 
 /// `cores` cores and `workers` workers for `minutes` simulated minutes: ten

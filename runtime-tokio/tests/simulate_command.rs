@@ -4,18 +4,24 @@
 use std::process::Command;
 
 fn simulate(seed: &str) -> String {
+    run_simulate(&[
+        "--nodes",
+        "12",
+        "--seed",
+        seed,
+        "--duration",
+        "20s",
+        "--faults",
+        "loss,partition,crash,flap",
+    ])
+}
+
+/// `mqtt-cluster simulate` with `args`; its standard output, once it
+/// exited successfully.
+fn run_simulate(args: &[&str]) -> String {
     let output = Command::new(env!("CARGO_BIN_EXE_mqtt-cluster"))
-        .args([
-            "simulate",
-            "--nodes",
-            "12",
-            "--seed",
-            seed,
-            "--duration",
-            "20s",
-            "--faults",
-            "loss,partition,crash,flap",
-        ])
+        .arg("simulate")
+        .args(args)
         .output()
         .expect("the binary runs");
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
@@ -48,26 +54,20 @@ fn simulate_reports_no_violation_and_is_deterministic() {
 /// together costs: control traffic per node and how fast routes spread.
 #[test]
 fn a_quiet_cluster_reports_its_control_traffic() {
-    let output = Command::new(env!("CARGO_BIN_EXE_mqtt-cluster"))
-        .args([
-            "simulate",
-            "--nodes",
-            "20",
-            "--cores",
-            "2",
-            "--seed",
-            "3",
-            "--duration",
-            "20s",
-            "--faults",
-            "none",
-            "--rate",
-            "0",
-        ])
-        .output()
-        .expect("the binary runs");
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    assert!(output.status.success(), "{stdout}");
+    let stdout = run_simulate(&[
+        "--nodes",
+        "20",
+        "--cores",
+        "2",
+        "--seed",
+        "3",
+        "--duration",
+        "20s",
+        "--faults",
+        "none",
+        "--rate",
+        "0",
+    ]);
     assert!(stdout.contains("2 cores, 18 workers"), "{stdout}");
     assert!(stdout.contains("violations        0"), "{stdout}");
     assert!(stdout.contains("dropped           0"), "{stdout}");
@@ -94,26 +94,20 @@ fn a_quiet_cluster_reports_its_control_traffic() {
 /// second) after the cluster formed.
 fn steady_cost(workers: usize, faults: &str) -> (f64, f64) {
     let nodes = (workers + 3).to_string();
-    let output = Command::new(env!("CARGO_BIN_EXE_mqtt-cluster"))
-        .args([
-            "simulate",
-            "--nodes",
-            &nodes,
-            "--cores",
-            "3",
-            "--seed",
-            "1",
-            "--duration",
-            "20s",
-            "--faults",
-            "none",
-            "--rate",
-            "0",
-        ])
-        .output()
-        .expect("the binary runs");
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    assert!(output.status.success(), "{stdout}");
+    let stdout = run_simulate(&[
+        "--nodes",
+        &nodes,
+        "--cores",
+        "3",
+        "--seed",
+        "1",
+        "--duration",
+        "20s",
+        "--faults",
+        faults,
+        "--rate",
+        "0",
+    ]);
     let steady = stdout
         .split_once("after the first quarter")
         .map(|(_, rest)| rest)

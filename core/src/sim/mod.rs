@@ -1520,73 +1520,29 @@ impl Simulation {
         Ok(())
     }
 
-    /// Which live member records the running nodes disagree on, as each
-    /// node holds them.
-    fn member_differences<'a>(&self, running: impl Iterator<Item = &'a NodeId>) -> String {
-        let views: Vec<(&NodeId, BTreeMap<NodeId, String>)> = running
-            .filter_map(|id| {
-                let node = self.nodes.get(id)?.node.as_ref()?;
-                let live = node
-                    .membership()
-                    .live()
-                    .map(|r| {
-                        let text = format!(
-                            "{:?}/{}/{}@{}:{}/{:?}",
-                            r.state, r.incarnation.0, r.home, r.stamp.clock, r.stamp.by, r.address
-                        );
-                        (r.id.clone(), text)
-                    })
-                    .collect();
-                Some((id, live))
-            })
-            .collect();
-        let ids: BTreeSet<&NodeId> = views.iter().flat_map(|(_, v)| v.keys()).collect();
-        let mut out = String::new();
-
-        for member in ids {
-            let seen: BTreeSet<Option<&String>> =
-                views.iter().map(|(_, v)| v.get(member)).collect();
-            if seen.len() > 1 {
-                let by_node: Vec<String> = views
-                    .iter()
-                    .map(|(id, v)| format!("{id}={}", v.get(member).map_or("-", |t| t)))
-                    .collect();
-                out.push_str(&format!("\n  member {member}: {}", by_node.join(" ")));
-            }
-        }
-        out
-    }
-
-    /// Which members' route versions the running nodes disagree on, as
-    /// each node holds them: what a failed convergence check needs to be
-    /// read.
-    fn route_differences<'a>(&self, running: impl Iterator<Item = &'a NodeId>) -> String {
-        let held: Vec<(&NodeId, BTreeMap<NodeId, (u64, u64)>)> = running
-            .filter_map(|id| {
-                let node = self.nodes.get(id)?.node.as_ref()?;
-                let versions = node
-                    .routes()
-                    .versions()
-                    .into_iter()
-                    .map(|v| (v.node, (v.incarnation.0, v.seq)))
-                    .collect();
-                Some((id, versions))
-            })
-            .collect();
-        let owners: BTreeSet<&NodeId> = held.iter().flat_map(|(_, v)| v.keys()).collect();
-        let mut out = String::new();
-        for owner in owners {
-            let seen: BTreeSet<Option<&(u64, u64)>> =
-                held.iter().map(|(_, v)| v.get(owner)).collect();
-            if seen.len() > 1 {
-                let by_node: Vec<String> = held
-                    .iter()
-                    .map(|(id, v)| format!("{id}={:?}", v.get(owner)))
-                    .collect();
-                out.push_str(&format!("\n  routes of {owner}: {}", by_node.join(" ")));
-            }
-        }
-        out
+    /// Which live member records, and which members' route versions, the
+    /// running nodes disagree on, as each node holds them: what a failed
+    /// convergence check needs to be read.
+    fn differences<'a>(&self, running: impl Iterator<Item = &'a NodeId> + Clone) -> String {
+        let nodes = |id: &'a NodeId| self.nodes.get(id)?.node.as_ref().map(|n| (id, n));
+        let members = running.clone().filter_map(nodes).map(|(id, node)| {
+            let live = node.membership().live().map(|r| {
+                let text = format!(
+                    "{:?}/{}/{}@{}:{}/{:?}",
+                    r.state, r.incarnation.0, r.home, r.stamp.clock, r.stamp.by, r.address
+                );
+                (r.id.clone(), text)
+            });
+            (id, live.collect())
+        });
+        let routes = running.filter_map(nodes).map(|(id, node)| {
+            let versions = node.routes().versions().into_iter().map(|v| {
+                let text = format!("{}.{}", v.incarnation.0, v.seq);
+                (v.node, text)
+            });
+            (id, versions.collect())
+        });
+        disagreements("member", members.collect()) + &disagreements("routes of", routes.collect())
     }
 
     /// All running members agree on membership and routes, see each other
@@ -1613,11 +1569,10 @@ impl Simulation {
                     )
                 })
                 .collect();
-            let routes = self.route_differences(running.keys().copied());
-            let members = self.member_differences(running.keys().copied());
+            let differences = self.differences(running.keys().copied());
             return Err(self.violation(
                 "convergence",
-                format!("views differ: {views:?}{members}{routes}"),
+                format!("views differ: {views:?}{differences}"),
             ));
         }
         self.check_retained(running.keys().copied())?;
@@ -1762,4 +1717,22 @@ impl Simulation {
         }
         Ok(())
     }
+}
+
+/// One line per key the views disagree on, each node's value beside its
+/// name (`-` for none).
+fn disagreements(label: &str, views: Vec<(&NodeId, BTreeMap<NodeId, String>)>) -> String {
+    let keys: BTreeSet<&NodeId> = views.iter().flat_map(|(_, v)| v.keys()).collect();
+    let mut out = String::new();
+    for key in keys {
+        let seen: BTreeSet<Option<&String>> = views.iter().map(|(_, v)| v.get(key)).collect();
+        if seen.len() > 1 {
+            let by_node: Vec<String> = views
+                .iter()
+                .map(|(id, v)| format!("{id}={}", v.get(key).map_or("-", String::as_str)))
+                .collect();
+            out.push_str(&format!("\n  {label} {key}: {}", by_node.join(" ")));
+        }
+    }
+    out
 }

@@ -140,8 +140,11 @@ pub struct HeartbeatRequest {
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub retained_digest: String,
     /// How far the sender holds the receiver's log of member changes (the
-    /// `membersAt` of the receiver's last answer it merged): the receiver
-    /// answers with the changes after it instead of its whole list.
+    /// `membersAt` of the receiver's last answer it merged, or a worker's
+    /// stream position): the receiver answers with the changes after it
+    /// instead of its whole list. Sent only when it moved since the
+    /// receiver last answered a heartbeat that carried it; the receiver
+    /// keeps the last one it heard.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub members_seen: Option<LogPosition>,
 }

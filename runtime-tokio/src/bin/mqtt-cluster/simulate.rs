@@ -178,6 +178,16 @@ pub(crate) fn run(args: Args) -> Result<ExitCode, Failure> {
             workers,
         );
     }
+    let (members, routes) = all
+        .iter()
+        .filter_map(|id| sim.node(id).map(|n| n.stats()))
+        .fold((0, 0), |(m, r), s| {
+            (m + s.member_resyncs, r + s.route_resyncs)
+        });
+    println!(
+        "resyncs           {members} whole member lists, {routes} whole route sets \
+         (to nodes with no usable log position)"
+    );
     println!(
         "reordered         {} (after path changes)",
         report.reordered
