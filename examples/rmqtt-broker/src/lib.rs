@@ -40,6 +40,7 @@ pub mod cluster_topics;
 pub mod confirmations;
 pub mod demo;
 pub mod inbound;
+pub mod load;
 pub mod properties;
 pub mod retained;
 pub mod settings;
@@ -91,20 +92,23 @@ impl Broker {
         // a cluster node must not turn clients away because a neighbour
         // compiles.
         let scx = ServerContext::new().busy_check_enable(false).build().await;
-        *scx.extends.router_mut().await = Box::new(cluster_router::ClusterRouter::new(
-            &scx,
-            cluster.clone(),
-            stats.clone(),
-        ));
-        let mut shared = cluster_shared::ClusterShared::new(&scx, cluster.clone(), stats.clone());
-        if let Some(confirmations) = &confirmations {
-            shared = shared.puback_after_confirm(confirmations.clone(), confirm_within);
-        }
-        *scx.extends.shared_mut().await = Box::new(shared);
-        *scx.extends.shared_subscription_mut().await =
-            Box::new(shared_group::LocalTurns::default());
         let retained = Arc::new(ClusterRetainStore::default());
-        *scx.extends.retain_mut().await = Box::new(RetainStoreHandle(retained.clone()));
+        if !settings.standalone {
+            *scx.extends.router_mut().await = Box::new(cluster_router::ClusterRouter::new(
+                &scx,
+                cluster.clone(),
+                stats.clone(),
+            ));
+            let mut shared =
+                cluster_shared::ClusterShared::new(&scx, cluster.clone(), stats.clone());
+            if let Some(confirmations) = &confirmations {
+                shared = shared.puback_after_confirm(confirmations.clone(), confirm_within);
+            }
+            *scx.extends.shared_mut().await = Box::new(shared);
+            *scx.extends.shared_subscription_mut().await =
+                Box::new(shared_group::LocalTurns::default());
+            *scx.extends.retain_mut().await = Box::new(RetainStoreHandle(retained.clone()));
+        }
         if !settings.deny_publish.is_empty() {
             acl::DenyPublish::new(&settings.deny_publish)?
                 .register(&scx)

@@ -38,6 +38,11 @@ struct Cli {
     /// window then slows it to what the cluster confirms.
     #[arg(long)]
     puback_after_confirm: bool,
+    /// rmqtt alone: its own router, shared subscriptions and retained
+    /// store, the node idle beside it (a single-broker reference for
+    /// benchmarks; such a broker shares nothing with a cluster).
+    #[arg(long)]
+    standalone: bool,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -118,6 +123,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     settings.max_mqueue_len = cli.max_mqueue_len;
     settings.max_inflight = cli.max_inflight;
     settings.puback_after_confirm = cli.puback_after_confirm;
+    settings.standalone = cli.standalone;
     let broker = Broker::start(settings, Options::new()).await?;
     println!("MQTT {}", broker.mqtt_addr());
     let refused = tokio::select! {

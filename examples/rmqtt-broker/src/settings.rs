@@ -40,6 +40,11 @@ pub struct Settings {
     /// Answer a client's PUBACK (PUBREC) only once every broker with a
     /// matching subscriber took the message (off: at once, as rmqtt does).
     pub puback_after_confirm: bool,
+    /// rmqtt's own router, shared-subscription and retained store instead
+    /// of the cluster's: one broker alone, its node idle beside it. A
+    /// reference for benchmarks (what rmqtt does without the cluster), not
+    /// a cluster member.
+    pub standalone: bool,
 }
 
 impl Settings {
@@ -52,6 +57,7 @@ impl Settings {
             max_mqueue_len: MAX_MQUEUE_LEN,
             max_inflight: MAX_INFLIGHT,
             puback_after_confirm: false,
+            standalone: false,
         }
     }
 }
