@@ -58,7 +58,10 @@ pub struct Load {
     pub rate: u64,
     /// How long publishers publish.
     pub duration: Duration,
-    /// How long to wait, once publishing stopped, for the last messages.
+    /// How long, at most, to wait for the last messages once publishing
+    /// stopped (publishers keep their connections that long for the last
+    /// acknowledgements; subscribers stop earlier once everything expected
+    /// came or nothing came for half a second).
     pub drain: Duration,
     /// How long to wait between the last SUBACK and the first publish, for
     /// the subscriptions to reach every broker of a cluster or bridge.
@@ -194,7 +197,12 @@ pub async fn run(load: &Load, progress: impl Fn(&Progress)) -> anyhow::Result<Re
         }
         let (tally, counters, stop) = (tally.clone(), counters.clone(), stop.clone());
         subscribers.spawn(async move {
-            while !stop.load(Ordering::Relaxed) {
+            let mut leaving = false;
+            loop {
+                if stop.load(Ordering::Relaxed) && !leaving {
+                    leaving = true;
+                    client.disconnect().await.context("disconnect")?;
+                }
                 let event = tokio::time::timeout(Duration::from_millis(100), events.poll()).await;
                 match event {
                     Ok(Ok(Event::Incoming(Packet::Publish(publish)))) => {
@@ -203,12 +211,12 @@ pub async fn run(load: &Load, progress: impl Fn(&Progress)) -> anyhow::Result<Re
                             t.arrived(&publish.payload, now_us());
                         }
                     }
+                    Ok(Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect))) => return Ok(()),
                     Ok(Ok(_)) | Err(_) => {}
+                    Ok(Err(_)) if leaving => return Ok(()),
                     Ok(Err(error)) => return Err(anyhow::anyhow!("subscriber {i}: {error}")),
                 }
             }
-            drop(client);
-            Ok(())
         });
     }
 
@@ -228,15 +236,17 @@ pub async fn run(load: &Load, progress: impl Fn(&Progress)) -> anyhow::Result<Re
             let loop_stop = loop_stop.clone();
             let broker = broker.clone();
             tokio::spawn(async move {
-                while !loop_stop.load(Ordering::Relaxed) {
+                loop {
                     match tokio::time::timeout(Duration::from_millis(100), events.poll()).await {
+                        Ok(Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect))) => return Ok(()),
                         Ok(Ok(_)) | Err(_) => {}
+                        // The broker may close first once DISCONNECT went.
+                        Ok(Err(_)) if loop_stop.load(Ordering::Relaxed) => return Ok(()),
                         Ok(Err(error)) => {
                             return Err(anyhow::anyhow!("publisher {p} on {broker}: {error}"))
                         }
                     }
                 }
-                Ok(())
             })
         };
         let (load, counters) = (load.clone(), counters.clone());
@@ -265,9 +275,10 @@ pub async fn run(load: &Load, progress: impl Fn(&Progress)) -> anyhow::Result<Re
                 seq += 1;
                 counters.sent.fetch_add(1, Ordering::Relaxed);
             }
-            // Let the window empty before the connection goes.
+            // Let the window empty, then say goodbye properly.
             tokio::time::sleep(load.drain).await;
             loop_stop.store(true, Ordering::Relaxed);
+            client.disconnect().await.context("disconnect")?;
             polling.await.context("publisher loop")??;
             Ok::<(usize, u64), anyhow::Error>((p, seq))
         });
@@ -292,6 +303,23 @@ pub async fn run(load: &Load, progress: impl Fn(&Progress)) -> anyhow::Result<Re
         _ = ticker => unreachable!("the ticker never ends"),
     }
     let publish_time = load.duration.as_secs_f64().max(f64::EPSILON);
+    // The subscribers go once arrivals stopped for half a second, or all
+    // that was expected came, or at most `drain` after the publishers.
+    let expected = sent.iter().sum::<u64>() * load.subscribers as u64;
+    let draining = Instant::now();
+    let mut last = (counters.received.load(Ordering::Relaxed), Instant::now());
+    while draining.elapsed() < load.drain {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let now = counters.received.load(Ordering::Relaxed);
+        if now >= expected {
+            break;
+        }
+        if now != last.0 {
+            last = (now, Instant::now());
+        } else if last.1.elapsed() > Duration::from_millis(500) {
+            break;
+        }
+    }
     stop.store(true, Ordering::Relaxed);
     while let Some(joined) = subscribers.join_next().await {
         joined.context("subscriber task")??;
