@@ -167,15 +167,6 @@ impl Membership {
         )
     }
 
-    /// How many records changed after `version` (`None` as in
-    /// [`Membership::changes_since`]), without copying them.
-    pub fn count_changes_since(&self, version: u64) -> Option<usize> {
-        if version > self.version || version < self.forgotten {
-            return None;
-        }
-        Some(self.by_version.range(version.saturating_add(1)..).count())
-    }
-
     /// This node's own record.
     pub fn me(&self) -> Option<&MemberRecord> {
         self.get(&self.me)
@@ -308,9 +299,6 @@ impl Membership {
         for id in &going {
             self.remove(id);
         }
-        if !going.is_empty() {
-            self.digest = std::cell::OnceCell::new();
-        }
     }
 
     /// Records a decision this node made about a member (or itself): the
@@ -395,12 +383,6 @@ impl Membership {
             self.remove(&id);
             forgotten += 1;
         }
-        // Only tombstones go here, and the digest leaves them out, so it
-        // would stay right regardless; the cache is still cleared when
-        // entries go so that it never depends on that.
-        if forgotten > 0 {
-            self.digest = std::cell::OnceCell::new();
-        }
         forgotten
     }
 
@@ -411,9 +393,10 @@ impl Membership {
             .is_some_and(|e| e.gone_at.is_some())
     }
 
-    /// Forgets one record, keeping the indexes true.
+    /// Forgets one record, keeping the indexes and the digest true.
     fn remove(&mut self, id: &NodeId) {
         if let Some(e) = self.entries.remove(id) {
+            self.digest = std::cell::OnceCell::new();
             self.count_live(&e.record, false);
             self.by_version.remove(&e.version);
             self.forgotten = self.forgotten.max(e.version);

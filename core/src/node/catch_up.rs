@@ -59,7 +59,11 @@ impl MemberLogs {
 
     /// How many peers positions are kept for (for the churn bounds).
     pub(super) fn len(&self) -> usize {
-        self.held.len().max(self.told.len()).max(self.quoted.len())
+        self.held
+            .len()
+            .max(self.told.len())
+            .max(self.quoted.len())
+            .max(self.stuck.len())
     }
 }
 
@@ -291,14 +295,13 @@ pub(super) struct RouteLog {
 }
 
 impl RouteLog {
-    /// Logs a change of `member`'s routes; returns the new position.
-    fn log(&mut self, member: &NodeId) -> u64 {
+    /// Logs a change of `member`'s routes.
+    fn log(&mut self, member: &NodeId) {
         self.version += 1;
         if let Some(old) = self.at.insert(member.clone(), self.version) {
             self.by_version.remove(&old);
         }
         self.by_version.insert(self.version, member.clone());
-        self.version
     }
 
     /// Members changed after `version`, oldest change first; every member
@@ -464,25 +467,20 @@ impl Node {
         };
         let fed = self.sync_outbox.fed(peer, incarnation);
         let mut candidates = wanted;
-        if held == Some(end) || (held.is_some() && fed == Some(end)) {
-            // It holds it all, or all it lacks is queued or on its way.
-        } else {
+        // Unless it holds it all, or all it lacks is queued or on its way.
+        let covered = held == Some(end) || (held.is_some() && fed == Some(end));
+        if !covered {
             candidates.extend(self.route_log.changed_after(held));
         }
         if candidates.is_empty() {
             return;
         }
-        let me = self.id.clone();
         let lagging: Vec<NodeId> = candidates
             .into_iter()
             .filter(|member| {
                 // Only the members this core speaks for: another core's
                 // reach the peer from that core.
-                let ours = *member == me
-                    || self
-                        .membership
-                        .get(member)
-                        .is_some_and(|r| r.home == me && !r.state.is_gone());
+                let ours = *member == self.id || self.route_log.ours.contains(member);
                 ours && self
                     .routes
                     .version_of(member)

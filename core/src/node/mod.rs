@@ -351,11 +351,6 @@ impl Node {
         self.config.max_body_size
     }
 
-    /// The member list as this node holds it, tombstones included.
-    pub fn membership(&self) -> &Membership {
-        &self.membership
-    }
-
     /// This node's copy of the cluster's routing table.
     pub fn routes(&self) -> &ClusterRoutes {
         &self.routes

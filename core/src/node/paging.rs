@@ -117,10 +117,9 @@ impl Node {
             routes_at,
         } = payload;
         let envelope = json_len(&SyncRequest {
-            members: Vec::new(),
-            routes: Vec::new(),
             routes_at: Some(u64::MAX),
             routes_for: Some(crate::id::Incarnation(u64::MAX)),
+            ..SyncRequest::default()
         });
         let room = self.body_room(envelope);
         let routes = self.split_large_updates(routes, room);
@@ -128,24 +127,15 @@ impl Node {
             .into_iter()
             .map(|members| SyncRequest {
                 members,
-                routes: Vec::new(),
-                routes_at: None,
-                routes_for: None,
+                ..SyncRequest::default()
             })
             .collect();
         bodies.extend(pages(routes, room).into_iter().map(|routes| SyncRequest {
-            members: Vec::new(),
             routes,
-            routes_at: None,
-            routes_for: None,
+            ..SyncRequest::default()
         }));
         if bodies.is_empty() {
-            bodies.push(SyncRequest {
-                members: Vec::new(),
-                routes: Vec::new(),
-                routes_at: None,
-                routes_for: None,
-            });
+            bodies.push(SyncRequest::default());
         }
         // Pages are separate requests that may be taken in any order, or
         // one lost: only a sync in one body says how far it brings the peer.
@@ -204,12 +194,23 @@ impl Node {
     /// needed for each to fit.
     pub(super) fn push_member_frames(&mut self, streams: &[StreamId], records: Vec<MemberRecord>) {
         let room = self.frame_room("members").saturating_sub(2 + POSITION_LINE);
-        let pages = pages(records, room);
-        let last = pages.len();
-        for (i, page) in pages.into_iter().enumerate() {
-            let frame = StreamFrame::Members(page);
-            // Every change this core installed is on the stream by now: the
-            // last page tells the worker how far it holds the core's log.
+        let frames = pages(records, room)
+            .into_iter()
+            .map(StreamFrame::Members)
+            .collect();
+        self.push_frames_with_position(streams, frames);
+    }
+
+    /// Pushes `frames` to `streams`, in order, the last one with an `id:`
+    /// line: this core's member-log version, which the worker then holds
+    /// (every change this core installed is on the stream by then).
+    pub(super) fn push_frames_with_position(
+        &mut self,
+        streams: &[StreamId],
+        frames: Vec<StreamFrame>,
+    ) {
+        let last = frames.len();
+        for (i, frame) in frames.into_iter().enumerate() {
             let bytes = if i + 1 == last {
                 sse::encode_with_id(
                     frame.event_name(),
@@ -266,11 +267,7 @@ impl Node {
         if members <= room {
             return;
         }
-        let records = match (answer.members.take(), answer.member_changes.take()) {
-            (Some(all), _) => Some(all),
-            (None, changes) => changes,
-        };
-        if let Some(records) = records {
+        if let Some(records) = answer.take_members() {
             // Not merged from this answer: the sender keeps its position,
             // and the records come the other way.
             answer.members_at = None;

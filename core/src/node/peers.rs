@@ -356,21 +356,17 @@ impl Node {
             self.reregister_with(now, peer);
             return;
         }
-        let answer: HeartbeatResponse = match decode_response(&response, self.config.max_body_size)
-        {
-            Ok(answer) => answer,
-            Err(error) => {
-                self.count_bad_response(error.kind());
-                return;
-            }
-        };
+        let mut answer: HeartbeatResponse =
+            match decode_response(&response, self.config.max_body_size) {
+                Ok(answer) => answer,
+                Err(error) => {
+                    self.count_bad_response(error.kind());
+                    return;
+                }
+            };
         self.membership.heard(peer, now.instant);
         self.members_seen_heard(peer, seen);
-        let records = match (answer.members, answer.member_changes) {
-            (Some(all), _) => Some(all),
-            (None, changes) => changes,
-        };
-        if let Some(records) = records {
+        if let Some(records) = answer.take_members() {
             let changes = self.merge_records(now, records);
             self.apply_changes(now, changes);
         }

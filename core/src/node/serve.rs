@@ -543,19 +543,7 @@ impl Node {
         // Whatever the old stream had not acknowledged goes out again here.
         self.rewind_stream_link(now, &sender.node);
         let hello = self.hello_frames();
-        let last = hello.len();
-        for (i, frame) in hello.into_iter().enumerate() {
-            if i + 1 == last {
-                // The position in this core's log the whole hello brings
-                // the worker to.
-                let version = self.membership.version();
-                let bytes =
-                    wire::sse::encode_with_id(frame.event_name(), version, &frame.to_json());
-                self.push_frame_bytes(stream, bytes);
-            } else {
-                self.push_frame(stream, &frame);
-            }
-        }
+        self.push_frames_with_position(&[stream], hello);
         self.retained_after_hello(&sender.node, stream);
         let mut response = wire::response_with(StatusCode::OK, "text/event-stream", Bytes::new());
         response.headers_mut().insert(

@@ -309,24 +309,17 @@ impl Node {
             return self.worker_reregister(now);
         }
         match decode_response::<HeartbeatResponse>(&response, self.config.max_body_size) {
-            Ok(answer) => {
+            Ok(mut answer) => {
                 self.core_answered(now);
-                if let SessionState::Registered { core, .. } = &self.worker.state {
-                    let core = core.clone();
+                if let Some(core) = self.worker.registered_core().cloned() {
                     self.members_seen_heard(&core, seen);
                 }
-                let records = match (answer.members, answer.member_changes) {
-                    (Some(all), _) => Some(all),
-                    (None, changes) => changes,
-                };
-                if let Some(records) = records {
+                if let Some(records) = answer.take_members() {
                     let changes = self.merge_records(now, records);
                     self.apply_changes(now, changes);
                 }
-                if let (Some(at), SessionState::Registered { core, .. }) =
-                    (answer.members_at, &self.worker.state)
-                {
-                    let core = core.clone();
+                let core = self.worker.registered_core().cloned();
+                if let (Some(at), Some(core)) = (answer.members_at, core) {
                     self.members_reached(&core, Some(at));
                 }
                 self.retained_after_heartbeat(now, None, &answer.retained_digest);

@@ -1526,7 +1526,9 @@ impl Simulation {
     fn differences<'a>(&self, running: impl Iterator<Item = &'a NodeId> + Clone) -> String {
         let nodes = |id: &'a NodeId| self.nodes.get(id)?.node.as_ref().map(|n| (id, n));
         let members = running.clone().filter_map(nodes).map(|(id, node)| {
-            let live = node.membership().live().map(|r| {
+            let status = node.status();
+            let records = status.members.iter().filter_map(|m| node.member(&m.id));
+            let live = records.filter(|r| !r.state.is_gone()).map(|r| {
                 let text = format!(
                     "{:?}/{}/{}@{}:{}/{:?}",
                     r.state, r.incarnation.0, r.home, r.stamp.clock, r.stamp.by, r.address

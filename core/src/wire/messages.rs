@@ -188,8 +188,16 @@ pub struct HeartbeatResponse {
     pub retained_digest: String,
 }
 
+impl HeartbeatResponse {
+    /// The member records the answer brings, whole list or changes, taken
+    /// out of it (an answer carries one or the other).
+    pub fn take_members(&mut self) -> Option<Vec<MemberRecord>> {
+        self.members.take().or_else(|| self.member_changes.take())
+    }
+}
+
 /// `POST /sync`: member records from one core to another.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SyncRequest {
     /// Changed records (every record, when the receiver's digest differed

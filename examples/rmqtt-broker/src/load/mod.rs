@@ -223,7 +223,7 @@ pub async fn run(load: &Load, progress: impl Fn(&Progress)) -> anyhow::Result<Re
     tokio::time::sleep(load.settle).await;
     // Publishers: each a client and its event loop, paced or not.
     let started = Instant::now();
-    let per_publisher_rate = (load.rate as f64 / load.publishers.max(1) as f64).max(0.0);
+    let per_publisher_rate = load.rate as f64 / load.publishers.max(1) as f64;
     let mut publishers = JoinSet::new();
     for p in 0..load.publishers {
         let broker = &load.publish_on[p % load.publish_on.len()];
