@@ -8,6 +8,7 @@
 //! local subscribers only and never published to the cluster again.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use mqtt_cluster_core::node::Delivery;
 use mqtt_cluster_core::wire::messages::Qos;
@@ -21,6 +22,7 @@ use tokio::sync::watch;
 
 use crate::cluster_topics::arrived;
 use crate::confirmations::{Confirmations, Outcome};
+use crate::drop_log::DropLog;
 use crate::properties::{self, PropertiesError};
 use crate::retained::ClusterRetainStore;
 use crate::stats::BrokerStats;
@@ -105,6 +107,8 @@ pub async fn run(
     confirmations: Option<Arc<Confirmations>>,
     fatal: watch::Sender<Option<String>>,
 ) {
+    let drops = Arc::new(DropLog::new("messages dropped on their way to a peer"));
+    DropLog::spawn_reporter(&drops, Duration::from_secs(1));
     let mut batch = Vec::with_capacity(256);
     while events.next_batch(&mut batch, 256).await > 0 {
         for event in batch.drain(..) {
@@ -116,10 +120,11 @@ pub async fn run(
                     waiting.settle(*id, Outcome::NotConfirmed(*reason))
                 }
                 (Event::Confirmed { .. } | Event::NotConfirmed { .. } | Event::Ready, _) => {}
-                _ => handle(&scx, event, &stats, &retained, &fatal).await,
+                _ => handle(&scx, event, &stats, &drops, &retained, &fatal).await,
             }
         }
     }
+    drops.flush();
     tracing::debug!("the node stopped; no more events");
 }
 
@@ -127,6 +132,7 @@ async fn handle(
     scx: &ServerContext,
     event: Event,
     stats: &BrokerStats,
+    drops: &DropLog,
     retained: &ClusterRetainStore,
     fatal: &watch::Sender<Option<String>>,
 ) {
@@ -139,7 +145,7 @@ async fn handle(
             ..
         } => {
             stats.cluster_dropped.add(count);
-            tracing::warn!(%peer, count, ?reason, "messages dropped on their way to a peer");
+            drops.record(peer, reason, count);
         }
         Event::RegistrationRejected { core, reason } => {
             tracing::error!(core, reason, "the cluster refused this broker");

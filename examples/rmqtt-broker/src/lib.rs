@@ -39,10 +39,12 @@ pub mod cluster_shared;
 pub mod cluster_topics;
 pub mod confirmations;
 pub mod demo;
+pub mod drop_log;
 pub mod inbound;
 pub mod load;
 pub mod properties;
 pub mod retained;
+pub mod session_drops;
 pub mod settings;
 pub mod shared_group;
 pub mod stats;
@@ -109,6 +111,9 @@ impl Broker {
                 Box::new(shared_group::LocalTurns::default());
             *scx.extends.retain_mut().await = Box::new(RetainStoreHandle(retained.clone()));
         }
+        session_drops::SessionDrops::new(stats.clone())
+            .register(&scx)
+            .await;
         if !settings.deny_publish.is_empty() {
             acl::DenyPublish::new(&settings.deny_publish)?
                 .register(&scx)

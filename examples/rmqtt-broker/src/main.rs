@@ -43,6 +43,11 @@ struct Cli {
     /// benchmarks; such a broker shares nothing with a cluster).
     #[arg(long)]
     standalone: bool,
+    /// Threads running the broker (default: one per CPU). Brokers sharing
+    /// a host, as in the side-by-side benchmark, do better with one each
+    /// than with every broker spreading over every CPU.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    threads: Option<u16>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -64,15 +69,23 @@ enum Command {
     },
 }
 
-#[tokio::main]
-async fn main() -> std::process::ExitCode {
+fn main() -> std::process::ExitCode {
     let filter = tracing_subscriber::EnvFilter::try_from_env("MQTT_CLUSTER_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .init();
-    match run(Cli::parse()).await {
+    let cli = Cli::parse();
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    if let Some(threads) = cli.threads {
+        runtime.worker_threads(usize::from(threads));
+    }
+    let result = match runtime.enable_all().build() {
+        Ok(runtime) => runtime.block_on(run(cli)),
+        Err(error) => Err(anyhow::anyhow!("cannot start the runtime: {error}")),
+    };
+    match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("error: {error:#}");

@@ -45,6 +45,9 @@ pub struct BrokerStats {
     pub unsubscribed: Count,
     /// Messages the node reported dropped on their way to a peer.
     pub cluster_dropped: Count,
+    /// Messages rmqtt dropped on their way to a client of this broker (its
+    /// session's queue full, expired while queued).
+    pub session_dropped: Count,
     /// Subscription changes the node did not take (it had stopped).
     pub route_errors: Count,
     /// Retained messages received from the cluster and stored.

@@ -174,6 +174,7 @@ pub async fn run(load: &Load, progress: impl Fn(&Progress)) -> anyhow::Result<Re
         .collect();
     let mut subscribers = JoinSet::new();
     let stop = Arc::new(AtomicBool::new(false));
+    let mut subscriber_clients = Vec::new();
     for (i, tally) in tallies.iter().enumerate() {
         let broker = &load.subscribe_on[i % load.subscribe_on.len()];
         let (client, mut events) = AsyncClient::new(
@@ -195,26 +196,24 @@ pub async fn run(load: &Load, progress: impl Fn(&Progress)) -> anyhow::Result<Re
                 _ => continue,
             }
         }
+        subscriber_clients.push(client);
         let (tally, counters, stop) = (tally.clone(), counters.clone(), stop.clone());
+        // No timeout around `poll`: cancelling it mid-write would leave half
+        // a packet on the wire. The subscriber ends on its own DISCONNECT,
+        // which `run` sends through the client when the draining is over.
         subscribers.spawn(async move {
-            let mut leaving = false;
             loop {
-                if stop.load(Ordering::Relaxed) && !leaving {
-                    leaving = true;
-                    client.disconnect().await.context("disconnect")?;
-                }
-                let event = tokio::time::timeout(Duration::from_millis(100), events.poll()).await;
-                match event {
-                    Ok(Ok(Event::Incoming(Packet::Publish(publish)))) => {
+                match events.poll().await {
+                    Ok(Event::Incoming(Packet::Publish(publish))) => {
                         counters.received.fetch_add(1, Ordering::Relaxed);
                         if let Ok(mut t) = tally.lock() {
                             t.arrived(&publish.payload, now_us());
                         }
                     }
-                    Ok(Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect))) => return Ok(()),
-                    Ok(Ok(_)) | Err(_) => {}
-                    Ok(Err(_)) if leaving => return Ok(()),
-                    Ok(Err(error)) => return Err(anyhow::anyhow!("subscriber {i}: {error}")),
+                    Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)) => return Ok(()),
+                    Ok(_) => {}
+                    Err(_) if stop.load(Ordering::Relaxed) => return Ok(()),
+                    Err(error) => return Err(anyhow::anyhow!("subscriber {i}: {error}")),
                 }
             }
         });
@@ -232,17 +231,19 @@ pub async fn run(load: &Load, progress: impl Fn(&Progress)) -> anyhow::Result<Re
             1_000,
         );
         let loop_stop = Arc::new(AtomicBool::new(false));
+        // As for subscribers, `poll` is never cancelled: the loop ends on
+        // the DISCONNECT the publisher sends once its window emptied.
         let polling = {
             let loop_stop = loop_stop.clone();
             let broker = broker.clone();
             tokio::spawn(async move {
                 loop {
-                    match tokio::time::timeout(Duration::from_millis(100), events.poll()).await {
-                        Ok(Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect))) => return Ok(()),
-                        Ok(Ok(_)) | Err(_) => {}
+                    match events.poll().await {
+                        Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)) => return Ok(()),
+                        Ok(_) => {}
                         // The broker may close first once DISCONNECT went.
-                        Ok(Err(_)) if loop_stop.load(Ordering::Relaxed) => return Ok(()),
-                        Ok(Err(error)) => {
+                        Err(_) if loop_stop.load(Ordering::Relaxed) => return Ok(()),
+                        Err(error) => {
                             return Err(anyhow::anyhow!("publisher {p} on {broker}: {error}"))
                         }
                     }
@@ -268,10 +269,17 @@ pub async fn run(load: &Load, progress: impl Fn(&Progress)) -> anyhow::Result<Re
                     seq,
                     sent_us: now_us(),
                 };
-                client
+                if client
                     .publish(topic.as_str(), level, false, stamp.payload(load.size))
                     .await
-                    .with_context(|| format!("publisher {p}"))?;
+                    .is_err()
+                {
+                    // The event loop ended: its error says why.
+                    return Err(match polling.await {
+                        Ok(Err(error)) => error,
+                        _ => anyhow::anyhow!("publisher {p}: its connection ended"),
+                    });
+                }
                 seq += 1;
                 counters.sent.fetch_add(1, Ordering::Relaxed);
             }
@@ -321,6 +329,9 @@ pub async fn run(load: &Load, progress: impl Fn(&Progress)) -> anyhow::Result<Re
         }
     }
     stop.store(true, Ordering::Relaxed);
+    for client in &subscriber_clients {
+        client.disconnect().await.context("disconnect")?;
+    }
     while let Some(joined) = subscribers.join_next().await {
         joined.context("subscriber task")??;
     }

@@ -28,6 +28,19 @@ pub async fn core(name: &str, deny_publish: &[&str]) -> (Broker, u16) {
 
 /// A core broker with more plugin.yaml lines.
 pub async fn core_with(name: &str, deny_publish: &[&str], extra: &str) -> (Broker, u16) {
+    core_tuned(name, extra, |settings| {
+        settings.deny_publish = deny_publish.iter().map(|s| s.to_string()).collect();
+    })
+    .await
+}
+
+/// A core broker with more plugin.yaml lines and its settings changed by
+/// `tune`.
+pub async fn core_tuned(
+    name: &str,
+    extra: &str,
+    tune: impl FnOnce(&mut Settings),
+) -> (Broker, u16) {
     let api = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = api.local_addr().unwrap().port();
     let config = cluster_config(&format!(
@@ -36,7 +49,7 @@ pub async fn core_with(name: &str, deny_publish: &[&str], extra: &str) -> (Broke
     ))
     .unwrap();
     let mut settings = Settings::new(config, "127.0.0.1:0".parse().unwrap());
-    settings.deny_publish = deny_publish.iter().map(|s| s.to_string()).collect();
+    tune(&mut settings);
     let broker = Broker::start(settings, Options::new().listener(api))
         .await
         .unwrap();
