@@ -262,6 +262,10 @@ def main():
 
     work = tempfile.mkdtemp(prefix="side-by-side-")
     say(f"side-by-side: logs in {work}")
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL).stdout.decode().strip()
+    say(f"commit {commit or 'unknown'}, {os.cpu_count()} CPUs, mosquitto "
+        f"{subprocess.run(['mosquitto', '-h'], stdout=subprocess.PIPE).stdout.decode().splitlines()[0]}")
     say(f"load average before: {load_average()}")
     rows = []
     setups = []
