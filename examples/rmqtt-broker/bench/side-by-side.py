@@ -264,7 +264,7 @@ def main():
     say(f"side-by-side: logs in {work}")
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], stdout=subprocess.PIPE,
                             stderr=subprocess.DEVNULL).stdout.decode().strip()
-    say(f"commit {commit or 'unknown'}, {os.cpu_count()} CPUs, mosquitto "
+    say(f"commit {commit or 'unknown'}, {os.cpu_count()} CPUs, "
         f"{subprocess.run(['mosquitto', '-h'], stdout=subprocess.PIPE).stdout.decode().splitlines()[0]}")
     say(f"load average before: {load_average()}")
     rows = []
