@@ -136,6 +136,26 @@ impl Operator {
         Ok(response.into_body())
     }
 
+    /// `GET /metrics` of the core at `url`: Prometheus text.
+    pub async fn metrics(&self, url: &ClusterUrl) -> Result<Bytes, OperatorError> {
+        let base = url.to_string();
+        let response = self
+            .send(Endpoint::Metrics.request(&base, Bytes::new()))
+            .await
+            .map_err(|source| OperatorError::Transport {
+                url: base.clone(),
+                source,
+            })?;
+        if response.status() != StatusCode::OK {
+            return Err(OperatorError::Refused {
+                url: base,
+                status: response.status(),
+                message: String::from_utf8_lossy(response.body()).into_owned(),
+            });
+        }
+        Ok(response.into_body())
+    }
+
     /// Signs `request` (which must have an absolute URI) and sends it.
     pub async fn send(
         &self,

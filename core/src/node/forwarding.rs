@@ -988,6 +988,13 @@ impl Node {
         let mut misaddressed = 0;
         let mut copies = Vec::new();
         let total = batch.messages.len();
+        if let Some(core) = self.worker.registered_core() {
+            *self
+                .stats
+                .received_from
+                .entry(core.to_string())
+                .or_default() += total as u64;
+        }
         for position in 0..total {
             let index = if self.forwarding.reverse_stream_batches {
                 total - 1 - position

@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 
 use super::Node;
-use crate::forward::link::DropReason;
+use crate::forward::link::{DropReason, LinkStats};
 use crate::wire::messages::MemberState;
 
 impl Node {
@@ -126,6 +126,41 @@ impl Node {
             "gauge",
             "Unacknowledged messages per peer.",
             &in_flight,
+        );
+        let per_link = |value: fn(&LinkStats) -> u64| -> Vec<(String, String)> {
+            stats
+                .links
+                .iter()
+                .map(|(peer, link)| {
+                    (
+                        format!("{{peer=\"{}\"}}", escape(peer)),
+                        value(link).to_string(),
+                    )
+                })
+                .collect()
+        };
+        family(
+            "mqtt_cluster_link_sent_total",
+            "counter",
+            "Messages sent per peer, retries included.",
+            &per_link(|l| l.sent),
+        );
+        family(
+            "mqtt_cluster_link_acked_total",
+            "counter",
+            "Messages acknowledged per peer.",
+            &per_link(|l| l.acked),
+        );
+        let received: Vec<(String, String)> = stats
+            .received_from
+            .iter()
+            .map(|(peer, n)| (format!("{{peer=\"{}\"}}", escape(peer)), n.to_string()))
+            .collect();
+        family(
+            "mqtt_cluster_received_total",
+            "counter",
+            "Messages received per peer that sent them (the last hop).",
+            &received,
         );
         family(
             "mqtt_cluster_published_total",

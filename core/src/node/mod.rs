@@ -659,6 +659,9 @@ impl Node {
         self.core.forget_learnt(known);
         self.member_logs.retain(known);
         self.route_log.retain(known);
+        self.stats
+            .received_from
+            .retain(|peer, _| NodeId::new(peer).is_ok_and(|peer| known(&peer)));
         let stale: Vec<NodeId> = self
             .routes
             .versions()

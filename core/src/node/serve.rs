@@ -246,6 +246,11 @@ impl Node {
                     }
                 }
                 self.membership.heard(&sender.node, now.instant);
+                *self
+                    .stats
+                    .received_from
+                    .entry(sender.node.to_string())
+                    .or_default() += request.messages.len() as u64;
                 Ok(json_response(&self.serve_forward(now, role, request)))
             }
             Endpoint::Ack => {

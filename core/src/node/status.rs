@@ -214,6 +214,11 @@ pub struct Stats {
     pub route_resyncs: u64,
     /// Per-peer link counters.
     pub links: BTreeMap<String, LinkStats>,
+    /// Messages received, by the peer that sent them here (the last hop,
+    /// not the origin): a `/forward` body's messages by its signed sender,
+    /// a worker's stream batches by its core. A member's count goes when
+    /// the member list forgets it.
+    pub received_from: BTreeMap<String, u64>,
     /// Retained messages not taken into the cluster's set (at this node:
     /// its own publishes and writes from peers), all reasons.
     pub retained_refused: u64,

@@ -6,6 +6,7 @@ mod node;
 mod simulate;
 mod status;
 mod table;
+mod top;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -30,6 +31,8 @@ enum Command {
     Demo(demo::Args),
     /// Prints a core's view of the cluster.
     Status(status::Args),
+    /// A core's view of the cluster, redrawn every second; `q` quits.
+    Top(top::Args),
     /// Runs a whole cluster with faults on the deterministic simulator.
     Simulate(simulate::Args),
 }
@@ -88,6 +91,7 @@ fn main() -> ExitCode {
             Command::Node(args) => node::run(args).await,
             Command::Demo(args) => demo::run(args).await,
             Command::Status(args) => status::run(args).await,
+            Command::Top(args) => top::run(args).await,
             // Handled above, without an async runtime.
             Command::Simulate(_) => Ok(ExitCode::SUCCESS),
         }

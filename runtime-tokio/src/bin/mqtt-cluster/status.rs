@@ -12,10 +12,11 @@ use serde_json::Value;
 use crate::table::Table;
 use crate::Failure;
 
+/// Which core to ask, and how to sign.
 #[derive(Debug, clap::Args)]
-pub(crate) struct Args {
+pub(crate) struct CoreArgs {
     /// The core to ask, e.g. http://core1:8884.
-    url: ClusterUrl,
+    pub(crate) url: ClusterUrl,
     /// The cluster secret to sign the request with.
     #[arg(long, conflicts_with = "config")]
     secret: Option<String>,
@@ -25,45 +26,63 @@ pub(crate) struct Args {
     /// The name to sign as; the core records it like a member's.
     #[arg(long, default_value = "operator")]
     name: NodeId,
-    /// Print the core's JSON instead of a table.
-    #[arg(long)]
-    json: bool,
     /// CA certificates (PEM) to check an https:// core against.
     #[cfg(feature = "tls")]
     #[arg(long)]
     ca: Option<PathBuf>,
 }
 
-pub(crate) async fn run(args: Args) -> Result<ExitCode, Failure> {
-    let secret = match (&args.secret, &args.config) {
-        (Some(secret), _) => Some(Secret::new(secret.clone())),
-        (None, Some(path)) => {
-            let text = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
-            let config =
-                Config::from_yaml_slice(&text).map_err(|e| format!("{}: {e}", path.display()))?;
-            if config.secret.is_none() && !config.open_cluster {
-                return Err(format!("{} has no secret", path.display()).into());
+impl CoreArgs {
+    /// An operator that signs as these arguments say.
+    pub(crate) fn operator(&self) -> Result<Operator, Failure> {
+        let secret = match (&self.secret, &self.config) {
+            (Some(secret), _) => Some(Secret::new(secret.clone())),
+            (None, Some(path)) => {
+                let text = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+                let config = Config::from_yaml_slice(&text)
+                    .map_err(|e| format!("{}: {e}", path.display()))?;
+                if config.secret.is_none() && !config.open_cluster {
+                    return Err(format!("{} has no secret", path.display()).into());
+                }
+                config.secret
             }
-            config.secret
-        }
-        (None, None) => return Err("give the cluster secret with --secret or --config".into()),
-    };
-    let operator = Operator::new(args.name.clone(), secret);
-    #[cfg(feature = "tls")]
-    let operator = match &args.ca {
-        Some(ca) => operator.with_tls(&mqtt_cluster_tokio::TlsOptions {
-            ca: Some(ca.clone()),
-            ..Default::default()
-        })?,
-        None => operator,
-    };
-    let body = operator.status(&args.url).await?;
+            (None, None) => return Err("give the cluster secret with --secret or --config".into()),
+        };
+        let operator = Operator::new(self.name.clone(), secret);
+        #[cfg(feature = "tls")]
+        let operator = match &self.ca {
+            Some(ca) => operator.with_tls(&mqtt_cluster_tokio::TlsOptions {
+                ca: Some(ca.clone()),
+                ..Default::default()
+            })?,
+            None => operator,
+        };
+        Ok(operator)
+    }
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    #[command(flatten)]
+    core: CoreArgs,
+    /// Print the core's JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+pub(crate) async fn run(args: Args) -> Result<ExitCode, Failure> {
+    let operator = args.core.operator()?;
+    let body = operator.status(&args.core.url).await?;
     if args.json {
         println!("{}", String::from_utf8_lossy(&body));
         return Ok(ExitCode::SUCCESS);
     }
-    let status: Value = serde_json::from_slice(&body)
-        .map_err(|e| format!("{} answered something that is not a status: {e}", args.url))?;
+    let status: Value = serde_json::from_slice(&body).map_err(|e| {
+        format!(
+            "{} answered something that is not a status: {e}",
+            args.core.url
+        )
+    })?;
     print!("{}", render(&status));
     Ok(ExitCode::SUCCESS)
 }
