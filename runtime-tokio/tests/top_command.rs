@@ -87,6 +87,7 @@ async fn top_once_prints_members_and_the_links_rates() {
     assert!(frame.contains("core1 (core, running)"), "{frame}");
     assert!(frame.contains("members 2: alive 2"), "{frame}");
     assert!(frame.contains("drops since start: none"), "{frame}");
+    assert!(frame.contains("converged: yes"), "{frame}");
     assert!(!frame.contains("-0"), "no negative zeros:\n{frame}");
     // The core sends the worker about 200 messages a second.
     let rate = out_per_s(&frame, "w1");

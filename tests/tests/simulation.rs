@@ -591,22 +591,22 @@ fn transcripts_are_the_same_on_every_machine() {
         (
             "crash",
             1,
-            "d06bbd3c004e809ab5f7d001b9574120fcf56b3c0856cd7cf5c45561bbbd74bb",
+            "a091112f97544d6faf724e7ba5af7a515520dd5066607cb7d650fc861907c67c",
         ),
         (
             "crash",
             7,
-            "a7d2e134901dfbcfc35cd818ea2ce4378efabd8b28d7d999cb1784b8b2bb5606",
+            "105f3902e6985a9cf08a7bdb05c5405b67a5c289f4d244b8ece476dd510e6f6c",
         ),
         (
             "partition",
             3,
-            "44fa5be7a062f8383e70f1347e71795d9c28fb4dad3434d2a9dc84a32cfa8193",
+            "1413c1f9a0880b15c29b85a89ddb8adc8e1c6aa1e11376571fb3c5718d7429dd",
         ),
         (
             "partition",
             11,
-            "7eb6ef9c1e6b4c588fdd0c068be38fc4ab113e4ef44aad31c3b1227304835bc0",
+            "f8544c3be0726c3faffff8d49ae6e84bc758bedd61056ca39b9182b2debedaca",
         ),
     ];
     let got: Vec<(&str, u64, String)> = pinned

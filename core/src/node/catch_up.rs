@@ -295,6 +295,11 @@ pub(super) struct RouteLog {
 }
 
 impl RouteLog {
+    /// The log's last position.
+    pub(super) fn version(&self) -> u64 {
+        self.version
+    }
+
     /// Logs a change of `member`'s routes.
     fn log(&mut self, member: &NodeId) {
         self.version += 1;

@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use super::Node;
+use super::{Histogram, Node};
 use crate::forward::link::{DropReason, LinkStats};
 use crate::wire::messages::MemberState;
 
@@ -368,6 +368,24 @@ impl Node {
             "Publishes waiting at this node for a destination's window.",
             &plain(status.held as u64),
         );
+        family(
+            "mqtt_cluster_converged",
+            "gauge",
+            "1 while this node's view agrees with every core's, else 0.",
+            &plain(u64::from(status.convergence.converged)),
+        );
+        histogram(
+            &mut out,
+            "mqtt_cluster_divergence_seconds",
+            "How long this node's view differed from some core's before agreeing again.",
+            &self.convergence.divergence,
+        );
+        histogram(
+            &mut out,
+            "mqtt_cluster_route_propagation_seconds",
+            "From a change of the routes this core speaks for to every core holding it.",
+            &self.convergence.propagation,
+        );
         out
     }
 }
@@ -378,4 +396,16 @@ fn escape(value: &str) -> String {
         .replace('\\', "\\\\")
         .replace('"', "\\\"")
         .replace('\n', "\\n")
+}
+
+/// Writes a Prometheus histogram: cumulative buckets, sum and count.
+fn histogram(out: &mut String, name: &str, help: &str, h: &Histogram) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} histogram");
+    for (bound, count) in Histogram::bounds().iter().zip(h.buckets.iter()) {
+        let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {count}");
+    }
+    let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {}", h.count);
+    let _ = writeln!(out, "{name}_sum {}", h.sum);
+    let _ = writeln!(out, "{name}_count {}", h.count);
 }

@@ -35,6 +35,7 @@
 
 mod catch_up;
 mod confirming;
+mod convergence;
 mod forwarding;
 mod metrics;
 mod outbox;
@@ -64,6 +65,7 @@ use crate::wire::messages::RouteUpdate;
 use crate::wire::messages::{MemberRecord, MemberState, Stamp};
 use crate::wire::Endpoint;
 
+pub use convergence::{ConvergenceStatus, Histogram};
 pub use forwarding::{Delivery, Message, PublishError, Routing, FORGOTTEN_PEERS};
 pub use output::{DroppedCopy, Event, StreamOutput, Transmit, TransportError};
 pub use serve::RequestError;
@@ -144,6 +146,7 @@ pub struct Node {
     /// This core's log of its own route changes, and how far it holds the
     /// other cores'.
     route_log: catch_up::RouteLog,
+    convergence: convergence::Convergence,
     /// [`Membership::removals`] when what is kept per member was last
     /// swept of the members forgotten.
     swept_removals: u64,
@@ -293,6 +296,7 @@ impl Node {
             sync_outbox: SyncOutbox::default(),
             member_logs: catch_up::MemberLogs::default(),
             route_log: catch_up::RouteLog::default(),
+            convergence: convergence::Convergence::new(now.instant),
             swept_removals: 0,
             forwarding: Forwarding::new(&config),
             outstanding: crate::forward::confirm::Outstanding::new(
@@ -388,7 +392,11 @@ impl Node {
             Pending::CoreHeartbeat { peer, seen } => {
                 self.on_core_heartbeat(now, &peer, seen, result)
             }
-            Pending::CoreSync { peer } => self.on_core_sync(now, &peer, result),
+            Pending::CoreSync { peer } => {
+                // An answered sync may complete what a peer holds.
+                self.convergence.due = true;
+                self.on_core_sync(now, &peer, result)
+            }
             Pending::CoreLeave | Pending::WorkerLeave => self.on_leave_answered(),
             Pending::WorkerRegister { candidate } => {
                 self.on_worker_register(now, candidate, result)
@@ -445,6 +453,7 @@ impl Node {
         }
         if now.instant >= self.next_tick {
             self.next_tick = now.instant + self.config.heartbeat_interval;
+            self.convergence.due = true;
             match self.role {
                 Role::Core => self.core_tick(now),
                 Role::Worker => self.worker_tick(now),
@@ -492,6 +501,7 @@ impl Node {
             self.resend_unconfirmed(now);
         }
         self.flush_links(now);
+        self.update_convergence(now.instant);
     }
 
     // ----- outputs -----
@@ -659,6 +669,7 @@ impl Node {
         self.core.forget_learnt(known);
         self.member_logs.retain(known);
         self.route_log.retain(known);
+        self.convergence.retain(known);
         self.stats
             .received_from
             .retain(|peer, _| NodeId::new(peer).is_ok_and(|peer| known(&peer)));

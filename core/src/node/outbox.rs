@@ -341,6 +341,24 @@ impl SyncOutbox {
         }
     }
 
+    /// Everything this core's route log holds up to `end` was taken by
+    /// `peer` (in `incarnation`): fed that far, and nothing waits, is in
+    /// flight or failed.
+    pub(super) fn delivered_through(
+        &self,
+        peer: &NodeId,
+        incarnation: Incarnation,
+        end: u64,
+    ) -> bool {
+        self.peers.get(peer).is_some_and(|o| {
+            o.fed == Some((incarnation, end))
+                && o.members.is_empty()
+                && o.routes.is_empty()
+                && o.in_flight.is_none()
+                && !o.held
+        })
+    }
+
     /// Peers with something waiting.
     pub(super) fn waiting(&self) -> Vec<NodeId> {
         self.peers

@@ -267,4 +267,18 @@ pub enum Event {
     /// ([`Routing::busy`](crate::node::Routing::busy)) are on their way:
     /// there is room again.
     Ready,
+    /// This node's view now agrees with every core's (member digests equal,
+    /// route changes held), as of each core's last word; see
+    /// [`Status::convergence`](crate::Status::convergence).
+    Converged {
+        /// How long the views differed, in milliseconds (since start for
+        /// the first one).
+        after_ms: u64,
+    },
+    /// This node's view stopped agreeing with some core's: a change not
+    /// yet everywhere, or a core silent or cut off.
+    Diverged {
+        /// The cores whose view differs or is unknown.
+        differing: Vec<NodeId>,
+    },
 }

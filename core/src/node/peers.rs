@@ -373,6 +373,8 @@ impl Node {
         if answer.members_at.is_some() {
             self.members_reached(peer, answer.members_at);
         }
+        self.convergence.heard_digest(peer, &answer.members_digest);
+        self.convergence.heard_routes_held(peer, answer.routes_held);
         if self.membership.digest() != answer.members_digest {
             // The peer lacks something this core has.
             self.push_missing_members(peer, &answer.members_digest);

@@ -208,6 +208,15 @@ impl Node {
     }
 
     /// A worker sends its core what the core has not confirmed yet.
+    /// This worker's core acknowledged its routes as they are now. A
+    /// snapshot re-announcing routes a core already confirmed (after a new
+    /// registration) does not count: it changes nothing the core did not
+    /// take before.
+    pub(super) fn own_routes_in_step(&self) -> bool {
+        let local = &self.local_routes;
+        local.confirmed_seq == local.seq
+    }
+
     pub(super) fn send_own_routes(&mut self, now: Now) {
         let Some(_) = self.worker.registered_core() else {
             return;

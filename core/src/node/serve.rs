@@ -436,6 +436,10 @@ impl Node {
             self.publish_decisions(now, vec![change]);
         }
         let digest = self.membership.digest();
+        if from_core {
+            self.convergence
+                .heard_digest(&sender.node, &body.members_digest);
+        }
         let member_answer =
             self.member_answer(&sender.node, role, body.members_seen, &body.members_digest);
         // Only cores repair routes this way: a worker's stream is ordered

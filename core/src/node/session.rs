@@ -319,6 +319,9 @@ impl Node {
                     self.apply_changes(now, changes);
                 }
                 let core = self.worker.registered_core().cloned();
+                if let Some(core) = &core {
+                    self.convergence.heard_digest(core, &answer.members_digest);
+                }
                 if let (Some(at), Some(core)) = (answer.members_at, core) {
                     self.members_reached(&core, Some(at));
                 }

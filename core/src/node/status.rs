@@ -94,6 +94,9 @@ pub struct Status {
     /// Publishes held back because a destination's window is full; see
     /// [`Event::Ready`](crate::Event::Ready).
     pub held: usize,
+    /// Whether this node's view agrees with every core's, since when, and
+    /// which cores differ.
+    pub convergence: super::ConvergenceStatus,
     /// How long the oldest unconfirmed QoS 1/2 publish has waited, in
     /// milliseconds.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -272,6 +275,7 @@ impl Node {
             queues: self.queue_depths(),
             destinations: self.destinations(),
             held: self.outstanding.waiting(),
+            convergence: self.convergence.status(),
             oldest_unconfirmed_ms: self
                 .outstanding
                 .oldest()

@@ -1548,8 +1548,9 @@ impl Simulation {
     }
 
     /// All running members agree on membership and routes, see each other
-    /// alive, and hold only the routes of running members. Call after a
-    /// quiet period of a few dead timeouts.
+    /// alive, hold only the routes of running members, and each says it is
+    /// converged ([`Status::convergence`](crate::Status::convergence)).
+    /// Call after a quiet period of a few dead timeouts.
     pub fn check_converged(&self) -> Result<(), Violation> {
         let running: BTreeMap<&NodeId, crate::node::Status> = self
             .nodes
@@ -1605,6 +1606,17 @@ impl Simulation {
                         format!("{id} sees {} alive, which is not running", member.id),
                     ));
                 }
+            }
+            // The views agree, so every node must say so by now.
+            if !status.convergence.converged {
+                return Err(self.violation(
+                    "convergence signal",
+                    format!(
+                        "{id} holds the common view but reports not converged (since {} ms, \
+                         differing {:?})",
+                        status.convergence.since_ms, status.convergence.differing
+                    ),
+                ));
             }
             if status.routes != expected_routes {
                 return Err(self.violation(

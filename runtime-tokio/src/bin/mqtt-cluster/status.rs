@@ -108,6 +108,7 @@ pub(crate) fn render(status: &Value) -> String {
         text(&status["routes"]),
         text(&status["streams"]),
     );
+    out.push_str(&convergence_line(status));
     let mut table = Table::new(&[
         "id",
         "role",
@@ -134,4 +135,31 @@ pub(crate) fn render(status: &Value) -> String {
     }
     out.push_str(&table.render());
     out
+}
+
+/// `converged: yes since 12.3s` or `converged: no since 4.0s, differs from core2`,
+/// from a status's `convergence` (times on the node's clock).
+pub(crate) fn convergence_line(status: &Value) -> String {
+    let c = &status["convergence"];
+    let since = c["sinceMs"].as_u64().map_or_else(
+        || "-".to_owned(),
+        |ms| format!("{:.1}s", ms as f64 / 1000.0),
+    );
+    let differing: Vec<&str> = c["differing"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    match c["converged"].as_bool() {
+        Some(true) => format!("converged: yes, since {since} (node clock)\n"),
+        Some(false) if differing.is_empty() => {
+            format!("converged: no, since {since} (node clock)\n")
+        }
+        Some(false) => format!(
+            "converged: no, since {since} (node clock), differs from {}\n",
+            differing.join(", ")
+        ),
+        None => "converged: unknown (an older node)\n".to_owned(),
+    }
 }

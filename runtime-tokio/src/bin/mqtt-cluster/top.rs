@@ -168,6 +168,7 @@ fn frame(url: &str, now: &Sample, before: Option<&Sample>) -> String {
         text(&status["streams"]),
         text(&status["retained"]),
     ));
+    out.push_str(&crate::status::convergence_line(status));
     out.push_str(&format!(
         "views: members digest {}, routes digest {}\n\n",
         text(&status["membersDigest"]),
