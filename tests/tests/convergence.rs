@@ -93,6 +93,15 @@ fn run_checking(cluster: &mut PumpedCluster, total: Duration) {
     }
 }
 
+/// The value of an unlabelled sample in `/metrics` text.
+fn sample(metrics: &str, name: &str) -> u64 {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("{name} in {metrics}"))
+}
+
 #[test]
 fn a_formed_cluster_is_converged_and_says_so() {
     let cluster = formed();
@@ -128,11 +137,7 @@ fn a_subscription_diverges_the_views_until_every_core_holds_it() {
         .any(|e| matches!(e, Event::Diverged { differing } if differing == &vec![id("core1")])));
     // core1 measured how long the route took to reach every core.
     let metrics = cluster.node(&id("core1")).metrics();
-    let count = metrics
-        .lines()
-        .find_map(|l| l.strip_prefix("mqtt_cluster_route_propagation_seconds_count "))
-        .and_then(|v| v.parse::<u64>().ok())
-        .expect("the propagation histogram");
+    let count = sample(&metrics, "mqtt_cluster_route_propagation_seconds_count");
     assert!(count >= 1, "{metrics}");
 }
 
@@ -150,10 +155,6 @@ fn a_silent_core_is_named_until_it_is_declared_dead() {
     assert_eq!(converged(&cluster), running(&cluster));
     let metrics = cluster.node(&id("core1")).metrics();
     assert!(metrics.contains("mqtt_cluster_converged 1"), "{metrics}");
-    let count = metrics
-        .lines()
-        .find_map(|l| l.strip_prefix("mqtt_cluster_divergence_seconds_count "))
-        .and_then(|v| v.parse::<u64>().ok())
-        .expect("the divergence histogram");
+    let count = sample(&metrics, "mqtt_cluster_divergence_seconds_count");
     assert!(count >= 2, "formation and the fault: {metrics}");
 }
