@@ -283,6 +283,17 @@ impl Node {
         }
     }
 
+    /// Whether this node's view agrees with every core's (the part of
+    /// [`Node::status`] that says so, without building the rest).
+    pub fn convergence(&self) -> super::ConvergenceStatus {
+        self.convergence.status()
+    }
+
+    /// The digest of this node's live member list ([`Status::members_digest`]).
+    pub fn members_digest(&self) -> String {
+        self.membership.digest()
+    }
+
     /// Where the node is in its life.
     pub fn phase(&self) -> Phase {
         self.phase

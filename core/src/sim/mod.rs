@@ -301,6 +301,10 @@ pub struct Simulation {
     /// When each origin last sent copies again, and how many it had sent
     /// again by then (its counter restarts with its process).
     resends: BTreeMap<NodeId, (Instant, u64)>,
+    /// Since when each node has said it is converged while its member list
+    /// differs from that of a core it counts (see
+    /// [`Simulation::check_convergence_claim`]).
+    claims: BTreeMap<NodeId, Instant>,
     traffic: traffic::TrafficLog,
     /// Each node's last crash: copies routed before it through that node
     /// may have died with it.
@@ -335,6 +339,7 @@ impl Simulation {
             last_fault: Instant::ZERO,
             last_path_change: Instant::ZERO,
             resends: BTreeMap::new(),
+            claims: BTreeMap::new(),
             traffic: traffic::TrafficLog::default(),
             crashes: BTreeMap::new(),
             published: 0,
@@ -980,6 +985,60 @@ impl Simulation {
         self.drained = (transmits, outputs, events);
         observed?;
         self.set_timer(id, deadline);
+        self.check_convergence_claim(id)
+    }
+
+    /// A node may say it is converged only while its member list is every
+    /// core's it counts (alive or suspect; for a worker, its core's), give
+    /// or take how long news takes to reach it: a suspect timeout (a silent core turns suspect, which
+    /// ends the claim), two heartbeat intervals (the next word from each
+    /// core) and a request timeout. Longer than that, the claim is false.
+    fn check_convergence_claim(&mut self, id: &NodeId) -> Result<(), Violation> {
+        let Some(n) = self.nodes.get(id) else {
+            return Ok(());
+        };
+        let Some(node) = n.node.as_ref() else {
+            self.claims.remove(id);
+            return Ok(());
+        };
+        let differing = if node.phase() == Phase::Running && node.convergence().converged {
+            let mine = node.members_digest();
+            // A worker vouches for its core's view only; its core vouches
+            // for the other cores'.
+            let home = (!n.config.core)
+                .then(|| node.member(id).map(|r| r.home.clone()))
+                .flatten();
+            self.nodes
+                .iter()
+                .filter(|(other, o)| o.config.core && *other != id)
+                .filter(|(other, _)| home.as_ref().is_none_or(|h| h == *other))
+                .filter(|(other, _)| {
+                    node.member(other).is_some_and(|r| {
+                        matches!(r.state, MemberState::Alive | MemberState::Suspect)
+                    })
+                })
+                .filter_map(|(other, o)| o.node.as_ref().map(|core| (other, core)))
+                .find(|(_, core)| core.phase() == Phase::Running && core.members_digest() != mine)
+                .map(|(other, _)| other.clone())
+        } else {
+            None
+        };
+        let Some(other) = differing else {
+            self.claims.remove(id);
+            return Ok(());
+        };
+        let grace =
+            n.config.suspect_timeout + n.config.heartbeat_interval * 2 + n.config.request_timeout;
+        let since = *self.claims.entry(id.clone()).or_insert(self.now);
+        if self.now.saturating_since(since) > grace {
+            return Err(self.violation(
+                "honest convergence",
+                format!(
+                    "{id} has said it is converged for {:?} while its member list differs from {other}'s",
+                    self.now.saturating_since(since)
+                ),
+            ));
+        }
         Ok(())
     }
 
