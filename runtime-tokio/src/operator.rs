@@ -115,9 +115,19 @@ impl Operator {
     /// `GET /status` of the core at `url`: the JSON of its
     /// [`Status`](mqtt_cluster_core::Status).
     pub async fn status(&self, url: &ClusterUrl) -> Result<Bytes, OperatorError> {
+        self.get(Endpoint::Status, url).await
+    }
+
+    /// `GET /metrics` of the core at `url`: Prometheus text.
+    pub async fn metrics(&self, url: &ClusterUrl) -> Result<Bytes, OperatorError> {
+        self.get(Endpoint::Metrics, url).await
+    }
+
+    /// A signed `GET` of `endpoint`; the body of a `200`, else why not.
+    async fn get(&self, endpoint: Endpoint, url: &ClusterUrl) -> Result<Bytes, OperatorError> {
         let base = url.to_string();
         let response = self
-            .send(Endpoint::Status.request(&base, Bytes::new()))
+            .send(endpoint.request(&base, Bytes::new()))
             .await
             .map_err(|source| OperatorError::Transport {
                 url: base.clone(),
@@ -131,26 +141,6 @@ impl Operator {
                     WireError::Status { message, .. } => message,
                     other => other.to_string(),
                 },
-            });
-        }
-        Ok(response.into_body())
-    }
-
-    /// `GET /metrics` of the core at `url`: Prometheus text.
-    pub async fn metrics(&self, url: &ClusterUrl) -> Result<Bytes, OperatorError> {
-        let base = url.to_string();
-        let response = self
-            .send(Endpoint::Metrics.request(&base, Bytes::new()))
-            .await
-            .map_err(|source| OperatorError::Transport {
-                url: base.clone(),
-                source,
-            })?;
-        if response.status() != StatusCode::OK {
-            return Err(OperatorError::Refused {
-                url: base,
-                status: response.status(),
-                message: String::from_utf8_lossy(response.body()).into_owned(),
             });
         }
         Ok(response.into_body())

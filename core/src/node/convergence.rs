@@ -239,6 +239,15 @@ impl Node {
         }
     }
 
+    /// The other cores whose view counts: alive or suspect.
+    fn counted_cores(&self) -> impl Iterator<Item = &crate::wire::messages::MemberRecord> {
+        self.membership.records().filter(|r| {
+            r.role == Role::Core
+                && r.id != self.id
+                && matches!(r.state, MemberState::Alive | MemberState::Suspect)
+        })
+    }
+
     /// The cores whose last word differs from this node's view.
     fn differing_views(&self) -> Vec<NodeId> {
         let digest = self.membership.digest();
@@ -246,10 +255,7 @@ impl Node {
         match self.role {
             Role::Core => {
                 let end = self.route_log_version();
-                self.membership
-                    .records()
-                    .filter(|r| r.role == Role::Core && r.id != self.id)
-                    .filter(|r| matches!(r.state, MemberState::Alive | MemberState::Suspect))
+                self.counted_cores()
                     .filter(|r| {
                         r.state == MemberState::Suspect
                             || c.digests.get(&r.id) != Some(&digest)
@@ -300,13 +306,7 @@ impl Node {
     /// while one holds none of it.
     fn route_log_held_by_every_core(&self) -> Option<u64> {
         let mut lowest = self.route_log_version();
-        for record in self.membership.records() {
-            if record.role != Role::Core
-                || record.id == self.id
-                || !matches!(record.state, MemberState::Alive | MemberState::Suspect)
-            {
-                continue;
-            }
+        for record in self.counted_cores() {
             if self.peer_holds_route_log(&record.id, record.incarnation, lowest) {
                 continue;
             }

@@ -127,17 +127,11 @@ impl Node {
             "Unacknowledged messages per peer.",
             &in_flight,
         );
-        let per_link = |value: fn(&LinkStats) -> u64| -> Vec<(String, String)> {
-            stats
-                .links
-                .iter()
-                .map(|(peer, link)| {
-                    (
-                        format!("{{peer=\"{}\"}}", escape(peer)),
-                        value(link).to_string(),
-                    )
-                })
-                .collect()
+        let per_link = |value: fn(&LinkStats) -> u64| {
+            labelled(
+                "peer",
+                stats.links.iter().map(|(p, l)| (p.as_str(), value(l))),
+            )
         };
         family(
             "mqtt_cluster_link_sent_total",
@@ -151,11 +145,10 @@ impl Node {
             "Messages acknowledged per peer.",
             &per_link(|l| l.acked),
         );
-        let received: Vec<(String, String)> = stats
-            .received_from
-            .iter()
-            .map(|(peer, n)| (format!("{{peer=\"{}\"}}", escape(peer)), n.to_string()))
-            .collect();
+        let received = labelled(
+            "peer",
+            stats.received_from.iter().map(|(p, n)| (p.as_str(), *n)),
+        );
         family(
             "mqtt_cluster_received_total",
             "counter",
@@ -288,11 +281,10 @@ impl Node {
             "Requests answered with 200.",
             &plain(stats.requests_accepted),
         );
-        let refused: Vec<(String, String)> = stats
-            .requests_refused
-            .iter()
-            .map(|(kind, n)| (format!("{{kind=\"{}\"}}", escape(kind)), n.to_string()))
-            .collect();
+        let refused = labelled(
+            "kind",
+            stats.requests_refused.iter().map(|(k, n)| (k.as_str(), *n)),
+        );
         family(
             "mqtt_cluster_requests_refused_total",
             "counter",
@@ -396,6 +388,16 @@ fn escape(value: &str) -> String {
         .replace('\\', "\\\\")
         .replace('"', "\\\"")
         .replace('\n', "\\n")
+}
+
+/// Samples labelled `label` with each value's name.
+fn labelled<'a>(
+    label: &str,
+    values: impl Iterator<Item = (&'a str, u64)>,
+) -> Vec<(String, String)> {
+    values
+        .map(|(name, n)| (format!("{{{label}=\"{}\"}}", escape(name)), n.to_string()))
+        .collect()
 }
 
 /// Writes a Prometheus histogram: cumulative buckets, sum and count.

@@ -90,11 +90,6 @@ pub(crate) async fn run(args: Args) -> Result<ExitCode, Failure> {
 /// A status (the JSON of `GET /status`) as a summary line and a table of
 /// members.
 pub(crate) fn render(status: &Value) -> String {
-    let text = |v: &Value| match v {
-        Value::String(s) => s.clone(),
-        Value::Null => "-".to_owned(),
-        other => other.to_string(),
-    };
     let mut out = format!(
         "{} ({}, {}, incarnation {}){}: {} routes, {} push streams\n",
         text(&status["node"]),
@@ -109,6 +104,21 @@ pub(crate) fn render(status: &Value) -> String {
         text(&status["streams"]),
     );
     out.push_str(&convergence_line(status));
+    out.push_str(&members_table(status));
+    out
+}
+
+/// A JSON value as a table cell: strings bare, `null` as `-`.
+pub(crate) fn text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Null => "-".to_owned(),
+        other => other.to_string(),
+    }
+}
+
+/// The members of a status, one row each.
+pub(crate) fn members_table(status: &Value) -> String {
     let mut table = Table::new(&[
         "id",
         "role",
@@ -133,8 +143,7 @@ pub(crate) fn render(status: &Value) -> String {
             heard,
         ]);
     }
-    out.push_str(&table.render());
-    out
+    table.render()
 }
 
 /// `converged: yes since 12.3s` or `converged: no since 4.0s, differs from core2`,

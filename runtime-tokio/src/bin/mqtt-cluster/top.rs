@@ -16,7 +16,7 @@ use mqtt_cluster_tokio::Operator;
 use serde_json::Value;
 use tokio::sync::mpsc;
 
-use crate::status::CoreArgs;
+use crate::status::{text, CoreArgs};
 use crate::table::Table;
 use crate::Failure;
 
@@ -96,15 +96,23 @@ fn label<'a>(labels: &'a str, label: &str) -> Option<&'a str> {
 /// Per second between two samples of one series; `None` without an
 /// earlier sample.
 fn rate(now: &Sample, before: Option<&Sample>, name: &str, labels: &str) -> Option<f64> {
-    let before = before?;
     let key = (name.to_owned(), labels.to_owned());
+    let value = |s: &Sample| s.metrics.get(&key).copied().unwrap_or(0.0);
+    per_second_between(now, before?, value)
+}
+
+/// Per second between two samples of every series of `name` together.
+fn total_rate(now: &Sample, before: Option<&Sample>, name: &str) -> Option<f64> {
+    per_second_between(now, before?, |s| total(&s.metrics, name, None))
+}
+
+fn per_second_between(
+    now: &Sample,
+    before: &Sample,
+    value: impl Fn(&Sample) -> f64,
+) -> Option<f64> {
     let seconds = now.at.duration_since(before.at).as_secs_f64();
-    if seconds <= 0.0 {
-        return None;
-    }
-    let delta = now.metrics.get(&key).copied().unwrap_or(0.0)
-        - before.metrics.get(&key).copied().unwrap_or(0.0);
-    Some(delta.max(0.0) / seconds)
+    (seconds > 0.0).then(|| (value(now) - value(before)).max(0.0) / seconds)
 }
 
 /// The sum over every series of `name` whose `label` is `value`, or of all
@@ -130,14 +138,6 @@ fn per_second(value: Option<f64>) -> String {
         None => "-".to_owned(),
         Some(v) if v >= 10.0 => format!("{v:.0}"),
         Some(v) => format!("{v:.1}"),
-    }
-}
-
-fn text(v: &Value) -> String {
-    match v {
-        Value::String(s) => s.clone(),
-        Value::Null => "-".to_owned(),
-        other => other.to_string(),
     }
 }
 
@@ -175,21 +175,7 @@ fn frame(url: &str, now: &Sample, before: Option<&Sample>) -> String {
         text(&status["routesDigest"]),
     ));
 
-    let mut table = Table::new(&["member", "role", "state", "home", "last heard (node clock)"]);
-    for member in &members {
-        let heard = member["lastHeard"].as_u64().map_or_else(
-            || "-".to_owned(),
-            |ms| format!("{:.1}s", ms as f64 / 1000.0),
-        );
-        table.row(vec![
-            text(&member["id"]),
-            text(&member["role"]),
-            text(&member["state"]),
-            text(&member["home"]),
-            heard,
-        ]);
-    }
-    out.push_str(&table.render());
+    out.push_str(&crate::status::members_table(status));
     out.push('\n');
 
     // Every peer this core has a link to or heard messages from.
@@ -285,11 +271,7 @@ fn frame(url: &str, now: &Sample, before: Option<&Sample>) -> String {
         }
     ));
     let all = |name: &str| total(&now.metrics, name, None);
-    let all_rate = |name: &str| -> Option<f64> {
-        let before = before?;
-        let seconds = now.at.duration_since(before.at).as_secs_f64();
-        (seconds > 0.0).then(|| (all(name) - total(&before.metrics, name, None)).max(0.0) / seconds)
-    };
+    let all_rate = |name: &str| total_rate(now, before, name);
     out.push_str(&format!(
         "published/s {}   delivered/s {}   confirmed/s {}   not confirmed {}   unconfirmed {}   held {}\n",
         per_second(all_rate("mqtt_cluster_published_total")),
