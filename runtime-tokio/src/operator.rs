@@ -8,6 +8,7 @@ use http_body_util::Full;
 use hyper_util::client::legacy::Client;
 use mqtt_cluster_core::auth::{Authenticator, Secret};
 use mqtt_cluster_core::config::ClusterUrl;
+use mqtt_cluster_core::wire::explain::ExplainQuery;
 use mqtt_cluster_core::wire::{status_error, Endpoint, WireError};
 use mqtt_cluster_core::{Incarnation, NodeId, TransportError};
 
@@ -118,6 +119,17 @@ impl Operator {
         self.get(Endpoint::Status, url).await
     }
 
+    /// `GET /explain` of the core at `url` for `query`: the JSON of its
+    /// [`Explanation`](mqtt_cluster_core::node::Explanation).
+    pub async fn explain(
+        &self,
+        url: &ClusterUrl,
+        query: &ExplainQuery,
+    ) -> Result<Bytes, OperatorError> {
+        let base = url.to_string();
+        self.get_request(&base, query.request(&base)).await
+    }
+
     /// `GET /metrics` of the core at `url`: Prometheus text.
     pub async fn metrics(&self, url: &ClusterUrl) -> Result<Bytes, OperatorError> {
         self.get(Endpoint::Metrics, url).await
@@ -126,8 +138,18 @@ impl Operator {
     /// A signed `GET` of `endpoint`; the body of a `200`, else why not.
     async fn get(&self, endpoint: Endpoint, url: &ClusterUrl) -> Result<Bytes, OperatorError> {
         let base = url.to_string();
+        self.get_request(&base, endpoint.request(&base, Bytes::new()))
+            .await
+    }
+
+    async fn get_request(
+        &self,
+        base: &str,
+        request: Request<Bytes>,
+    ) -> Result<Bytes, OperatorError> {
+        let base = base.to_owned();
         let response = self
-            .send(endpoint.request(&base, Bytes::new()))
+            .send(request)
             .await
             .map_err(|source| OperatorError::Transport {
                 url: base.clone(),

@@ -127,7 +127,7 @@ fn conversations() -> Vec<(&'static str, &'static str, Vec<Step>)> {
     vec![
         (
             "01-worker-session.json",
-            "A worker's whole life with its core: health, register, heartbeat, routes, a forwarded message, a retained message, status, leave.",
+            "A worker's whole life with its core: health, register, heartbeat, routes, a forwarded message, a retained message, status, explain, leave.",
             vec![
                 step("health needs no signature", 1, None, get.clone(), "/health", Value::Null),
                 register("w1", W1, 1, 2),
@@ -147,7 +147,9 @@ fn conversations() -> Vec<(&'static str, &'static str, Vec<Step>)> {
                     "/retained", json!({"entries": [{"topic": "state/a", "stamp": {"clock": 1, "origin": "w1"},
                         "payload": "b24=", "qos": 1}]})),
                 step("the core's status, for a member", 8, Some(("w1", W1, 7)), get.clone(), "/status", Value::Null),
-                step("the worker leaves", 9, Some(("w1", W1, 8)), post.clone(), "/leave", json!({})),
+                step("why a message on alerts/a, published by w1, reaches each member or not", 9,
+                    Some(("w1", W1, 8)), get.clone(), "/explain?topic=alerts%2Fa&from=w1", Value::Null),
+                step("the worker leaves", 10, Some(("w1", W1, 9)), post.clone(), "/leave", json!({})),
             ],
         ),
         (
@@ -197,6 +199,8 @@ fn conversations() -> Vec<(&'static str, &'static str, Vec<Step>)> {
                     "/forward", json!({"messages": [], "padding": "x".repeat(3000)})),
                 step("a counter below the accepted ones is still fresh: accepted", 14, Some(("w1", W1, 3)),
                     post.clone(), "/heartbeat", json!({"membersDigest": "0"})),
+                step("an explain query with a filter where a topic belongs", 15, Some(("w1", W1, 9)),
+                    get.clone(), "/explain?topic=alerts%2F%2B", Value::Null),
             ],
         ),
         (

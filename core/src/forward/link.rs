@@ -663,6 +663,18 @@ impl<T: Carried + Clone> Link<T> {
         !self.queue.is_empty() || !self.retry.is_empty()
     }
 
+    /// Whether the link sends nothing more until an acknowledgement: its
+    /// window of messages or of batches in flight is full.
+    pub fn is_window_full(&self) -> bool {
+        self.in_flight() >= self.settings.max_in_flight
+            || self.batches.len() >= self.settings.max_batches_in_flight
+    }
+
+    /// Whether a failed batch waits out its backoff at `now`.
+    pub fn waits_for_retry(&self, now: Instant) -> bool {
+        self.retry_at.is_some_and(|at| now < at)
+    }
+
     /// Whether nothing is queued and nothing is in flight.
     pub fn is_idle(&self) -> bool {
         self.queue.is_empty() && self.in_flight() == 0

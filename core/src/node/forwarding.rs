@@ -15,6 +15,8 @@ use bytes::Bytes;
 use http::StatusCode;
 use serde::Serialize;
 
+use super::explain::{HopLink, LinkError, LinkFailure};
+use super::status::millis;
 use super::{DroppedCopy, Event, Node, Pending, Phase, TransportError};
 use crate::forward::confirm::{Outstanding, PublishId};
 use crate::forward::dedup::{Arrival, DeliveryLog};
@@ -210,6 +212,9 @@ pub(super) struct Forwarding {
     pub(super) settle_on_send: bool,
     /// The origin never sends a message again: checker self-test.
     pub(super) never_resend: bool,
+    /// The last failure of each link, by peer (a worker's uplink under its
+    /// core's name), for [`Node::explain`].
+    failures: BTreeMap<NodeId, LinkFailure>,
     /// Scratch space of [`Node::relay`], kept to spare an allocation per
     /// message.
     hop_buffer: Vec<(NodeId, Target)>,
@@ -251,6 +256,7 @@ impl Forwarding {
             reverse_stream_batches: false,
             settle_on_send: false,
             never_resend: false,
+            failures: BTreeMap::new(),
             hop_buffer: Vec::new(),
             confirm_buffer: Vec::new(),
         }
@@ -288,6 +294,34 @@ impl Forwarding {
             depths.insert(name, depth(&self.uplink));
         }
         depths
+    }
+
+    /// The state of the link to `peer` (the uplink, for a worker's core
+    /// `uplink_to`), if there is one.
+    pub(super) fn hop_link(
+        &self,
+        peer: &NodeId,
+        uplink_to: Option<&NodeId>,
+        now: crate::time::Instant,
+    ) -> Option<HopLink> {
+        let link = match self.links.get(peer) {
+            Some(link) => link,
+            None if uplink_to == Some(peer) => &self.uplink,
+            None => return None,
+        };
+        Some(HopLink {
+            queued: link.queued(),
+            in_flight: link.in_flight(),
+            busy: link.is_window_full(),
+            retrying: link.waits_for_retry(now),
+            oldest_age_ms: link
+                .oldest_pushed_at()
+                .map(|at| millis(now.saturating_since(at))),
+            last_error: self.failures.get(peer).map(|f| LinkError {
+                ago_ms: millis(now.saturating_since(f.at)),
+                error: f.error.clone(),
+            }),
+        })
     }
 
     /// The largest queue and in-flight count over all links.
@@ -347,6 +381,7 @@ impl Forwarding {
             keep
         });
         self.seq_floor = floor;
+        self.failures.retain(|peer, _| known(peer));
         let gone: Vec<NodeId> = self.closed.keys().filter(|p| !known(p)).cloned().collect();
         for peer in gone {
             if let Some(stats) = self.closed.remove(&peer) {
@@ -905,6 +940,23 @@ impl Node {
         let name = peer
             .clone()
             .or_else(|| self.worker.registered_core().cloned());
+        if let Some(name) = &name {
+            let error = match &result {
+                Err(e) => e.to_string(),
+                Ok(_) if miscounted => format!(
+                    "the answer counted {} messages of {}",
+                    answer.as_ref().map_or(0, |a| a.accepted),
+                    sent.unwrap_or(0)
+                ),
+                Ok(response) => crate::wire::status_error(response).to_string(),
+            };
+            // A peer's error message is its to choose: keep a line of it.
+            let failure = LinkFailure {
+                at: now.instant,
+                error: error.chars().take(240).collect(),
+            };
+            self.forwarding.failures.insert(name.clone(), failure);
+        }
         self.report_drops(name.as_ref(), dropped);
         if miscounted {
             self.count_bad_response("forward_miscounted");

@@ -36,6 +36,7 @@
 mod catch_up;
 mod confirming;
 mod convergence;
+mod explain;
 mod forwarding;
 mod metrics;
 mod outbox;
@@ -66,6 +67,10 @@ use crate::wire::messages::{MemberRecord, MemberState, Stamp};
 use crate::wire::Endpoint;
 
 pub use convergence::{ConvergenceStatus, Histogram};
+pub use explain::{
+    ExplainError, Explanation, Hop, HopLink, LinkError, MatchedFilter, MemberVerdict, RoutesLag,
+    Unreached,
+};
 pub use forwarding::{Delivery, Message, PublishError, Routing, FORGOTTEN_PEERS};
 pub use output::{DroppedCopy, Event, StreamOutput, Transmit, TransportError};
 pub use serve::RequestError;

@@ -93,6 +93,9 @@ pub enum RequestError {
     /// Retained entries that are well-formed JSON but not valid.
     #[error(transparent)]
     Retained(#[from] crate::wire::retained::RetainedError),
+    /// A `GET /explain` that cannot be answered.
+    #[error(transparent)]
+    Explain(#[from] super::ExplainError),
 }
 
 /// The `error` kind of [`RequestError::UnknownRouteOwner`].
@@ -111,6 +114,7 @@ impl RequestError {
             | RequestError::NameTaken { .. } => StatusCode::CONFLICT,
             RequestError::CoresOnly { .. } => StatusCode::FORBIDDEN,
             RequestError::Retained(_) => StatusCode::BAD_REQUEST,
+            RequestError::Explain(e) => e.status(),
             RequestError::NotACore => StatusCode::NOT_FOUND,
             RequestError::UnknownRouteOwner { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             RequestError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
@@ -132,6 +136,7 @@ impl RequestError {
             RequestError::UnknownRouteOwner { .. } => UNKNOWN_ROUTE_OWNER,
             RequestError::ShuttingDown => "shutting_down",
             RequestError::Retained(_) => "invalid_retained",
+            RequestError::Explain(e) => e.kind(),
         }
     }
 }
@@ -274,6 +279,11 @@ impl Node {
             }
             Endpoint::Retained => self.serve_retained(now, sender, decode_json(body)?),
             Endpoint::Status => Ok(json_response(&self.status())),
+            Endpoint::Explain => {
+                let query = crate::wire::explain::ExplainQuery::parse(request.uri().query())
+                    .map_err(super::ExplainError::from)?;
+                Ok(json_response(&self.explain(&query)?))
+            }
             Endpoint::Health | Endpoint::Metrics => {
                 Err(RequestError::Route(RouteError::NotFound {
                     path: endpoint.path().to_owned(),

@@ -125,7 +125,7 @@ pub struct QueueDepth {
 
 /// What this node, as an origin, waits for from one destination: the
 /// state a broker acts on to throttle its clients.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct DestinationState {
     /// Copies of QoS 1 and 2 publishes sent to it and not yet confirmed.
@@ -360,6 +360,6 @@ impl Node {
     }
 }
 
-fn millis(d: std::time::Duration) -> u64 {
+pub(super) fn millis(d: std::time::Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }

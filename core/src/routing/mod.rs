@@ -22,9 +22,9 @@ mod versioned;
 #[cfg(test)]
 mod tests;
 
-pub use table::RouteTable;
+pub use table::{FilterMatch, RouteTable};
 pub use topic::{
     ShareGroup, Subscription, TopicError, TopicFilter, TopicKind, TopicName, MAX_TOPIC_LEN,
     SHARE_PREFIX,
 };
-pub use versioned::{Applied, ClusterRoutes};
+pub use versioned::{Applied, ClusterRoutes, RouteLag};

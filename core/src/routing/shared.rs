@@ -71,7 +71,12 @@ impl SharedGroup {
         Some(chosen)
     }
 
-    #[cfg(test)]
+    /// The member whose turn it is, without passing the turn on.
+    pub(super) fn peek(&self) -> Option<u32> {
+        self.members.get(self.next).copied()
+    }
+
+    /// The members, in turn order.
     pub(super) fn members(&self) -> &[u32] {
         &self.members
     }

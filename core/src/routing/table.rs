@@ -300,6 +300,73 @@ impl RouteTable {
         self.scratch.trim();
     }
 
+    /// Every filter of the table that matches `topic`, with who holds it
+    /// and, for a shared group, whose turn it is: what
+    /// [`matches`](Self::matches) would decide, explained, and without
+    /// passing any turn on. Sorted by subscription.
+    ///
+    /// ```
+    /// use mqtt_cluster_core::routing::{RouteTable, Subscription, TopicName};
+    /// use mqtt_cluster_core::NodeId;
+    ///
+    /// let (a, b) = (NodeId::new("a").unwrap(), NodeId::new("b").unwrap());
+    /// let mut table = RouteTable::new();
+    /// table.insert(&a, &Subscription::parse("$share/g/site/#").unwrap());
+    /// table.insert(&b, &Subscription::parse("$share/g/site/#").unwrap());
+    /// let topic = TopicName::new("site/1").unwrap();
+    /// let explained = table.matching_filters(&topic);
+    /// assert_eq!(explained[0].holders, [a.clone(), b.clone()]);
+    /// assert_eq!(explained[0].next, Some(a.clone()));
+    /// table.matches(&topic, &mut Vec::new());
+    /// assert_eq!(table.matching_filters(&topic)[0].next, Some(b));
+    /// ```
+    pub fn matching_filters(&self, topic: &TopicName) -> Vec<FilterMatch> {
+        let mut spans = LevelSpans::new();
+        let mut stack = Vec::new();
+        let mut levels = LazyLevels::split(topic.as_str(), &mut spans, &self.labels);
+        let mut found = Vec::new();
+        let ids = |members: &[u32]| -> Vec<NodeId> {
+            members
+                .iter()
+                .filter_map(|&m| self.members.id(m).cloned())
+                .collect()
+        };
+        self.trie
+            .walk_matches(&mut levels, topic.is_dollar(), &mut stack, |index, node| {
+                if !node.holders().is_empty() {
+                    let key = RouteKey {
+                        leaf: index,
+                        group: PLAIN,
+                    };
+                    if let Some(subscription) = self.subscription_of(key) {
+                        let mut holders = ids(node.holders());
+                        holders.sort_unstable();
+                        found.push(FilterMatch {
+                            subscription,
+                            holders,
+                            next: None,
+                        });
+                    }
+                }
+                if node.shared_groups > 0 {
+                    for (&(leaf, group), shared) in
+                        self.shared.range((index, 0)..=(index, u32::MAX))
+                    {
+                        let key = RouteKey { leaf, group };
+                        if let Some(subscription) = self.subscription_of(key) {
+                            found.push(FilterMatch {
+                                subscription,
+                                holders: ids(shared.members()),
+                                next: shared.peek().and_then(|m| self.members.id(m).cloned()),
+                            });
+                        }
+                    }
+                }
+            });
+        found.sort_by(|a, b| a.subscription.cmp(&b.subscription));
+        found
+    }
+
     /// The member index and route key of an existing (node, sub) pair's
     /// parts, or `None` if any part is unknown to the table.
     fn route_key(&self, node: &NodeId, sub: &Subscription) -> Option<(u32, RouteKey)> {
@@ -469,6 +536,19 @@ impl RouteTable {
             })
             .collect()
     }
+}
+
+/// One filter that matches a topic, from
+/// [`RouteTable::matching_filters`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FilterMatch {
+    /// The filter, plain or `$share/{group}/{filter}`.
+    pub subscription: Subscription,
+    /// The nodes holding it, by id (for a shared group, its turn order).
+    pub holders: Vec<NodeId>,
+    /// For a shared group, the holder the next matching message goes to;
+    /// `None` for a plain filter, whose holders all receive it.
+    pub next: Option<NodeId>,
 }
 
 /// See [`RouteTable::footprint`].

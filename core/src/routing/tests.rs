@@ -586,6 +586,52 @@ fn check_routing(model: &Model, topic_text: &str, out: &[NodeId]) -> Result<(), 
 
 proptest! {
     #[test]
+    fn matching_filters_explain_exactly_what_matches_picks_next(
+        routes in prop::collection::vec((arb_node(), arb_subscription()), 0..40),
+        topics in prop::collection::vec(arb_topic(), 1..20),
+    ) {
+        let mut table = RouteTable::new();
+        let mut model = Model::new();
+        for (holder, subscription) in &routes {
+            table.insert(holder, subscription);
+            model.entry(holder.clone()).or_default().insert(subscription.clone());
+        }
+        let mut out = Vec::new();
+        for topic_text in &topics {
+            let name = topic(topic_text);
+            let explained = table.matching_filters(&name);
+            // The filters are the model's matching ones, each with its holders.
+            let mut want: BTreeMap<Subscription, Vec<NodeId>> = BTreeMap::new();
+            for (holder, subs) in &model {
+                for s in subs.iter().filter(|s| reference_matches(s.filter().as_str(), topic_text)) {
+                    want.entry(s.clone()).or_default().push(holder.clone());
+                }
+            }
+            let got: BTreeMap<Subscription, Vec<NodeId>> = explained
+                .iter()
+                .map(|m| (m.subscription.clone(), m.holders.clone()))
+                .collect();
+            prop_assert_eq!(got, want);
+            // Asking twice changes nothing; the next lookup sends to every
+            // plain holder and to each group's named pick.
+            prop_assert_eq!(&table.matching_filters(&name), &explained);
+            let mut predicted: BTreeSet<NodeId> = BTreeSet::new();
+            for m in &explained {
+                match (&m.next, m.subscription.share_group()) {
+                    (None, None) => predicted.extend(m.holders.iter().cloned()),
+                    (Some(next), Some(_)) => {
+                        prop_assert!(m.holders.contains(next));
+                        predicted.insert(next.clone());
+                    }
+                    (next, group) => prop_assert!(false, "next {:?} for group {:?}", next, group),
+                }
+            }
+            table.matches(&name, &mut out);
+            prop_assert_eq!(out.iter().cloned().collect::<BTreeSet<_>>(), predicted);
+        }
+    }
+
+    #[test]
     fn routing_plain_matches_agree_with_reference(
         routes in prop::collection::vec((arb_node(), arb_filter()), 0..40),
         topics in prop::collection::vec(arb_topic(), 1..20),

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 
 use sha2::{Digest, Sha256};
 
-use super::{RouteTable, Subscription, TopicName};
+use super::{FilterMatch, RouteTable, Subscription, TopicName};
 use crate::id::{Incarnation, NodeId};
 use crate::wire::messages::{RouteChange, RouteUpdate, RouteVersion};
 
@@ -57,6 +57,36 @@ pub struct ClusterRoutes {
     parts: BTreeMap<NodeId, Parts>,
     /// The digest, computed when first asked for after a change.
     digest: std::cell::OnceCell<String>,
+    /// Per member, the newest update heard of that could not be applied
+    /// yet (it left a gap): how far behind the member this table is, until
+    /// a snapshot catches it up. Kept only while ahead of `versions`.
+    heard: BTreeMap<NodeId, (Incarnation, u64)>,
+}
+
+/// How far this node's copy of one member's routes lags what the member
+/// has sent: from [`ClusterRoutes::lag_of`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RouteLag {
+    /// The incarnation and update number held, if any.
+    pub held: Option<(Incarnation, u64)>,
+    /// The newest update heard of, which left a gap or is a snapshot still
+    /// arriving in parts.
+    pub heard: (Incarnation, u64),
+}
+
+impl RouteLag {
+    /// Updates missing between what is held and what was heard of, when
+    /// both are of one incarnation; `None` across incarnations (the held
+    /// routes are of a life the member left).
+    pub fn gap(&self) -> Option<u64> {
+        match self.held {
+            Some((incarnation, seq)) if incarnation == self.heard.0 => {
+                Some(self.heard.1.saturating_sub(seq))
+            }
+            Some(_) => None,
+            None => Some(self.heard.1),
+        }
+    }
 }
 
 impl std::fmt::Debug for ClusterRoutes {
@@ -88,9 +118,37 @@ impl ClusterRoutes {
     /// it is the next part of the snapshot being gathered (or a first
     /// part); the table changes when the last part is in.
     pub fn apply(&mut self, update: &RouteUpdate) -> Applied {
-        if let RouteChange::SnapshotPart { part, last, routes } = &update.change {
-            return self.apply_part(update, *part, *last, routes);
+        let verdict = match &update.change {
+            RouteChange::SnapshotPart { part, last, routes } => {
+                self.apply_part(update, *part, *last, routes)
+            }
+            _ => self.apply_whole(update),
+        };
+        self.note_heard(update, verdict);
+        verdict
+    }
+
+    /// Keeps [`ClusterRoutes::heard`] ahead of the versions held, or
+    /// drops it once caught up.
+    fn note_heard(&mut self, update: &RouteUpdate, verdict: Applied) {
+        let version = (update.incarnation, update.seq);
+        if verdict == Applied::Gap {
+            let newest = self.heard.entry(update.node.clone()).or_insert(version);
+            *newest = (*newest).max(version);
         }
+        let caught_up = match (
+            self.heard.get(&update.node),
+            self.versions.get(&update.node),
+        ) {
+            (Some(heard), Some(held)) => heard <= held,
+            _ => false,
+        };
+        if caught_up {
+            self.heard.remove(&update.node);
+        }
+    }
+
+    fn apply_whole(&mut self, update: &RouteUpdate) -> Applied {
         let have = self.versions.get(&update.node).copied();
         let verdict = match (&update.change, have) {
             (_, Some((incarnation, _))) if update.incarnation < incarnation => Applied::Stale,
@@ -173,7 +231,7 @@ impl ClusterRoutes {
             self.parts.insert(update.node.clone(), gathered);
             return Applied::Changed;
         }
-        self.apply(&RouteUpdate {
+        self.apply_whole(&RouteUpdate {
             node: update.node.clone(),
             incarnation: update.incarnation,
             seq: update.seq,
@@ -191,6 +249,7 @@ impl ClusterRoutes {
     /// Forgets every route of a member that died or left. Returns how many.
     pub fn remove_member(&mut self, node: &NodeId) -> usize {
         self.parts.remove(node);
+        self.heard.remove(node);
         self.versions.remove(node);
         self.digest = std::cell::OnceCell::new();
         self.table.remove_node(node)
@@ -253,6 +312,25 @@ impl ClusterRoutes {
     /// Every node a message on `topic` must reach (see [`RouteTable::matches`]).
     pub fn matches(&mut self, topic: &TopicName, out: &mut Vec<NodeId>) {
         self.table.matches(topic, out);
+    }
+
+    /// Every filter matching `topic`, explained (see
+    /// [`RouteTable::matching_filters`]).
+    pub fn matching_filters(&self, topic: &TopicName) -> Vec<FilterMatch> {
+        self.table.matching_filters(topic)
+    }
+
+    /// How far the routes held for `node` lag the updates heard of: after
+    /// an update that left a gap, until a snapshot catches up, and while a
+    /// snapshot arrives in parts. `None` when nothing newer was heard of.
+    pub fn lag_of(&self, node: &NodeId) -> Option<RouteLag> {
+        let held = self.versions.get(node).copied();
+        let gathering = self.parts.get(node).map(|p| p.version);
+        let heard = match (self.heard.get(node).copied(), gathering) {
+            (Some(a), Some(b)) => a.max(b),
+            (a, b) => a.or(b)?,
+        };
+        (held.is_none_or(|held| heard > held)).then_some(RouteLag { held, heard })
     }
 
     /// Whether `node` holds `route`.
@@ -421,6 +499,49 @@ mod tests {
             routes.apply(&delta("a", 1, 5, 6, &["w"], &[])),
             Applied::Changed
         );
+    }
+
+    #[test]
+    fn a_gap_is_remembered_as_lag_until_a_snapshot_catches_up() {
+        let mut routes = ClusterRoutes::new();
+        let w1 = id("w1");
+        assert_eq!(routes.lag_of(&w1), None);
+        assert_eq!(
+            routes.apply(&delta("w1", 1, 0, 1, &["a"], &[])),
+            Applied::Changed
+        );
+        assert_eq!(routes.lag_of(&w1), None);
+        assert_eq!(
+            routes.apply(&delta("w1", 1, 3, 4, &["b"], &[])),
+            Applied::Gap
+        );
+        assert_eq!(
+            routes.apply(&delta("w1", 1, 2, 3, &["c"], &[])),
+            Applied::Gap
+        );
+        let lag = routes.lag_of(&w1).unwrap();
+        assert_eq!(lag.held, Some((Incarnation(1), 1)));
+        assert_eq!(lag.heard, (Incarnation(1), 4));
+        assert_eq!(lag.gap(), Some(3));
+        // A snapshot in parts is heard of before it is held.
+        assert_eq!(
+            routes.apply(&part("w1", 5, 0, false, &["a"])),
+            Applied::Changed
+        );
+        assert_eq!(routes.lag_of(&w1).unwrap().heard, (Incarnation(1), 5));
+        assert_eq!(
+            routes.apply(&part("w1", 5, 1, true, &["b"])),
+            Applied::Changed
+        );
+        assert_eq!(routes.lag_of(&w1), None);
+        // A new incarnation's gap is no number of updates.
+        assert_eq!(
+            routes.apply(&delta("w1", 2, 1, 2, &["d"], &[])),
+            Applied::Gap
+        );
+        assert_eq!(routes.lag_of(&w1).unwrap().gap(), None);
+        routes.remove_member(&w1);
+        assert_eq!(routes.lag_of(&w1), None);
     }
 
     #[test]

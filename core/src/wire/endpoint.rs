@@ -47,6 +47,10 @@ pub enum Endpoint {
     Retained,
     /// `GET /status`: the node's view, for operators.
     Status,
+    /// `GET /explain?topic=T[&from=M]`: why a message on a topic reaches
+    /// each member or not, for operators
+    /// ([`ExplainQuery`](crate::wire::explain::ExplainQuery)).
+    Explain,
     /// `GET /metrics`: counters in the Prometheus text format,
     /// unauthenticated like `/health` since scrapers cannot sign.
     Metrics,
@@ -94,7 +98,7 @@ impl RouteError {
 
 impl Endpoint {
     /// Every endpoint, for tests and documentation.
-    pub const ALL: [Endpoint; 13] = [
+    pub const ALL: [Endpoint; 14] = [
         Endpoint::Health,
         Endpoint::Register,
         Endpoint::Heartbeat,
@@ -107,6 +111,7 @@ impl Endpoint {
         Endpoint::Confirm,
         Endpoint::Retained,
         Endpoint::Status,
+        Endpoint::Explain,
         Endpoint::Metrics,
     ];
 
@@ -125,6 +130,7 @@ impl Endpoint {
             Endpoint::Confirm => "/confirm",
             Endpoint::Retained => "/retained",
             Endpoint::Status => "/status",
+            Endpoint::Explain => "/explain",
             Endpoint::Metrics => "/metrics",
         }
     }
@@ -132,9 +138,11 @@ impl Endpoint {
     /// The method it takes.
     pub fn method(self) -> Method {
         match self {
-            Endpoint::Health | Endpoint::Stream | Endpoint::Status | Endpoint::Metrics => {
-                Method::GET
-            }
+            Endpoint::Health
+            | Endpoint::Stream
+            | Endpoint::Status
+            | Endpoint::Explain
+            | Endpoint::Metrics => Method::GET,
             _ => Method::POST,
         }
     }

@@ -8,6 +8,7 @@
 pub mod batch_json;
 pub mod batch_size;
 pub mod endpoint;
+pub mod explain;
 pub mod headers;
 pub mod messages;
 pub mod paging;

@@ -18,7 +18,7 @@ use crate::shapes::{
 };
 
 const METHODS: [&str; 6] = ["GET", "POST", "HEAD", "PUT", "DELETE", "OPTIONS"];
-const PATHS: [&str; 14] = [
+const PATHS: [&str; 18] = [
     "/health",
     "/register",
     "/heartbeat",
@@ -33,6 +33,10 @@ const PATHS: [&str; 14] = [
     "/register?x=1",
     "http://core1:8884/heartbeat",
     "/nope",
+    "/explain?topic=a%2Fb",
+    "/explain?topic=a&from=w1",
+    "/explain?topic=a%2F%2B",
+    "/explain",
 ];
 
 #[derive(Arbitrary, Debug)]
@@ -136,7 +140,10 @@ pub fn run(data: &[u8]) {
         };
         let method = match &req.method {
             MethodChoice::Right => {
-                if ["/health", "/stream", "/status", "/metrics"].contains(&path.as_str()) {
+                let read_only = ["/health", "/stream", "/status", "/metrics"]
+                    .contains(&path.as_str())
+                    || path.starts_with("/explain");
+                if read_only {
                     Method::GET
                 } else {
                     Method::POST

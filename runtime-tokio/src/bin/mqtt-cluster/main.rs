@@ -2,6 +2,7 @@
 //! cluster work in one process, or ask a core for its view of the cluster.
 
 mod demo;
+mod explain;
 mod node;
 mod simulate;
 mod status;
@@ -31,6 +32,9 @@ enum Command {
     Demo(demo::Args),
     /// Prints a core's view of the cluster.
     Status(status::Args),
+    /// Explains, for every member, whether a message on a topic reaches it
+    /// and why.
+    Explain(explain::Args),
     /// A core's view of the cluster, redrawn every second; `q` quits.
     Top(top::Args),
     /// Runs a whole cluster with faults on the deterministic simulator.
@@ -91,6 +95,7 @@ fn main() -> ExitCode {
             Command::Node(args) => node::run(args).await,
             Command::Demo(args) => demo::run(args).await,
             Command::Status(args) => status::run(args).await,
+            Command::Explain(args) => explain::run(args).await,
             Command::Top(args) => top::run(args).await,
             // Handled above, without an async runtime.
             Command::Simulate(_) => Ok(ExitCode::SUCCESS),
