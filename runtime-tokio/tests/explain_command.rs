@@ -372,6 +372,7 @@ async fn a_member_whose_routes_lag_shows_the_gap() {
                 members_digest: String::new(),
                 retained_digest: String::new(),
                 members_seen: None,
+                routes_behind: false,
             };
             beating.post(Endpoint::Heartbeat, json(&beat)).await;
             tokio::time::sleep(Duration::from_millis(50)).await;

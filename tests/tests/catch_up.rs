@@ -61,6 +61,7 @@ fn heartbeat(
         members_digest: digest.to_owned(),
         retained_digest: String::new(),
         members_seen: seen,
+        routes_behind: false,
     });
     let request = signer.request(Method::POST, "/heartbeat", body, now.wall);
     let response = core.handle_request(now, request);

@@ -158,3 +158,19 @@ fn a_silent_core_is_named_until_it_is_declared_dead() {
     let count = sample(&metrics, "mqtt_cluster_divergence_seconds_count");
     assert!(count >= 2, "formation and the fault: {metrics}");
 }
+
+#[test]
+fn a_worker_names_the_cores_its_core_differs_from() {
+    let mut cluster = formed();
+    cluster.kill(&id("core3"));
+    // Past suspectTimeout: core1 and core2 cannot vouch for core3's view,
+    // and their workers, which agree with their cores, hear it from them.
+    run_checking(&mut cluster, Duration::from_millis(500));
+    for worker in ["w1", "w2"] {
+        let status = &cluster.statuses()[&id(worker)];
+        assert!(!status.convergence.converged, "{worker}");
+        assert_eq!(status.convergence.differing, vec![id("core3")], "{worker}");
+    }
+    run_checking(&mut cluster, Duration::from_secs(2));
+    assert_eq!(converged(&cluster), running(&cluster));
+}

@@ -591,22 +591,22 @@ fn transcripts_are_the_same_on_every_machine() {
         (
             "crash",
             1,
-            "a091112f97544d6faf724e7ba5af7a515520dd5066607cb7d650fc861907c67c",
+            "682c76cdaf6c786ee29c57b3ae339f77610d260435bb19078db2d5ebf3b7744c",
         ),
         (
             "crash",
             7,
-            "105f3902e6985a9cf08a7bdb05c5405b67a5c289f4d244b8ece476dd510e6f6c",
+            "633b1ec17b5071ebb2d6d24fa7acccfd339f75008c3f45938e6ff20b52697fd5",
         ),
         (
             "partition",
             3,
-            "1413c1f9a0880b15c29b85a89ddb8adc8e1c6aa1e11376571fb3c5718d7429dd",
+            "eb329481e60bb03f3f9f17ac55e08e0fcf81c1a4123ada2ba2bae344ffc48e18",
         ),
         (
             "partition",
             11,
-            "f8544c3be0726c3faffff8d49ae6e84bc758bedd61056ca39b9182b2debedaca",
+            "64bea7e36e9e6d63604775bef1e2fda0a6087fc06aeda29020dc4438fe72c51b",
         ),
     ];
     let got: Vec<(&str, u64, String)> = pinned

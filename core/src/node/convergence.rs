@@ -2,24 +2,27 @@
 //! what the heartbeats already carry, and since when.
 //!
 //! A core agrees with a peer core when the member digest the peer last gave
-//! equals its own, and the peer holds every change of its route log (the
-//! peer's `routesHeld`). A worker agrees with its core when the core's last
+//! equals its own, the peer holds every change of its route log (the
+//! peer's `routesHeld`), and the peer's last heartbeat did not say this core
+//! lacks part of the peer's log (`routesBehind`). A worker agrees with its core when the core's last
 //! digest equals its own, its stream is open and read to the core's routing
-//! table, and its own routes are acknowledged. Dead and departed cores do
-//! not count; a suspect one does (nobody can vouch for its view).
+//! table, and its own routes are acknowledged; with the other cores, when
+//! its core's last heartbeat answer said the core agrees with them
+//! (`coresDiffering` empty). Dead and departed cores do not count; a
+//! suspect one does (nobody can vouch for its view).
 //!
 //! The judgement is only as fresh as the last answer from each core: a node
 //! reports converged when, as of every core's last word, the views were
 //! the same. A node whose own view changes stops being converged at once,
 //! because what the others last said no longer matches it.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use serde::Serialize;
 
 use super::Node;
 use crate::id::{NodeId, Role};
-use crate::time::Instant;
+use crate::time::{Instant, Now};
 use crate::wire::messages::MemberState;
 
 /// Route changes waiting to be held by every core are remembered up to
@@ -67,8 +70,12 @@ pub struct ConvergenceStatus {
     /// When the node became converged, or stopped being so (node clock,
     /// milliseconds).
     pub since_ms: u64,
-    /// The cores (for a worker: its core) whose view differs or is unknown;
-    /// a worker not registered with any core names itself.
+    /// The same moment on the node's wall clock (Unix milliseconds), for
+    /// operators comparing nodes.
+    pub since_unix_ms: u64,
+    /// The cores whose view differs or is unknown: for a worker, its core,
+    /// or when it agrees with its core, the cores its core differs from; a
+    /// worker not registered with any core names itself.
     pub differing: Vec<NodeId>,
 }
 
@@ -79,8 +86,11 @@ pub(super) struct Convergence {
     digests: BTreeMap<NodeId, String>,
     /// How far each peer core said it holds this core's route log.
     routes_held: BTreeMap<NodeId, Option<u64>>,
+    /// Peer cores whose last heartbeat said this core lacks part of their
+    /// route log.
+    behind: BTreeSet<NodeId>,
     converged: bool,
-    since: Instant,
+    since: Now,
     differing: Vec<NodeId>,
     /// Route log versions not yet held by every core, with when they were
     /// logged.
@@ -92,6 +102,9 @@ pub(super) struct Convergence {
     /// Judge again even if the inputs look the same (a tick; a sync
     /// answered, which may complete a peer's routes).
     pub(super) due: bool,
+    /// For a worker: which cores its core last said it differs from, and
+    /// which core said so (a word from a former core does not count).
+    core_differing: Option<(NodeId, Vec<NodeId>)>,
     /// Bumped whenever a core's word is heard.
     heard: u64,
     pub(super) divergence: Histogram,
@@ -99,10 +112,11 @@ pub(super) struct Convergence {
 }
 
 impl Convergence {
-    pub(super) fn new(now: Instant) -> Self {
+    pub(super) fn new(now: Now) -> Self {
         Convergence {
             digests: BTreeMap::new(),
             routes_held: BTreeMap::new(),
+            behind: BTreeSet::new(),
             converged: false,
             since: now,
             differing: Vec::new(),
@@ -110,6 +124,7 @@ impl Convergence {
             logged_through: 0,
             judged: None,
             due: true,
+            core_differing: None,
             heard: 0,
             divergence: Histogram::default(),
             propagation: Histogram::default(),
@@ -128,22 +143,41 @@ impl Convergence {
         }
     }
 
+    /// A worker's core said which cores its view differs from.
+    pub(super) fn heard_core_differing(&mut self, core: &NodeId, differing: Vec<NodeId>) {
+        self.heard += 1;
+        self.core_differing = Some((core.clone(), differing));
+    }
+
     /// How far a peer core holds this core's route log.
     pub(super) fn heard_routes_held(&mut self, core: &NodeId, held: Option<u64>) {
         self.heard += 1;
         self.routes_held.insert(core.clone(), held);
     }
 
+    /// A peer core's heartbeat said whether this core lacks part of its
+    /// route log.
+    pub(super) fn heard_routes_behind(&mut self, core: &NodeId, behind: bool) {
+        self.heard += 1;
+        if behind {
+            self.behind.insert(core.clone());
+        } else {
+            self.behind.remove(core);
+        }
+    }
+
     /// Forgets what members no longer in the list said.
     pub(super) fn retain(&mut self, known: impl Fn(&NodeId) -> bool) {
         self.digests.retain(|n, _| known(n));
+        self.behind.retain(|n| known(n));
         self.routes_held.retain(|n, _| known(n));
     }
 
     pub(super) fn status(&self) -> ConvergenceStatus {
         ConvergenceStatus {
             converged: self.converged,
-            since_ms: self.since.as_millis(),
+            since_ms: self.since.instant.as_millis(),
+            since_unix_ms: self.since.wall.as_unix_millis(),
             differing: self.differing.clone(),
         }
     }
@@ -168,7 +202,8 @@ pub(super) enum Turn {
 
 impl Node {
     /// Judges convergence again; emits an event when it turned.
-    pub(super) fn update_convergence(&mut self, now: Instant) {
+    pub(super) fn update_convergence(&mut self, at: Now) {
+        let now = at.instant;
         let route_end = self.route_log_version();
         let inputs = Inputs {
             members_version: self.membership.version(),
@@ -211,7 +246,7 @@ impl Node {
         }
         let converged = running && differing.is_empty();
         let turn = if converged && !c.converged {
-            let after = now.saturating_since(c.since);
+            let after = now.saturating_since(c.since.instant);
             c.divergence.observe(after.as_secs_f64());
             Some(Turn::Converged {
                 after_ms: u64::try_from(after.as_millis()).unwrap_or(u64::MAX),
@@ -225,7 +260,7 @@ impl Node {
         };
         if turn.is_some() {
             c.converged = converged;
-            c.since = now;
+            c.since = at;
         }
         c.differing = differing;
         match turn {
@@ -260,6 +295,7 @@ impl Node {
                         r.state == MemberState::Suspect
                             || c.digests.get(&r.id) != Some(&digest)
                             || !self.peer_holds_route_log(&r.id, r.incarnation, end)
+                            || c.behind.contains(&r.id)
                     })
                     .map(|r| r.id.clone())
                     .collect()
@@ -270,10 +306,11 @@ impl Node {
                         && self.worker.synced()
                         && self.worker.stream_request().is_some()
                         && self.own_routes_in_step();
-                    if agrees {
-                        Vec::new()
-                    } else {
-                        vec![core.clone()]
+                    // Past its core, a worker agrees with the cores its
+                    // core agrees with, as of the core's last answer.
+                    match &c.core_differing {
+                        Some((said_by, others)) if agrees && said_by == core => others.clone(),
+                        _ => vec![core.clone()],
                     }
                 }
                 // Registering: no core to agree with yet.
@@ -295,6 +332,14 @@ impl Node {
         end == 0
             || self.convergence.routes_held.get(peer).copied().flatten() == Some(end)
             || self.sync_outbox.delivered_through(peer, incarnation, end)
+    }
+
+    /// Whether the live peer core `peer` holds every change of this
+    /// core's route log (what its heartbeats are told in `routesBehind`).
+    pub(super) fn peer_holds_own_route_log(&self, peer: &NodeId) -> bool {
+        self.membership.get(peer).is_none_or(|r| {
+            self.peer_holds_route_log(peer, r.incarnation, self.route_log_version())
+        })
     }
 
     fn route_log_version(&self) -> u64 {

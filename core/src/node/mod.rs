@@ -301,7 +301,7 @@ impl Node {
             sync_outbox: SyncOutbox::default(),
             member_logs: catch_up::MemberLogs::default(),
             route_log: catch_up::RouteLog::default(),
-            convergence: convergence::Convergence::new(now.instant),
+            convergence: convergence::Convergence::new(now),
             swept_removals: 0,
             forwarding: Forwarding::new(&config),
             outstanding: crate::forward::confirm::Outstanding::new(
@@ -506,7 +506,7 @@ impl Node {
             self.resend_unconfirmed(now);
         }
         self.flush_links(now);
-        self.update_convergence(now.instant);
+        self.update_convergence(now);
     }
 
     // ----- outputs -----

@@ -260,6 +260,7 @@ impl Node {
             routes_held: answer.routes_held,
             routes_wanted: answer.routes_wanted.clone(),
             retained_digest: answer.retained_digest.clone(),
+            cores_differing: answer.cores_differing.clone(),
         });
         let room = self.body_room(envelope);
         let members = answer.members.as_deref().map_or(0, items_len)

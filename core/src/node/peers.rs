@@ -198,6 +198,7 @@ impl Node {
                     members_digest: digest.clone(),
                     retained_digest: self.retained_digest_for_peers(),
                     members_seen: seen,
+                    routes_behind: !self.peer_holds_own_route_log(&peer),
                 });
                 self.send(
                     now,

@@ -449,6 +449,8 @@ impl Node {
         if from_core {
             self.convergence
                 .heard_digest(&sender.node, &body.members_digest);
+            self.convergence
+                .heard_routes_behind(&sender.node, body.routes_behind);
         }
         let member_answer =
             self.member_answer(&sender.node, role, body.members_seen, &body.members_digest);
@@ -473,6 +475,11 @@ impl Node {
             routes_held,
             routes_wanted,
             retained_digest: self.retained_digest_for_peers(),
+            cores_differing: if from_core {
+                Vec::new()
+            } else {
+                self.convergence.status().differing
+            },
         };
         self.fit_heartbeat_answer(&sender.node, from_core, &mut answer);
         Ok(json_response(&answer))

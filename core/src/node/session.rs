@@ -131,6 +131,7 @@ impl Node {
                         members_digest: self.membership.digest(),
                         retained_digest: self.retained_digest_for_peers(),
                         members_seen: seen,
+                        routes_behind: false,
                     });
                     let pending = Pending::WorkerHeartbeat { seen };
                     self.send_to_core(now, Endpoint::Heartbeat, body, pending);
@@ -321,6 +322,8 @@ impl Node {
                 let core = self.worker.registered_core().cloned();
                 if let Some(core) = &core {
                     self.convergence.heard_digest(core, &answer.members_digest);
+                    self.convergence
+                        .heard_core_differing(core, std::mem::take(&mut answer.cores_differing));
                 }
                 if let (Some(at), Some(core)) = (answer.members_at, core) {
                     self.members_reached(&core, Some(at));

@@ -294,6 +294,12 @@ impl Node {
         self.membership.digest()
     }
 
+    /// The digest of the route versions this node holds
+    /// ([`Status::routes_digest`]).
+    pub fn routes_digest(&self) -> String {
+        self.routes.digest()
+    }
+
     /// Where the node is in its life.
     pub fn phase(&self) -> Phase {
         self.phase

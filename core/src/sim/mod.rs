@@ -302,7 +302,7 @@ pub struct Simulation {
     /// again by then (its counter restarts with its process).
     resends: BTreeMap<NodeId, (Instant, u64)>,
     /// Since when each node has said it is converged while its member list
-    /// differs from that of a core it counts (see
+    /// or routing table differs from that of a core it counts (see
     /// [`Simulation::check_convergence_claim`]).
     claims: BTreeMap<NodeId, Instant>,
     traffic: traffic::TrafficLog,
@@ -988,11 +988,14 @@ impl Simulation {
         self.check_convergence_claim(id)
     }
 
-    /// A node may say it is converged only while its member list is every
-    /// core's it counts (alive or suspect; for a worker, its core's), give
-    /// or take how long news takes to reach it: a suspect timeout (a silent core turns suspect, which
-    /// ends the claim), two heartbeat intervals (the next word from each
-    /// core) and a request timeout. Longer than that, the claim is false.
+    /// A node may say it is converged only while its member list and its
+    /// routing table are those of every core it counts (alive or suspect),
+    /// give or take how long news takes to reach it: a suspect timeout (a
+    /// silent core turns suspect, which ends the claim), two heartbeat
+    /// intervals (the next word from each core) and a request timeout, and
+    /// for a worker, which hears about the other cores from its core, one
+    /// heartbeat interval and request timeout more. Longer than that, the
+    /// claim is false.
     fn check_convergence_claim(&mut self, id: &NodeId) -> Result<(), Violation> {
         let Some(n) = self.nodes.get(id) else {
             return Ok(());
@@ -1002,23 +1005,20 @@ impl Simulation {
             return Ok(());
         };
         let differing = if node.phase() == Phase::Running && node.convergence().converged {
-            let mine = node.members_digest();
-            // A worker vouches for its core's view only; its core vouches
-            // for the other cores'.
-            let home = (!n.config.core)
-                .then(|| node.member(id).map(|r| r.home.clone()))
-                .flatten();
+            let mine = (node.members_digest(), node.routes_digest());
             self.nodes
                 .iter()
                 .filter(|(other, o)| o.config.core && *other != id)
-                .filter(|(other, _)| home.as_ref().is_none_or(|h| h == *other))
                 .filter(|(other, _)| {
                     node.member(other).is_some_and(|r| {
                         matches!(r.state, MemberState::Alive | MemberState::Suspect)
                     })
                 })
                 .filter_map(|(other, o)| o.node.as_ref().map(|core| (other, core)))
-                .find(|(_, core)| core.phase() == Phase::Running && core.members_digest() != mine)
+                .find(|(_, core)| {
+                    core.phase() == Phase::Running
+                        && (core.members_digest(), core.routes_digest()) != mine
+                })
                 .map(|(other, _)| other.clone())
         } else {
             None
@@ -1027,14 +1027,24 @@ impl Simulation {
             self.claims.remove(id);
             return Ok(());
         };
-        let grace =
-            n.config.suspect_timeout + n.config.heartbeat_interval * 2 + n.config.request_timeout;
+        // A core's word about another core is as old as that core's last
+        // answer; a worker hears its core's word one heartbeat later.
+        let relay = if n.config.core {
+            Duration::ZERO
+        } else {
+            n.config.heartbeat_interval + n.config.request_timeout
+        };
+        let grace = n.config.suspect_timeout
+            + n.config.heartbeat_interval * 2
+            + n.config.request_timeout
+            + relay;
         let since = *self.claims.entry(id.clone()).or_insert(self.now);
         if self.now.saturating_since(since) > grace {
+            let differences = self.differences([id, &other].into_iter());
             return Err(self.violation(
                 "honest convergence",
                 format!(
-                    "{id} has said it is converged for {:?} while its member list differs from {other}'s",
+                    "{id} has said it is converged for {:?} while its member list or routing table differs from {other}'s{differences}",
                     self.now.saturating_since(since)
                 ),
             ));
@@ -1666,8 +1676,10 @@ impl Simulation {
                     ));
                 }
             }
-            // The views agree, so every node must say so by now.
-            if !status.convergence.converged {
+            // The views agree, so every node must say so by now; a worker
+            // hears that its core came to agree with the other cores from
+            // its next heartbeat answer.
+            if !status.convergence.converged && !self.hears_soon(id, status, &running) {
                 return Err(self.violation(
                     "convergence signal",
                     format!(
@@ -1688,6 +1700,28 @@ impl Simulation {
             }
         }
         Ok(())
+    }
+
+    /// Whether worker `id` agrees with its core and waits only to hear
+    /// that the core came to agree with the others: its core turned
+    /// converged within a heartbeat interval and a request timeout.
+    fn hears_soon(
+        &self,
+        id: &NodeId,
+        status: &crate::node::Status,
+        running: &BTreeMap<&NodeId, crate::node::Status>,
+    ) -> bool {
+        let (Some(core), Some(n)) = (&status.core, self.nodes.get(id)) else {
+            return false;
+        };
+        let Some(home) = running.get(core) else {
+            return false;
+        };
+        let lag = n.config.heartbeat_interval + n.config.request_timeout;
+        let since = Instant::from_millis(home.convergence.since_ms);
+        !status.convergence.differing.contains(core)
+            && home.convergence.converged
+            && self.now.saturating_since(since) <= lag
     }
 
     /// Every running node's retained set holds, per topic, the last write

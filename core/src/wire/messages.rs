@@ -147,6 +147,12 @@ pub struct HeartbeatRequest {
     /// keeps the last one it heard.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub members_seen: Option<LogPosition>,
+    /// For a core's heartbeat to a core: the receiver does not yet hold
+    /// every change of the sender's route log, as far as the sender knows
+    /// (the receiver's `routesHeld`, or the syncs it answered). Sent only
+    /// when true: the receiver is then not converged with the sender.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub routes_behind: bool,
 }
 
 /// The answer to a heartbeat.
@@ -186,6 +192,12 @@ pub struct HeartbeatResponse {
     /// sends its whole set.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub retained_digest: String,
+    /// For a worker's heartbeat: the cores whose view the receiver's own
+    /// differs from, or has not heard (its `convergence.differing`); absent
+    /// when it agrees with every core. A worker agrees with the cores its
+    /// core agrees with.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cores_differing: Vec<NodeId>,
 }
 
 impl HeartbeatResponse {

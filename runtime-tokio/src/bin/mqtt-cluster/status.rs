@@ -150,10 +150,20 @@ pub(crate) fn members_table(status: &Value) -> String {
 /// from a status's `convergence` (times on the node's clock).
 pub(crate) fn convergence_line(status: &Value) -> String {
     let c = &status["convergence"];
-    let since = c["sinceMs"].as_u64().map_or_else(
-        || "-".to_owned(),
-        |ms| format!("{:.1}s", ms as f64 / 1000.0),
-    );
+    // The node's wall clock at the turn, shown as how long ago by this
+    // machine's clock; the node's own clock when an older node omits it.
+    let since = match c["sinceUnixMs"].as_u64() {
+        Some(at) => {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+            format!("{:.1}s ago", now.saturating_sub(at) as f64 / 1000.0)
+        }
+        None => c["sinceMs"].as_u64().map_or_else(
+            || "-".to_owned(),
+            |ms| format!("{:.1}s (node clock)", ms as f64 / 1000.0),
+        ),
+    };
     let differing: Vec<&str> = c["differing"]
         .as_array()
         .into_iter()
@@ -161,12 +171,12 @@ pub(crate) fn convergence_line(status: &Value) -> String {
         .filter_map(Value::as_str)
         .collect();
     match c["converged"].as_bool() {
-        Some(true) => format!("converged: yes, since {since} (node clock)\n"),
+        Some(true) => format!("converged: yes, since {since}\n"),
         Some(false) if differing.is_empty() => {
-            format!("converged: no, since {since} (node clock)\n")
+            format!("converged: no, since {since}\n")
         }
         Some(false) => format!(
-            "converged: no, since {since} (node clock), differs from {}\n",
+            "converged: no, since {since}, differs from {}\n",
             differing.join(", ")
         ),
         None => "converged: unknown (an older node)\n".to_owned(),
