@@ -34,6 +34,7 @@
 #![forbid(unsafe_code)]
 
 pub mod acl;
+pub mod chaos;
 pub mod cluster_router;
 pub mod cluster_shared;
 pub mod cluster_topics;

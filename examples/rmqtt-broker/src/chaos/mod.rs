@@ -1,0 +1,11 @@
+//! The chaos suite's building blocks: real broker processes on a real
+//! network that the kernel damages.
+//!
+//! [`netns`] builds a private network of Linux network namespaces joined
+//! by a bridge, one namespace per broker and one for the MQTT clients, and
+//! cuts and heals links between them. It needs root and `ip` (iproute2);
+//! [`netns::unavailable`] says why it cannot run elsewhere, and
+//! [`netns::netem_unavailable`] whether the kernel can delay, lose,
+//! duplicate and reorder packets.
+
+pub mod netns;
