@@ -110,9 +110,7 @@ async fn explain_table(url: &str, topic: &str, from: Option<&str>) -> String {
 
 fn member<'a>(explained: &'a Explanation, name: &str) -> &'a MemberVerdict {
     explained
-        .members
-        .iter()
-        .find(|m| m.id.as_str() == name)
+        .member(name)
         .unwrap_or_else(|| panic!("{name} not in {explained:#?}"))
 }
 

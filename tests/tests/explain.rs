@@ -35,9 +35,7 @@ fn explain(sim: &Simulation, at: &str, topic: &str, from: Option<&str>) -> Expla
 
 fn member<'a>(explained: &'a Explanation, name: &str) -> &'a MemberVerdict {
     explained
-        .members
-        .iter()
-        .find(|m| m.id.as_str() == name)
+        .member(name)
         .unwrap_or_else(|| panic!("{name} not in {explained:#?}"))
 }
 

@@ -53,6 +53,13 @@ pub struct Explanation {
     pub members: Vec<MemberVerdict>,
 }
 
+impl Explanation {
+    /// The verdict on the member called `id`.
+    pub fn member(&self, id: &str) -> Option<&MemberVerdict> {
+        self.members.iter().find(|m| m.id.as_str() == id)
+    }
+}
+
 /// One filter matching the topic, with who holds it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]

@@ -2,52 +2,21 @@
 //! a bridge, an MQTT client in another. A message crosses from a worker
 //! broker to a core broker; a partition (blackhole routes) stops it, and
 //! the worker's failure shows in the core's member list; healing brings it
-//! back; nothing is left behind. Needs root and `ip`: without them the test
+//! back; a stopped broker (SIGSTOP) takes nothing until continued; a
+//! broker killed with `kill -9` and started again in its namespace takes
+//! part again; nothing is left behind. Needs root and `ip`: without them the test
 //! says why and checks nothing.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use mqtt_cluster_rmqtt_broker::chaos::netns::{self, Network};
+use mqtt_cluster_rmqtt_broker::chaos::process::BrokerProcess;
 
 const PREFIX: &str = "mcnet";
 const SECRET: &str = "chaos-network-test-secret";
 const TIMINGS: &str = "heartbeatInterval: 100ms\nsuspectTimeout: 500ms\ndeadTimeout: 1500ms\n";
-
-/// A broker in a namespace, killed when dropped.
-struct Broker(Child);
-
-impl Broker {
-    fn start(network: &Network, host: &str, config: &Path) -> Broker {
-        let address = network.host(host).unwrap().address;
-        let mut child = network
-            .command(host, env!("CARGO_BIN_EXE_mqtt-cluster-broker"))
-            .unwrap()
-            .arg("--config")
-            .arg(config)
-            .args(["--mqtt", &format!("{address}:1883"), "--threads", "1"])
-            .env("MQTT_CLUSTER_LOG", "error")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("the broker starts in its namespace");
-        let mut line = String::new();
-        BufReader::new(child.stdout.as_mut().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        assert!(line.starts_with("MQTT "), "unexpected output {line:?}");
-        Broker(child)
-    }
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// One QoS 1 message from a publisher on `from` to a subscriber on `to`,
 /// by the load generator run in the clients' namespace: whether it came.
@@ -70,6 +39,17 @@ fn crosses(network: &Network, from: &str, to: &str) -> bool {
     report.is_some_and(|r| r["sent"].as_u64() > Some(0) && r["lost"].as_u64() == Some(0))
 }
 
+/// Tries until a message crosses from the worker to the core.
+fn until_it_crosses(network: &Network, after: &str) {
+    let started = Instant::now();
+    while !crosses(network, "worker", "core") {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "nothing crossed after {after}"
+        );
+    }
+}
+
 fn namespaces_left() -> Vec<String> {
     let out = std::process::Command::new("ip")
         .args(["netns", "list"])
@@ -83,7 +63,7 @@ fn namespaces_left() -> Vec<String> {
 }
 
 #[test]
-fn brokers_in_namespaces_talk_until_partitioned_and_again_once_healed() {
+fn brokers_in_namespaces_come_back_after_a_partition_a_pause_and_kill_9() {
     if let Some(why) = netns::unavailable() {
         eprintln!("skipped: network namespaces are not available here ({why})");
         return;
@@ -92,6 +72,14 @@ fn brokers_in_namespaces_talk_until_partitioned_and_again_once_healed() {
         std::env::temp_dir().join(format!("mqtt-cluster-chaos-network-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let mut network = Network::create(PREFIX, 213, &["core", "worker", "clients"]).unwrap();
+    match netns::netem_unavailable(&network) {
+        None => {
+            eprintln!("netem is available: delay, loss, duplication and reordering can be injected")
+        }
+        Some(why) => {
+            eprintln!("netem is not available ({why}): only partitions and process faults")
+        }
+    }
     let core = network.host("core").unwrap().address;
     let url = format!("http://{core}:8884");
     let core_yaml = dir.join("core.yaml");
@@ -109,27 +97,32 @@ fn brokers_in_namespaces_talk_until_partitioned_and_again_once_healed() {
     )
     .unwrap();
     {
-        let _core = Broker::start(&network, "core", &core_yaml);
-        let _worker = Broker::start(&network, "worker", &worker_yaml);
-        let started = Instant::now();
-        while !crosses(&network, "worker", "core") {
-            assert!(
-                started.elapsed() < Duration::from_secs(30),
-                "no message crossed from the worker to the core"
-            );
-        }
+        let program = Path::new(env!("CARGO_BIN_EXE_mqtt-cluster-broker"));
+        let mut core = BrokerProcess::new(&network, "core", program, &core_yaml);
+        let mut worker = BrokerProcess::new(&network, "worker", program, &worker_yaml);
+        core.start(&network).unwrap();
+        worker.start(&network).unwrap();
+        until_it_crosses(&network, "the cluster formed");
 
         network.partition(&["worker"], &["core"]).unwrap();
         assert!(!crosses(&network, "worker", "core"), "crossed a partition");
-
         network.heal().unwrap();
-        let healed = Instant::now();
-        while !crosses(&network, "worker", "core") {
-            assert!(
-                healed.elapsed() < Duration::from_secs(30),
-                "nothing crossed after the partition healed"
-            );
-        }
+        until_it_crosses(&network, "the partition healed");
+
+        // A stopped broker takes no message; continued, it goes on.
+        worker.pause().unwrap();
+        assert!(
+            !crosses(&network, "worker", "core"),
+            "a stopped broker took a message"
+        );
+        worker.resume().unwrap();
+        until_it_crosses(&network, "the worker continued");
+
+        // kill -9, then a new process in the same namespace.
+        worker.kill().unwrap();
+        assert!(!worker.is_running());
+        worker.start(&network).unwrap();
+        until_it_crosses(&network, "the worker restarted");
     }
     network.destroy().unwrap();
     assert_eq!(namespaces_left(), Vec::<String>::new());

@@ -6,6 +6,10 @@
 //! cuts and heals links between them. It needs root and `ip` (iproute2);
 //! [`netns::unavailable`] says why it cannot run elsewhere, and
 //! [`netns::netem_unavailable`] whether the kernel can delay, lose,
-//! duplicate and reorder packets.
+//! duplicate and reorder packets. [`process`] runs brokers in the
+//! namespaces and kills, restarts, stops and continues them; [`faults`]
+//! plans faults from a seed.
 
+pub mod faults;
 pub mod netns;
+pub mod process;

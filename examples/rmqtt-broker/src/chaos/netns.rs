@@ -56,34 +56,15 @@ pub fn unavailable() -> Option<String> {
 /// duplication and reordering need it.
 pub fn netem_unavailable(network: &Network) -> Option<String> {
     let host = network.hosts.first()?;
-    let probe = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            &host.netns,
-            "tc",
-            "qdisc",
-            "add",
-            "dev",
-            "lo",
-        ])
-        .args(["root", "netem", "delay", "1ms"])
-        .output();
-    match probe {
+    let tc = |args: &[&str]| {
+        Command::new("ip")
+            .args(["netns", "exec", &host.netns, "tc", "qdisc"])
+            .args(args)
+            .output()
+    };
+    match tc(&["add", "dev", "lo", "root", "netem", "delay", "1ms"]) {
         Ok(out) if out.status.success() => {
-            let _ = Command::new("ip")
-                .args([
-                    "netns",
-                    "exec",
-                    &host.netns,
-                    "tc",
-                    "qdisc",
-                    "del",
-                    "dev",
-                    "lo",
-                ])
-                .arg("root")
-                .output();
+            let _ = tc(&["del", "dev", "lo", "root"]);
             None
         }
         Ok(out) => Some(format!(
