@@ -4,13 +4,16 @@
 //! the worker's failure shows in the core's member list; healing brings it
 //! back; a stopped broker (SIGSTOP) takes nothing until continued; a
 //! broker killed with `kill -9` and started again in its namespace takes
-//! part again; nothing is left behind. Needs root and `ip`: without them the test
+//! part again; where the kernel has netem, a link losing every packet
+//! stops it until the rule is cleared; nothing is left behind. Each fault
+//! is applied and undone as the chaos suite's plans do. Needs root and `ip`: without them the test
 //! says why and checks nothing.
 
 use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use mqtt_cluster_rmqtt_broker::chaos::faults::{Fault, FaultKind};
 use mqtt_cluster_rmqtt_broker::chaos::netns::{self, Network};
 use mqtt_cluster_rmqtt_broker::chaos::process::BrokerProcess;
 
@@ -72,12 +75,11 @@ fn brokers_in_namespaces_come_back_after_a_partition_a_pause_and_kill_9() {
         std::env::temp_dir().join(format!("mqtt-cluster-chaos-network-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let mut network = Network::create(PREFIX, 213, &["core", "worker", "clients"]).unwrap();
-    match netns::netem_unavailable(&network) {
-        None => {
-            eprintln!("netem is available: delay, loss, duplication and reordering can be injected")
-        }
+    let netem = netns::netem_unavailable(&network);
+    match &netem {
+        None => eprintln!("netem is available: a link losing every packet is tried too"),
         Some(why) => {
-            eprintln!("netem is not available ({why}): only partitions and process faults")
+            eprintln!("netem is not available ({why}): partitions and process faults only")
         }
     }
     let core = network.host("core").unwrap().address;
@@ -98,31 +100,44 @@ fn brokers_in_namespaces_come_back_after_a_partition_a_pause_and_kill_9() {
     .unwrap();
     {
         let program = Path::new(env!("CARGO_BIN_EXE_mqtt-cluster-broker"));
-        let mut core = BrokerProcess::new(&network, "core", program, &core_yaml);
-        let mut worker = BrokerProcess::new(&network, "worker", program, &worker_yaml);
-        core.start(&network).unwrap();
-        worker.start(&network).unwrap();
+        let mut brokers = vec![
+            BrokerProcess::new(&network, "core", program, &core_yaml),
+            BrokerProcess::new(&network, "worker", program, &worker_yaml),
+        ];
+        for broker in &mut brokers {
+            broker.start(&network).unwrap();
+        }
         until_it_crosses(&network, "the cluster formed");
 
-        network.partition(&["worker"], &["core"]).unwrap();
-        assert!(!crosses(&network, "worker", "core"), "crossed a partition");
-        network.heal().unwrap();
-        until_it_crosses(&network, "the partition healed");
-
-        // A stopped broker takes no message; continued, it goes on.
-        worker.pause().unwrap();
-        assert!(
-            !crosses(&network, "worker", "core"),
-            "a stopped broker took a message"
-        );
-        worker.resume().unwrap();
-        until_it_crosses(&network, "the worker continued");
-
-        // kill -9, then a new process in the same namespace.
-        worker.kill().unwrap();
-        assert!(!worker.is_running());
-        worker.start(&network).unwrap();
-        until_it_crosses(&network, "the worker restarted");
+        let worker = || "worker".to_owned();
+        let mut faults = vec![
+            // Blackhole routes both ways.
+            Fault::Partition {
+                side_a: vec![worker()],
+                side_b: vec!["core".into()],
+            },
+            // A stopped broker takes no message; continued, it goes on.
+            Fault::Pause { host: worker() },
+            // kill -9, then a new process in the same namespace.
+            Fault::Kill { host: worker() },
+        ];
+        if netem.is_none() {
+            faults.push(Fault::Netem {
+                host: worker(),
+                kind: FaultKind::Loss,
+                rule: "loss 100%".into(),
+            });
+        }
+        for fault in faults {
+            fault.apply(&mut network, &mut brokers).unwrap();
+            assert!(
+                !crosses(&network, "worker", "core"),
+                "crossed despite {fault}"
+            );
+            fault.undo(&mut network, &mut brokers).unwrap();
+            until_it_crosses(&network, &format!("the end of {fault}"));
+        }
+        assert!(brokers.iter().all(BrokerProcess::is_running));
     }
     network.destroy().unwrap();
     assert_eq!(namespaces_left(), Vec::<String>::new());

@@ -20,6 +20,9 @@ use std::time::Duration;
 use rand_chacha::rand_core::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+use super::netns::{NetError, Network};
+use super::process::{BrokerProcess, ProcessError};
+
 /// A kind of fault the plan draws from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum FaultKind {
@@ -134,6 +137,66 @@ impl fmt::Display for Fault {
             Fault::Netem { host, rule, .. } => write!(f, "netem {host}: {rule}"),
         }
     }
+}
+
+/// Something a fault could not do to the network or a broker.
+#[derive(Debug, thiserror::Error)]
+pub enum FaultError {
+    /// The network refused.
+    #[error(transparent)]
+    Net(#[from] NetError),
+    /// A broker process refused.
+    #[error(transparent)]
+    Process(#[from] ProcessError),
+    /// The fault names a host without a broker.
+    #[error("no broker on {0}")]
+    NoBroker(String),
+}
+
+impl Fault {
+    /// Starts the fault.
+    pub fn apply(
+        &self,
+        network: &mut Network,
+        brokers: &mut [BrokerProcess],
+    ) -> Result<(), FaultError> {
+        match self {
+            Fault::Partition { side_a, side_b } => {
+                let a: Vec<&str> = side_a.iter().map(String::as_str).collect();
+                let b: Vec<&str> = side_b.iter().map(String::as_str).collect();
+                network.partition(&a, &b)?;
+            }
+            Fault::Kill { host } => broker(brokers, host)?.kill()?,
+            Fault::Pause { host } => broker(brokers, host)?.pause()?,
+            Fault::Netem { host, rule, .. } => network.netem(host, rule)?,
+        }
+        Ok(())
+    }
+
+    /// Ends the fault: heals, restarts, continues or clears.
+    pub fn undo(
+        &self,
+        network: &mut Network,
+        brokers: &mut [BrokerProcess],
+    ) -> Result<(), FaultError> {
+        match self {
+            Fault::Partition { .. } => network.heal()?,
+            Fault::Kill { host } => broker(brokers, host)?.start(network)?,
+            Fault::Pause { host } => broker(brokers, host)?.resume()?,
+            Fault::Netem { host, .. } => network.clear_netem(host)?,
+        }
+        Ok(())
+    }
+}
+
+fn broker<'a>(
+    brokers: &'a mut [BrokerProcess],
+    host: &str,
+) -> Result<&'a mut BrokerProcess, FaultError> {
+    brokers
+        .iter_mut()
+        .find(|b| b.host() == host)
+        .ok_or_else(|| FaultError::NoBroker(host.to_owned()))
 }
 
 /// A fault with when it starts and how long it lasts, from the run's start.

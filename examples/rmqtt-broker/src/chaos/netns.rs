@@ -224,6 +224,33 @@ impl Network {
         Ok(())
     }
 
+    /// Puts a netem rule (`delay 50ms 10ms`, `loss 5%`, …) on `host`'s
+    /// link, replacing any other; needs netem ([`netem_unavailable`]).
+    pub fn netem(&self, host: &str, rule: &str) -> Result<(), NetError> {
+        let host = self.host(host)?;
+        let mut args = vec![
+            "qdisc",
+            "replace",
+            "dev",
+            host.interface.as_str(),
+            "root",
+            "netem",
+        ];
+        args.extend(rule.split_whitespace());
+        tc(&host.netns, &args)
+    }
+
+    /// Removes `host`'s netem rule, if it has one.
+    pub fn clear_netem(&self, host: &str) -> Result<(), NetError> {
+        let host = self.host(host)?;
+        let args = ["qdisc", "del", "dev", host.interface.as_str(), "root"];
+        match tc(&host.netns, &args) {
+            // No rule there: nothing to remove.
+            Err(NetError::Command { stderr, .. }) if stderr.contains("No such file") => Ok(()),
+            other => other,
+        }
+    }
+
     /// Removes every namespace of the network (with their interfaces and
     /// routes).
     pub fn destroy(mut self) -> Result<(), NetError> {
@@ -252,6 +279,13 @@ pub fn remove_leftovers(prefix: &str) -> Result<(), NetError> {
         }
     }
     Ok(())
+}
+
+/// Runs `tc args…` inside `netns`.
+fn tc(netns: &str, args: &[&str]) -> Result<(), NetError> {
+    let mut all = vec!["netns", "exec", netns, "tc"];
+    all.extend_from_slice(args);
+    ip(&all).map(|_| ())
 }
 
 /// Runs `ip args…`; an error carries what it said.
