@@ -10,6 +10,7 @@
 //! namespaces and kills, restarts, stops and continues them; [`faults`]
 //! plans faults from a seed.
 
+pub mod clients;
 pub mod faults;
 pub mod netns;
 pub mod process;

@@ -1,0 +1,441 @@
+//! `mqtt-cluster-chaos`: three core brokers and three worker brokers, each
+//! in its own network namespace, QoS 1 publishers and subscribers on every
+//! one of them, and faults drawn from a seed; then what every subscriber
+//! received of what was confirmed. Run as root:
+//!
+//! ```text
+//! mqtt-cluster-chaos run --seed 7 --duration 2m --faults partition,kill,pause
+//! ```
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{ExitCode, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::{Parser, Subcommand};
+use mqtt_cluster_rmqtt_broker::chaos::clients::{self, Published, Received};
+use mqtt_cluster_rmqtt_broker::chaos::faults::{plan, Fault, FaultKind};
+use mqtt_cluster_rmqtt_broker::chaos::netns::{self, Network};
+use mqtt_cluster_rmqtt_broker::chaos::process::BrokerProcess;
+use serde::{Deserialize, Serialize};
+
+const PREFIX: &str = "mcchaos";
+const SUBNET: u8 = 214;
+const SECRET: &str = "chaos-suite-cluster-secret";
+const CORES: [&str; 3] = ["core1", "core2", "core3"];
+const WORKERS: [&str; 3] = ["worker1", "worker2", "worker3"];
+const TIMINGS: &str =
+    "heartbeatInterval: 200ms\nsuspectTimeout: 1s\ndeadTimeout: 3s\nrequestTimeout: 1s\n";
+
+/// Real brokers on a faulty network.
+#[derive(Debug, Parser)]
+#[command(name = "mqtt-cluster-chaos", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Builds the network, starts the brokers and the clients, injects the
+    /// planned faults, and reports what arrived. Needs root and `ip`.
+    Run {
+        /// The seed the faults are drawn from.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// How long the clients publish, e.g. 2m.
+        #[arg(long, default_value = "2m", value_parser = duration)]
+        duration: Duration,
+        /// Fault kinds (partition, kill, pause, delay, loss, duplicate,
+        /// reorder; the last four need netem).
+        #[arg(long, value_delimiter = ',', default_value = "partition,kill,pause")]
+        faults: Vec<FaultKind>,
+        /// Messages per second per publisher.
+        #[arg(long, default_value_t = 20)]
+        rate: u64,
+        /// Fail (exit 2) instead of skipping when namespaces are not
+        /// available.
+        #[arg(long)]
+        require: bool,
+        /// The broker binary (default: `mqtt-cluster-broker` beside this one).
+        #[arg(long)]
+        broker: Option<PathBuf>,
+    },
+    /// Removes what an interrupted run left behind (namespaces).
+    Cleanup,
+    /// Runs the clients (inside the clients' namespace; `run` starts it).
+    #[command(hide = true)]
+    Clients {
+        #[arg(long, value_delimiter = ',')]
+        brokers: Vec<String>,
+        #[arg(long)]
+        rate: u64,
+        #[arg(long, value_parser = duration)]
+        duration: Duration,
+    },
+}
+
+fn duration(text: &str) -> Result<Duration, String> {
+    mqtt_cluster_core::config::parse_duration(text).map_err(|e| e.to_string())
+}
+
+/// What the clients saw, by broker.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Seen {
+    published: BTreeMap<String, PublishedJson>,
+    received: BTreeMap<String, ReceivedJson>,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct PublishedJson {
+    sent: u64,
+    confirmed: Vec<u64>,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct ReceivedJson {
+    seen: BTreeMap<u64, Vec<u64>>,
+    duplicates: u64,
+    reordered: u64,
+    reconnects: u64,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("mqtt-cluster-chaos: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let outcome = match cli.command {
+        Command::Cleanup => netns::remove_leftovers(PREFIX)
+            .map(|_| ExitCode::SUCCESS)
+            .map_err(|e| e.to_string()),
+        Command::Clients {
+            brokers,
+            rate,
+            duration,
+        } => runtime.block_on(run_clients(brokers, rate, duration)),
+        Command::Run {
+            seed,
+            duration,
+            faults,
+            rate,
+            require,
+            broker,
+        } => runtime.block_on(async {
+            tokio::select! {
+                outcome = run(seed, duration, faults, rate, require, broker) => outcome,
+                _ = tokio::signal::ctrl_c() => {
+                    // The run's brokers and network were dropped with it.
+                    eprintln!("interrupted: brokers stopped, namespaces removed");
+                    Ok(ExitCode::from(130))
+                }
+            }
+        }),
+    };
+    match outcome {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("mqtt-cluster-chaos: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run_clients(
+    brokers: Vec<String>,
+    rate: u64,
+    duration: Duration,
+) -> Result<ExitCode, String> {
+    let stop_subscribers = Arc::new(AtomicBool::new(false));
+    let mut subscribers = Vec::new();
+    let mut ready = Vec::new();
+    for (i, broker) in brokers.iter().enumerate() {
+        let flag = Arc::new(AtomicBool::new(false));
+        ready.push(flag.clone());
+        subscribers.push(tokio::spawn(clients::subscribe(
+            i as u64,
+            broker.clone(),
+            stop_subscribers.clone(),
+            flag,
+        )));
+    }
+    let started = Instant::now();
+    while !ready.iter().all(|r| r.load(Ordering::Relaxed)) {
+        if started.elapsed() > Duration::from_secs(60) {
+            return Err("the subscribers did not all subscribe within 60 s".into());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Subscriptions spread to every broker.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    println!("publishing");
+    let stop_publishers = Arc::new(AtomicBool::new(false));
+    let drain = Duration::from_secs(20);
+    let publishers: Vec<_> = brokers
+        .iter()
+        .enumerate()
+        .map(|(i, b)| {
+            tokio::spawn(clients::publish(
+                i as u64,
+                b.clone(),
+                rate,
+                stop_publishers.clone(),
+                drain,
+            ))
+        })
+        .collect();
+    tokio::time::sleep(duration).await;
+    stop_publishers.store(true, Ordering::Relaxed);
+    let mut seen = Seen::default();
+    for (broker, task) in brokers.iter().zip(publishers) {
+        let p: Published = task.await.map_err(|e| e.to_string())?;
+        seen.published.insert(
+            broker.clone(),
+            PublishedJson {
+                sent: p.sent,
+                confirmed: p.confirmed.into_iter().collect(),
+            },
+        );
+    }
+    // The last copies on their way.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    stop_subscribers.store(true, Ordering::Relaxed);
+    for (broker, task) in brokers.iter().zip(subscribers) {
+        let r: Received = task.await.map_err(|e| e.to_string())?;
+        seen.received.insert(
+            broker.clone(),
+            ReceivedJson {
+                seen: r
+                    .seen
+                    .into_iter()
+                    .map(|(k, v)| (k, v.into_iter().collect()))
+                    .collect(),
+                duplicates: r.duplicates,
+                reordered: r.reordered,
+                reconnects: r.reconnects,
+            },
+        );
+    }
+    println!(
+        "{}",
+        serde_json::to_string(&seen).map_err(|e| e.to_string())?
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn run(
+    seed: u64,
+    duration: Duration,
+    kinds: Vec<FaultKind>,
+    rate: u64,
+    require: bool,
+    broker: Option<PathBuf>,
+) -> Result<ExitCode, String> {
+    if let Some(why) = netns::unavailable() {
+        println!("chaos run skipped: network namespaces are not available here ({why})");
+        return Ok(if require {
+            ExitCode::from(2)
+        } else {
+            ExitCode::SUCCESS
+        });
+    }
+    let me = std::env::current_exe().map_err(|e| e.to_string())?;
+    let broker = broker.unwrap_or_else(|| me.with_file_name("mqtt-cluster-broker"));
+    let hosts: Vec<&str> = CORES
+        .iter()
+        .chain(&WORKERS)
+        .copied()
+        .chain(["clients"])
+        .collect();
+    let mut network = Network::create(PREFIX, SUBNET, &hosts).map_err(|e| e.to_string())?;
+    let mut kinds = kinds;
+    if let Some(why) = netns::netem_unavailable(&network) {
+        let skipped: Vec<String> = kinds
+            .iter()
+            .filter(|k| k.needs_netem())
+            .map(|k| k.to_string())
+            .collect();
+        if !skipped.is_empty() {
+            println!("without netem ({why}): {} skipped", skipped.join(", "));
+        }
+        kinds.retain(|k| !k.needs_netem());
+    }
+    let dir = std::env::temp_dir().join(format!("{PREFIX}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let address = |h: &str| {
+        network
+            .host(h)
+            .map(|h| h.address.to_string())
+            .unwrap_or_default()
+    };
+    let core_urls: Vec<String> = CORES
+        .iter()
+        .map(|c| format!("http://{}:8884", address(c)))
+        .collect();
+    let mut brokers = Vec::new();
+    for (i, name) in CORES.iter().chain(&WORKERS).enumerate() {
+        let core = CORES.contains(name);
+        let mut urls = core_urls.clone();
+        let n = urls.len();
+        urls.rotate_left(i % n);
+        let list: String = urls.iter().map(|u| format!("- {u}\n")).collect();
+        let head = if core {
+            format!("core: true\nhost: {}\nport: 8884\n", address(name))
+        } else {
+            "core: false\n".to_owned()
+        };
+        let yaml = format!("{head}nodeName: {name}\nsecret: {SECRET}\nclusters:\n{list}{TIMINGS}");
+        let path = dir.join(format!("{name}.yaml"));
+        std::fs::write(&path, yaml).map_err(|e| e.to_string())?;
+        let mut process = BrokerProcess::new(&network, name, &broker, &path);
+        process.start(&network).map_err(|e| e.to_string())?;
+        brokers.push(process);
+    }
+    let broker_hosts: Vec<String> = CORES
+        .iter()
+        .chain(&WORKERS)
+        .map(|s| (*s).to_owned())
+        .collect();
+    let endpoints: Vec<String> = broker_hosts
+        .iter()
+        .map(|h| format!("{}:1883", address(h)))
+        .collect();
+    let planned = plan(seed, &broker_hosts, &kinds, duration);
+    println!(
+        "seed {seed}: {} faults over {:?} ({})",
+        planned.len(),
+        duration,
+        kinds
+            .iter()
+            .map(|k| k.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+
+    let mut clients = network
+        .command("clients", &me.display().to_string())
+        .map_err(|e| e.to_string())?;
+    clients
+        .args([
+            "clients",
+            "--brokers",
+            &endpoints.join(","),
+            "--rate",
+            &rate.to_string(),
+        ])
+        .args(["--duration", &format!("{}ms", duration.as_millis())])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    let mut child = clients.spawn().map_err(|e| e.to_string())?;
+    let stdout = child.stdout.take().ok_or("no stdout from the clients")?;
+    let (lines_tx, mut lines) = tokio::sync::mpsc::unbounded_channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if lines_tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    match lines.recv().await.as_deref() {
+        Some("publishing") => {}
+        other => return Err(format!("the clients did not start: {other:?}")),
+    }
+    let start = Instant::now();
+    let mut killed = std::collections::BTreeSet::new();
+    for scheduled in &planned {
+        tokio::time::sleep_until((start + scheduled.at).into()).await;
+        log(start, "start", &scheduled.fault);
+        scheduled
+            .fault
+            .apply(&mut network, &mut brokers)
+            .map_err(|e| e.to_string())?;
+        if let Fault::Kill { host } = &scheduled.fault {
+            killed.insert(host.clone());
+        }
+        tokio::time::sleep_until((start + scheduled.at + scheduled.lasts).into()).await;
+        scheduled
+            .fault
+            .undo(&mut network, &mut brokers)
+            .map_err(|e| e.to_string())?;
+        log(start, "end", &scheduled.fault);
+    }
+    let report = lines
+        .recv()
+        .await
+        .ok_or("the clients ended without a report")?;
+    let _ = child.wait();
+    let seen: Seen = serde_json::from_str(&report).map_err(|e| format!("clients' report: {e}"))?;
+    let published: BTreeMap<u64, Published> = endpoints
+        .iter()
+        .enumerate()
+        .map(|(i, e)| {
+            let p = seen.published.get(e);
+            (
+                i as u64,
+                Published {
+                    sent: p.map_or(0, |p| p.sent),
+                    confirmed: p
+                        .map(|p| p.confirmed.iter().copied().collect())
+                        .unwrap_or_default(),
+                },
+            )
+        })
+        .collect();
+    let sent: u64 = published.values().map(|p| p.sent).sum();
+    let confirmed: u64 = published.values().map(|p| p.confirmed.len() as u64).sum();
+    println!("published {sent}, confirmed {confirmed}");
+    let mut lost = 0;
+    for (host, endpoint) in broker_hosts.iter().zip(&endpoints) {
+        let r = seen.received.get(endpoint);
+        let received = Received {
+            seen: r
+                .map(|r| {
+                    r.seen
+                        .iter()
+                        .map(|(k, v)| (*k, v.iter().copied().collect()))
+                        .collect()
+                })
+                .unwrap_or_default(),
+            duplicates: r.map_or(0, |r| r.duplicates),
+            reordered: r.map_or(0, |r| r.reordered),
+            reconnects: r.map_or(0, |r| r.reconnects),
+        };
+        let verdict = clients::verdict(&published, &received);
+        let stayed_up = !killed.contains(host);
+        if stayed_up {
+            lost += verdict.lost;
+        }
+        println!(
+            "subscriber on {host:8} expected {:6} lost {:4} duplicates {:4} reordered {:4} reconnects {:3}{}",
+            verdict.expected,
+            verdict.lost,
+            verdict.duplicates,
+            verdict.reordered,
+            received.reconnects,
+            if stayed_up { "" } else { "  (its broker was killed: not counted)" }
+        );
+    }
+    drop(brokers);
+    network.destroy().map_err(|e| e.to_string())?;
+    let _ = std::fs::remove_dir_all(&dir);
+    println!("confirmed QoS 1 messages lost at subscribers that stayed up: {lost}");
+    Ok(if lost == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+fn log(start: Instant, what: &str, fault: &Fault) {
+    println!("[{:7.1}s] {what:5} {fault}", start.elapsed().as_secs_f64());
+}
