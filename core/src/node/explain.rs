@@ -313,10 +313,18 @@ impl Node {
                 }),
             })
             .collect();
+        // What this node waits on each destination for, when it publishes.
+        let destinations = own_turns.then(|| self.destinations());
         let members = self
             .membership
             .records()
-            .map(|target| self.verdict(publisher, target, &matched, own_turns))
+            .map(|target| {
+                let mut verdict = self.verdict(publisher, target, &matched, own_turns);
+                verdict.destination = destinations
+                    .as_ref()
+                    .and_then(|d| d.get(&target.id).copied());
+                verdict
+            })
             .collect();
         Ok(Explanation {
             node: self.id.clone(),
@@ -365,9 +373,14 @@ impl Node {
                     publisher: publisher.id.clone(),
                 },
             }),
-            _ => self.cut_off(&self.path(publisher, target), target, now),
+            _ => None,
         };
-        let sent = receives && !target.state.is_gone();
+        // Where a copy is sent: its path, and whether a hop on it is cut off.
+        let path = (receives && !target.state.is_gone()).then(|| self.path(publisher, target));
+        let reason = reason.or_else(|| {
+            path.as_deref()
+                .and_then(|path| self.cut_off(path, target, now))
+        });
         MemberVerdict {
             id: target.id.clone(),
             role: target.role,
@@ -375,11 +388,7 @@ impl Node {
             home: target.home.clone(),
             reached: reason.is_none(),
             filters: held.iter().map(|m| m.subscription.clone()).collect(),
-            path: if sent {
-                self.hops(&self.path(publisher, target), now)
-            } else {
-                Vec::new()
-            },
+            path: path.map_or_else(Vec::new, |path| self.hops(&path, now)),
             reason,
             last_heard_ms: self
                 .membership
@@ -387,9 +396,7 @@ impl Node {
                 .filter(|_| target.id != self.id)
                 .map(|at| millis(now.saturating_since(at))),
             routes_lag,
-            destination: (publisher.id == self.id)
-                .then(|| self.destinations().get(&target.id).copied())
-                .flatten(),
+            destination: None,
         }
     }
 

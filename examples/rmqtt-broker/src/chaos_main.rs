@@ -7,7 +7,6 @@
 //! mqtt-cluster-chaos run --seed 7 --duration 2m --faults partition,kill,pause
 //! ```
 
-use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{ExitCode, Stdio};
@@ -82,25 +81,13 @@ fn duration(text: &str) -> Result<Duration, String> {
     mqtt_cluster_core::config::parse_duration(text).map_err(|e| e.to_string())
 }
 
-/// What the clients saw, by broker.
+/// What the clients saw: per broker, in the order of `--brokers`, its
+/// publisher's log (publisher `i` publishes on broker `i`) and its
+/// subscriber's.
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct Seen {
-    published: BTreeMap<String, PublishedJson>,
-    received: BTreeMap<String, ReceivedJson>,
-}
-
-#[derive(Debug, Default, Serialize, Deserialize)]
-struct PublishedJson {
-    sent: u64,
-    confirmed: Vec<u64>,
-}
-
-#[derive(Debug, Default, Serialize, Deserialize)]
-struct ReceivedJson {
-    seen: BTreeMap<u64, Vec<u64>>,
-    duplicates: u64,
-    reordered: u64,
-    reconnects: u64,
+    published: Vec<Published>,
+    received: Vec<Received>,
 }
 
 fn main() -> ExitCode {
@@ -197,34 +184,14 @@ async fn run_clients(
     tokio::time::sleep(duration).await;
     stop_publishers.store(true, Ordering::Relaxed);
     let mut seen = Seen::default();
-    for (broker, task) in brokers.iter().zip(publishers) {
-        let p: Published = task.await.map_err(|e| e.to_string())?;
-        seen.published.insert(
-            broker.clone(),
-            PublishedJson {
-                sent: p.sent,
-                confirmed: p.confirmed.into_iter().collect(),
-            },
-        );
+    for task in publishers {
+        seen.published.push(task.await.map_err(|e| e.to_string())?);
     }
     // The last copies on their way.
     tokio::time::sleep(Duration::from_secs(5)).await;
     stop_subscribers.store(true, Ordering::Relaxed);
-    for (broker, task) in brokers.iter().zip(subscribers) {
-        let r: Received = task.await.map_err(|e| e.to_string())?;
-        seen.received.insert(
-            broker.clone(),
-            ReceivedJson {
-                seen: r
-                    .seen
-                    .into_iter()
-                    .map(|(k, v)| (k, v.into_iter().collect()))
-                    .collect(),
-                duplicates: r.duplicates,
-                reordered: r.reordered,
-                reconnects: r.reconnects,
-            },
-        );
+    for task in subscribers {
+        seen.received.push(task.await.map_err(|e| e.to_string())?);
     }
     println!(
         "{}",
@@ -375,42 +342,16 @@ async fn run(
         .ok_or("the clients ended without a report")?;
     let _ = child.wait();
     let seen: Seen = serde_json::from_str(&report).map_err(|e| format!("clients' report: {e}"))?;
-    let published: BTreeMap<u64, Published> = endpoints
-        .iter()
-        .enumerate()
-        .map(|(i, e)| {
-            let p = seen.published.get(e);
-            (
-                i as u64,
-                Published {
-                    sent: p.map_or(0, |p| p.sent),
-                    confirmed: p
-                        .map(|p| p.confirmed.iter().copied().collect())
-                        .unwrap_or_default(),
-                },
-            )
-        })
-        .collect();
-    let sent: u64 = published.values().map(|p| p.sent).sum();
-    let confirmed: u64 = published.values().map(|p| p.confirmed.len() as u64).sum();
+    let published = &seen.published;
+    let sent: u64 = published.iter().map(|p| p.sent).sum();
+    let confirmed: u64 = published.iter().map(|p| p.confirmed.len() as u64).sum();
     println!("published {sent}, confirmed {confirmed}");
     let mut lost = 0;
-    for (host, endpoint) in broker_hosts.iter().zip(&endpoints) {
-        let r = seen.received.get(endpoint);
-        let received = Received {
-            seen: r
-                .map(|r| {
-                    r.seen
-                        .iter()
-                        .map(|(k, v)| (*k, v.iter().copied().collect()))
-                        .collect()
-                })
-                .unwrap_or_default(),
-            duplicates: r.map_or(0, |r| r.duplicates),
-            reordered: r.map_or(0, |r| r.reordered),
-            reconnects: r.map_or(0, |r| r.reconnects),
+    for (i, host) in broker_hosts.iter().enumerate() {
+        let Some(received) = seen.received.get(i) else {
+            return Err(format!("no report from the subscriber on {host}"));
         };
-        let verdict = clients::verdict(&published, &received);
+        let verdict = clients::verdict(published, received);
         let stayed_up = !killed.contains(host);
         if stayed_up {
             lost += verdict.lost;

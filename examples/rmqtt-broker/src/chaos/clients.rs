@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rumqttc::{AsyncClient, Event, MqttOptions, Outgoing, Packet, QoS};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::load::stamp::Stamp;
 
@@ -24,7 +24,7 @@ use crate::load::stamp::Stamp;
 pub const TOPIC: &str = "chaos";
 
 /// What one publisher sent and had confirmed.
-#[derive(Debug, Default, Serialize)]
+#[derive(Debug, Default, Serialize, Deserialize)]
 pub struct Published {
     /// Messages handed to the client.
     pub sent: u64,
@@ -33,7 +33,7 @@ pub struct Published {
 }
 
 /// What one subscriber received.
-#[derive(Debug, Default, Serialize)]
+#[derive(Debug, Default, Serialize, Deserialize)]
 pub struct Received {
     /// Per publisher, the numbers received at least once.
     pub seen: BTreeMap<u64, BTreeSet<u64>>,
@@ -210,15 +210,16 @@ pub struct Verdict {
     pub reordered: u64,
 }
 
-/// What `received` makes of the confirmed messages of every publisher.
-pub fn verdict(published: &BTreeMap<u64, Published>, received: &Received) -> Verdict {
+/// What `received` makes of the confirmed messages of every publisher
+/// (publisher `i` at `published[i]`).
+pub fn verdict(published: &[Published], received: &Received) -> Verdict {
     let mut verdict = Verdict {
         duplicates: received.duplicates,
         reordered: received.reordered,
         ..Verdict::default()
     };
-    for (publisher, log) in published {
-        let seen = received.seen.get(publisher);
+    for (publisher, log) in (0u64..).zip(published) {
+        let seen = received.seen.get(&publisher);
         verdict.expected += log.confirmed.len() as u64;
         verdict.lost += log
             .confirmed
@@ -246,15 +247,12 @@ mod tests {
     fn the_verdict_counts_confirmed_messages_missing_duplicated_and_late() {
         let mut received = Received::default();
         for seq in [0, 2, 1, 2] {
-            received.arrived(&payload(7, seq));
+            received.arrived(&payload(0, seq));
         }
-        let published = BTreeMap::from([(
-            7,
-            Published {
-                sent: 5,
-                confirmed: BTreeSet::from([0, 1, 2, 3]),
-            },
-        )]);
+        let published = [Published {
+            sent: 5,
+            confirmed: BTreeSet::from([0, 1, 2, 3]),
+        }];
         let v = verdict(&published, &received);
         assert_eq!(
             v,

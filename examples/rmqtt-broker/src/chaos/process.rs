@@ -39,7 +39,6 @@ pub struct BrokerProcess {
     program: PathBuf,
     args: Vec<String>,
     child: Option<Child>,
-    paused: bool,
 }
 
 impl BrokerProcess {
@@ -61,7 +60,6 @@ impl BrokerProcess {
                 "--puback-after-confirm".into(),
             ],
             child: None,
-            paused: false,
         }
     }
 
@@ -103,7 +101,6 @@ impl BrokerProcess {
             });
         }
         self.child = Some(child);
-        self.paused = false;
         Ok(())
     }
 
@@ -119,22 +116,17 @@ impl BrokerProcess {
                 .wait()
                 .map_err(|source| ProcessError::Io { what, source })?;
         }
-        self.paused = false;
         Ok(())
     }
 
     /// `SIGSTOP`: the process stays but does nothing, as if dead.
     pub fn pause(&mut self) -> Result<(), ProcessError> {
-        self.signal("STOP")?;
-        self.paused = true;
-        Ok(())
+        self.signal("STOP")
     }
 
     /// `SIGCONT`: it goes on where it stopped.
     pub fn resume(&mut self) -> Result<(), ProcessError> {
-        self.signal("CONT")?;
-        self.paused = false;
-        Ok(())
+        self.signal("CONT")
     }
 
     fn signal(&self, name: &str) -> Result<(), ProcessError> {
