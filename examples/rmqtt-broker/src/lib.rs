@@ -44,11 +44,13 @@ pub mod drop_log;
 pub mod inbound;
 pub mod load;
 pub mod properties;
+pub mod readiness;
 pub mod retained;
 pub mod session_drops;
 pub mod settings;
 pub mod shared_group;
 pub mod stats;
+pub mod status_file;
 
 use std::net::SocketAddr;
 use std::num::NonZeroU16;
@@ -75,6 +77,7 @@ pub struct Broker {
     stats: Arc<BrokerStats>,
     server: JoinHandle<()>,
     inbound: JoinHandle<()>,
+    status_file: Option<JoinHandle<()>>,
     refused: watch::Receiver<Option<String>>,
 }
 
@@ -86,6 +89,7 @@ impl Broker {
         // The node settles every publish within `messageExpiry`; a publisher
         // waits a little longer before it gives up on a stopped node.
         let confirm_within = settings.cluster.message_expiry + Duration::from_secs(5);
+        let config = settings.cluster.clone();
         let cluster = Cluster::start_with(settings.cluster, options).await?;
         let confirmations = settings
             .puback_after_confirm
@@ -121,6 +125,19 @@ impl Broker {
                 .await;
         }
 
+        if !settings.standalone {
+            let waiting = std::time::Instant::now();
+            match readiness::wait(&cluster, &config).await? {
+                readiness::Readiness::Ready => tracing::info!(
+                    waited_ms = waiting.elapsed().as_millis() as u64,
+                    "the node holds the cluster's routes; opening the MQTT listener"
+                ),
+                readiness::Readiness::TimedOut => tracing::warn!(
+                    waited_ms = waiting.elapsed().as_millis() as u64,
+                    "the node does not hold the cluster's routes yet; serving clients anyway (publishes reach only the brokers it knows)"
+                ),
+            }
+        }
         let max_inflight = NonZeroU16::new(settings.max_inflight).unwrap_or(NonZeroU16::MIN);
         let listener = Builder::new()
             .name("external/tcp")
@@ -142,6 +159,10 @@ impl Broker {
             }
         });
 
+        let status_file = settings
+            .status_file
+            .clone()
+            .map(|path| tokio::spawn(status_file::run(path, cluster.clone(), stats.clone())));
         let (refuse, refused) = watch::channel(None);
         let inbound = tokio::spawn(inbound::run(
             scx.clone(),
@@ -159,6 +180,7 @@ impl Broker {
             stats,
             server,
             inbound,
+            status_file,
             refused,
         })
     }
@@ -230,5 +252,8 @@ impl Broker {
             }
         }
         self.inbound.abort();
+        if let Some(status_file) = self.status_file {
+            status_file.abort();
+        }
     }
 }

@@ -48,6 +48,11 @@ struct Cli {
     /// than with every broker spreading over every CPU.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
     threads: Option<u16>,
+    /// Write the node's status and the broker's counters as JSON to FILE
+    /// every quarter second (replaced whole each time), for tools that
+    /// watch brokers from outside their network.
+    #[arg(long, value_name = "FILE")]
+    status_file: Option<PathBuf>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -137,6 +142,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     settings.max_inflight = cli.max_inflight;
     settings.puback_after_confirm = cli.puback_after_confirm;
     settings.standalone = cli.standalone;
+    settings.status_file = cli.status_file;
     let broker = Broker::start(settings, Options::new()).await?;
     println!("MQTT {}", broker.mqtt_addr());
     let refused = tokio::select! {

@@ -45,6 +45,9 @@ pub struct Settings {
     /// reference for benchmarks (what rmqtt does without the cluster), not
     /// a cluster member.
     pub standalone: bool,
+    /// Where the broker writes its node's status and its own counters as
+    /// JSON, every quarter second (see [`crate::status_file`]).
+    pub status_file: Option<std::path::PathBuf>,
 }
 
 impl Settings {
@@ -58,6 +61,7 @@ impl Settings {
             max_inflight: MAX_INFLIGHT,
             puback_after_confirm: false,
             standalone: false,
+            status_file: None,
         }
     }
 }

@@ -2,6 +2,8 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use serde::{Serialize, Serializer};
+
 /// One counter.
 #[derive(Debug, Default)]
 pub struct Count(AtomicU64);
@@ -23,11 +25,17 @@ impl Count {
     }
 }
 
+impl Serialize for Count {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_u64(self.get())
+    }
+}
+
 /// What the broker did with messages and routes, since it started.
 ///
 /// Nothing is lost silently: every message the broker could not hand on is
 /// counted here with its reason, and logged.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Serialize)]
 pub struct BrokerStats {
     /// Accepted publishes handed to the node.
     pub published: Count,

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use rumqttc::{AsyncClient, Event, MqttOptions, Outgoing, Packet, QoS};
 use serde::{Deserialize, Serialize};
 
+use super::health::unix_ms;
 use crate::load::stamp::Stamp;
 
 /// The topic prefix: publisher `p` publishes on `chaos/{p}`, subscribers
@@ -28,8 +29,21 @@ pub const TOPIC: &str = "chaos";
 pub struct Published {
     /// Messages handed to the client.
     pub sent: u64,
-    /// Numbers of the messages whose PUBACK came.
-    pub confirmed: BTreeSet<u64>,
+    /// The messages whose PUBACK came, by number: when they last went out
+    /// and when their PUBACK came.
+    pub confirmed: BTreeMap<u64, Span>,
+    /// Times the connection was lost.
+    pub reconnects: u64,
+}
+
+/// When a confirmed message was in the broker's hands (Unix milliseconds):
+/// from its last transmission (a reconnect sends it again) to its PUBACK.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Span {
+    /// The PUBLISH last went out.
+    pub out_unix_ms: u64,
+    /// The PUBACK came.
+    pub acked_unix_ms: u64,
 }
 
 /// What one subscriber received.
@@ -47,7 +61,9 @@ pub struct Received {
 }
 
 impl Received {
-    fn arrived(&mut self, payload: &[u8]) {
+    /// Records the arrival of a message with this payload (payloads
+    /// without a stamp are not the suite's and are ignored).
+    pub fn arrived(&mut self, payload: &[u8]) {
         let Some(stamp) = Stamp::read(payload) else {
             return;
         };
@@ -121,7 +137,8 @@ pub async fn publish(
             }
         })
     };
-    let mut by_pkid: BTreeMap<u16, u64> = BTreeMap::new();
+    // Per packet id in flight: its number and when it last went out.
+    let mut by_pkid: BTreeMap<u16, (u64, u64)> = BTreeMap::new();
     let mut deadline: Option<Instant> = None;
     loop {
         if stop.load(Ordering::Relaxed) && deadline.is_none() {
@@ -137,24 +154,37 @@ pub async fn publish(
         let polled = tokio::time::timeout(Duration::from_millis(500), events.poll()).await;
         match polled {
             Err(_) => {}
-            Ok(Ok(Event::Outgoing(Outgoing::Publish(pkid)))) => {
-                if let std::collections::btree_map::Entry::Vacant(slot) = by_pkid.entry(pkid) {
+            Ok(Ok(Event::Outgoing(Outgoing::Publish(pkid)))) => match by_pkid.entry(pkid) {
+                std::collections::btree_map::Entry::Vacant(slot) => {
                     if let Some(seq) = pending.lock().ok().and_then(|mut p| p.pop_front()) {
-                        slot.insert(seq);
+                        slot.insert((seq, unix_ms()));
                     }
                 }
-            }
+                // Sent again after a reconnect.
+                std::collections::btree_map::Entry::Occupied(mut slot) => {
+                    slot.get_mut().1 = unix_ms()
+                }
+            },
             Ok(Ok(Event::Incoming(Packet::PubAck(ack)))) => {
-                if let Some(seq) = by_pkid.remove(&ack.pkid) {
+                if let Some((seq, out_unix_ms)) = by_pkid.remove(&ack.pkid) {
                     if let Ok(mut l) = log.lock() {
-                        l.confirmed.insert(seq);
+                        let span = Span {
+                            out_unix_ms,
+                            acked_unix_ms: unix_ms(),
+                        };
+                        l.confirmed.insert(seq, span);
                     }
                 }
             }
             Ok(Ok(_)) => {}
             // The broker is down, paused or cut off: the next poll
             // reconnects, and the session sends what is unacknowledged.
-            Ok(Err(_)) => tokio::time::sleep(Duration::from_millis(200)).await,
+            Ok(Err(_)) => {
+                if let Ok(mut l) = log.lock() {
+                    l.reconnects += 1;
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await
+            }
         }
     }
     sender.abort();
@@ -195,73 +225,4 @@ pub async fn subscribe(
     }
     let _ = client.try_disconnect();
     received
-}
-
-/// Per subscriber, what a checker makes of the run.
-#[derive(Debug, Default, Serialize, PartialEq, Eq)]
-pub struct Verdict {
-    /// Confirmed messages it should have received.
-    pub expected: u64,
-    /// Of those, the ones that never arrived.
-    pub lost: u64,
-    /// Arrivals of a message already received.
-    pub duplicates: u64,
-    /// Arrivals after a later message of the same publisher.
-    pub reordered: u64,
-}
-
-/// What `received` makes of the confirmed messages of every publisher
-/// (publisher `i` at `published[i]`).
-pub fn verdict(published: &[Published], received: &Received) -> Verdict {
-    let mut verdict = Verdict {
-        duplicates: received.duplicates,
-        reordered: received.reordered,
-        ..Verdict::default()
-    };
-    for (publisher, log) in (0u64..).zip(published) {
-        let seen = received.seen.get(&publisher);
-        verdict.expected += log.confirmed.len() as u64;
-        verdict.lost += log
-            .confirmed
-            .iter()
-            .filter(|seq| !seen.is_some_and(|s| s.contains(seq)))
-            .count() as u64;
-    }
-    verdict
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn payload(publisher: u64, seq: u64) -> Vec<u8> {
-        Stamp {
-            publisher,
-            seq,
-            sent_us: 0,
-        }
-        .payload(64)
-    }
-
-    #[test]
-    fn the_verdict_counts_confirmed_messages_missing_duplicated_and_late() {
-        let mut received = Received::default();
-        for seq in [0, 2, 1, 2] {
-            received.arrived(&payload(0, seq));
-        }
-        let published = [Published {
-            sent: 5,
-            confirmed: BTreeSet::from([0, 1, 2, 3]),
-        }];
-        let v = verdict(&published, &received);
-        assert_eq!(
-            v,
-            Verdict {
-                expected: 4,
-                lost: 1,
-                duplicates: 1,
-                reordered: 1,
-            }
-        );
-    }
 }

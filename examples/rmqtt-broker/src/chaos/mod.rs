@@ -8,9 +8,14 @@
 //! [`netns::netem_unavailable`] whether the kernel can delay, lose,
 //! duplicate and reorder packets. [`process`] runs brokers in the
 //! namespaces and kills, restarts, stops and continues them; [`faults`]
-//! plans faults from a seed.
+//! plans faults from a seed; [`clients`] publish and subscribe through
+//! them; [`health`] reads the brokers' status files to tell when the
+//! cluster recovered; [`checker`] judges what arrived against the
+//! cluster's promise.
 
+pub mod checker;
 pub mod clients;
 pub mod faults;
+pub mod health;
 pub mod netns;
 pub mod process;

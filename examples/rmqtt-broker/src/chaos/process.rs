@@ -63,6 +63,16 @@ impl BrokerProcess {
         }
     }
 
+    /// Adds arguments to the broker's command line.
+    pub fn with_args<I, S>(mut self, args: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.args.extend(args.into_iter().map(Into::into));
+        self
+    }
+
     /// Its host.
     pub fn host(&self) -> &str {
         &self.host
