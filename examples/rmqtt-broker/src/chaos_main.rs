@@ -328,6 +328,7 @@ async fn run(
         stop_watching.clone(),
     ));
     let start = Instant::now();
+    let run_started_unix_ms = unix_ms();
     let mut killed = std::collections::BTreeSet::new();
     let mut records = Vec::new();
     for scheduled in &planned {
@@ -380,9 +381,15 @@ async fn run(
     }
     drop(brokers);
     network.destroy().map_err(|e| e.to_string())?;
-    let _ = std::fs::remove_dir_all(&dir);
 
-    let outcome = report_run(&seen, &broker_hosts, &killed, &records, &end_states);
+    let outcome = report_run(
+        &seen,
+        &broker_hosts,
+        &killed,
+        &records,
+        &end_states,
+        run_started_unix_ms,
+    );
     println!();
     match &end_problem {
         None => println!("end state: every node converged, same members and routes"),
@@ -392,17 +399,25 @@ async fn run(
         .iter()
         .filter(|r| r.recovered_unix_ms.is_none())
         .count();
+    let passed = outcome.lost == 0 && end_problem.is_none() && unrecovered == 0;
+    if passed {
+        let _ = std::fs::remove_dir_all(&dir);
+    } else {
+        let _ = std::fs::write(dir.join("clients.json"), &report);
+        println!(
+            "configurations, last status files and the clients' report kept in {}",
+            dir.display()
+        );
+    }
     println!(
         "confirmed QoS 1 messages lost at subscribers that stayed up: {}",
         outcome.lost
     );
-    Ok(
-        if outcome.lost == 0 && end_problem.is_none() && unrecovered == 0 {
-            ExitCode::SUCCESS
-        } else {
-            ExitCode::FAILURE
-        },
-    )
+    Ok(if passed {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 /// The run's totals that decide its exit code.
@@ -416,6 +431,7 @@ fn report_run(
     killed: &std::collections::BTreeSet<String>,
     records: &[FaultRecord],
     end_states: &[health::NodeState],
+    run_started_unix_ms: u64,
 ) -> Outcome {
     println!();
     println!("faults and recovery (healthy: every node converged, all six alive, same digests):");
@@ -472,6 +488,16 @@ fn report_run(
             received.reconnects,
             if stayed_up { "" } else { "  (its broker was killed: not counted)" }
         );
+        if stayed_up {
+            for (publisher, seq, span) in &verdict.lost_first {
+                println!(
+                    "    lost: publisher on {} #{seq}, out at {:.3} s, PUBACK at {:.3} s",
+                    hosts.get(*publisher as usize).map_or("?", String::as_str),
+                    span.out_unix_ms.saturating_sub(run_started_unix_ms) as f64 / 1000.0,
+                    span.acked_unix_ms.saturating_sub(run_started_unix_ms) as f64 / 1000.0,
+                );
+            }
+        }
     }
     println!(
         "excused (in the hands of brokers a fault separated, until recovery): {}, of which {} never arrived; duplicates {duplicates}",

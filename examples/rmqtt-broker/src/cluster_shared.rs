@@ -29,6 +29,7 @@ use crate::cluster_topics::{share_route, stays_local};
 use crate::confirmations::{Confirmations, Outcome};
 use crate::inbound::{origin_of, Origin};
 use crate::properties;
+use crate::readiness::Gate;
 use crate::stats::BrokerStats;
 
 type Failed = Vec<(To, From, Publish, Reason)>;
@@ -43,6 +44,8 @@ pub struct ClusterShared {
     /// confirmation, and how long at most (the node settles every publish
     /// within `messageExpiry`; the margin covers a node that stopped).
     confirm: Option<(Arc<Confirmations>, Duration)>,
+    /// Publishes wait here while the node's member view settles.
+    gate: Option<Gate>,
 }
 
 /// Which local relations a message is for.
@@ -65,7 +68,14 @@ impl ClusterShared {
             cluster,
             stats,
             confirm: None,
+            gate: None,
         }
+    }
+
+    /// Holds publishes while `gate` is closed (see [`Gate`]).
+    pub fn gated_by(mut self, gate: Gate) -> Self {
+        self.gate = Some(gate);
+        self
     }
 
     /// Answers a client's PUBACK (PUBREC) only once the cluster confirmed
@@ -120,6 +130,14 @@ impl ClusterShared {
     /// Hands an accepted local publish to the node. Returns whether the
     /// cluster picked this broker for the shared groups matching it.
     async fn publish_to_cluster(&self, publish: &Publish) -> bool {
+        if let Some(gate) = &self.gate {
+            if let Some((waited, opened)) = gate.wait_open().await {
+                self.stats.held_for_routes.inc();
+                if !opened {
+                    tracing::warn!(waited_ms = waited.as_millis() as u64, "the cluster's view did not settle; publishing with the routes this node holds");
+                }
+            }
+        }
         let now = rmqtt::utils::timestamp_millis();
         let Some(message) = to_message(publish, now) else {
             self.stats.expired.inc();

@@ -24,6 +24,7 @@ use crate::cluster_topics::arrived;
 use crate::confirmations::{Confirmations, Outcome};
 use crate::drop_log::DropLog;
 use crate::properties::{self, PropertiesError};
+use crate::readiness::Gate;
 use crate::retained::ClusterRetainStore;
 use crate::stats::BrokerStats;
 
@@ -97,7 +98,7 @@ pub fn to_publish(
     })
 }
 
-/// Reads the node's events until it stops. `fatal` is told when the cluster
+/// Reads the node's events until it stops; `gate` follows them. `fatal` is told when the cluster
 /// refuses this broker (wrong secret): it must stop.
 pub async fn run(
     scx: ServerContext,
@@ -105,6 +106,7 @@ pub async fn run(
     stats: Arc<BrokerStats>,
     retained: Arc<ClusterRetainStore>,
     confirmations: Option<Arc<Confirmations>>,
+    gate: Gate,
     fatal: watch::Sender<Option<String>>,
 ) {
     let drops = Arc::new(DropLog::new("messages dropped on their way to a peer"));
@@ -112,6 +114,7 @@ pub async fn run(
     let mut batch = Vec::with_capacity(256);
     while events.next_batch(&mut batch, 256).await > 0 {
         for event in batch.drain(..) {
+            gate.observe(&event);
             match (&event, &confirmations) {
                 (Event::Confirmed { id, .. }, Some(waiting)) => {
                     waiting.settle(*id, Outcome::Confirmed)

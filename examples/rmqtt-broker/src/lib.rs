@@ -91,6 +91,7 @@ impl Broker {
         let confirm_within = settings.cluster.message_expiry + Duration::from_secs(5);
         let config = settings.cluster.clone();
         let cluster = Cluster::start_with(settings.cluster, options).await?;
+        let gate = readiness::Gate::new(readiness::Deadlines::of(&config).at_most);
         let confirmations = settings
             .puback_after_confirm
             .then(|| Arc::new(confirmations::Confirmations::default()));
@@ -107,7 +108,8 @@ impl Broker {
                 stats.clone(),
             ));
             let mut shared =
-                cluster_shared::ClusterShared::new(&scx, cluster.clone(), stats.clone());
+                cluster_shared::ClusterShared::new(&scx, cluster.clone(), stats.clone())
+                    .gated_by(gate.clone());
             if let Some(confirmations) = &confirmations {
                 shared = shared.puback_after_confirm(confirmations.clone(), confirm_within);
             }
@@ -170,6 +172,7 @@ impl Broker {
             stats.clone(),
             retained,
             confirmations,
+            gate,
             refuse,
         ));
         tracing::info!(node = %cluster.node_id(), role = ?cluster.role(), mqtt = %mqtt_addr, "broker started");

@@ -17,13 +17,16 @@
 //!   cut off from its cluster still serves its own clients (locally only,
 //!   which it logs).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use mqtt_cluster_core::config::Config;
+use mqtt_cluster_core::node::Event;
 use mqtt_cluster_core::node::Status;
 use mqtt_cluster_core::wire::messages::MemberState;
 use mqtt_cluster_core::Role;
 use mqtt_cluster_tokio::ClusterHandle;
+use tokio::sync::watch;
 use tokio::time::Instant;
 
 /// How the wait for the cluster ended.
@@ -97,5 +100,110 @@ pub async fn wait(cluster: &ClusterHandle, config: &Config) -> anyhow::Result<Re
             return Ok(Readiness::TimedOut);
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Whether a publish may be routed now. Closed from the moment the node's
+/// view of the members changes under it (a member died or left, this node
+/// took a new incarnation, a worker registered again) until the node says
+/// it is converged again; open otherwise.
+///
+/// Why: when a partition heals, a core learns from the other side that
+/// members it still hears from were declared dead there. It drops their
+/// routes until they answer with a new incarnation and their routes again
+/// (a few heartbeats). A publish routed in between reaches none of them and
+/// is confirmed all the same. Waiting for the view to settle closes that
+/// hole; a publish waits at most `within`, then goes with what the node
+/// holds. Deaths are rare, so publishes almost never wait.
+#[derive(Debug, Clone)]
+pub struct Gate {
+    open: Arc<watch::Sender<bool>>,
+    within: Duration,
+}
+
+impl Gate {
+    /// An open gate whose publishes wait at most `within`.
+    pub fn new(within: Duration) -> Gate {
+        Gate {
+            open: Arc::new(watch::Sender::new(true)),
+            within,
+        }
+    }
+
+    /// Follows the node's events: closes on a change of members under the
+    /// node, opens when it is converged.
+    pub fn observe(&self, event: &Event) {
+        match event {
+            Event::MemberDead { .. }
+            | Event::MemberLeft { .. }
+            | Event::Reincarnated { .. }
+            | Event::CoreUnreachable { .. }
+            | Event::Registered { .. } => {
+                self.open.send_replace(false);
+            }
+            Event::Converged { .. } => {
+                self.open.send_replace(true);
+            }
+            _ => {}
+        }
+    }
+
+    /// Whether publishes go at once.
+    pub fn is_open(&self) -> bool {
+        *self.open.borrow()
+    }
+
+    /// Waits until the gate is open or `within` passed; returns how long it
+    /// waited and whether it opened (`None` when it was open).
+    pub async fn wait_open(&self) -> Option<(Duration, bool)> {
+        if self.is_open() {
+            return None;
+        }
+        let started = Instant::now();
+        let mut open = self.open.subscribe();
+        let opened = tokio::time::timeout(self.within, open.wait_for(|o| *o))
+            .await
+            .is_ok_and(|r| r.is_ok());
+        Some((started.elapsed(), opened))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mqtt_cluster_core::NodeId;
+
+    fn node(name: &str) -> NodeId {
+        NodeId::new(name).unwrap()
+    }
+
+    #[tokio::test]
+    async fn the_gate_closes_on_a_death_and_opens_once_converged() {
+        let gate = Gate::new(Duration::from_secs(5));
+        assert_eq!(gate.wait_open().await, None);
+        gate.observe(&Event::MemberDead { node: node("c2") });
+        assert!(!gate.is_open());
+        let waiting = {
+            let gate = gate.clone();
+            tokio::spawn(async move { gate.wait_open().await })
+        };
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        gate.observe(&Event::MemberSuspect { node: node("c3") });
+        assert!(!waiting.is_finished());
+        gate.observe(&Event::Converged { after_ms: 5 });
+        let (_, opened) = waiting.await.unwrap().expect("it waited");
+        assert!(opened);
+        assert!(gate.is_open());
+    }
+
+    #[tokio::test]
+    async fn a_publish_waits_no_longer_than_the_bound() {
+        let gate = Gate::new(Duration::from_millis(50));
+        gate.observe(&Event::Reincarnated {
+            incarnation: mqtt_cluster_core::Incarnation(2),
+        });
+        let (waited, opened) = gate.wait_open().await.expect("it waited");
+        assert!(!opened);
+        assert!(waited >= Duration::from_millis(50));
     }
 }

@@ -39,6 +39,10 @@ impl Serialize for Count {
 pub struct BrokerStats {
     /// Accepted publishes handed to the node.
     pub published: Count,
+    /// Publishes that waited for the node's member view to settle before
+    /// they were routed (a member died or left, the node took a new
+    /// incarnation or registered again).
+    pub held_for_routes: Count,
     /// Publishes that stayed local because of their topic (`$SYS/...`).
     pub kept_local: Count,
     /// Publishes whose expiry ran out before they could be handed on.

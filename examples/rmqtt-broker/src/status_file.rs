@@ -1,5 +1,5 @@
-//! The broker's status as a file: the node's [`Status`] and the broker's
-//! [`BrokerStats`], written as one JSON object every quarter second.
+//! The broker's status as a file: the node's [`Status`] and [`Stats`] and
+//! the broker's [`BrokerStats`], written as one JSON object every quarter second.
 //!
 //! Tools that cannot reach a broker's cluster port (a worker has none; the
 //! chaos runner's brokers live in network namespaces of their own) read it
@@ -8,14 +8,14 @@
 //! (a stopped or killed broker) from a fresh one.
 //!
 //! ```json
-//! {"writtenUnixMs": 1764854400000, "status": {"node": "core1", ...}, "broker": {"published": 12, ...}}
+//! {"writtenUnixMs": 1764854400000, "status": {"node": "core1", ...}, "stats": {...}, "broker": {"published": 12, ...}}
 //! ```
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use mqtt_cluster_core::node::Status;
+use mqtt_cluster_core::node::{Stats, Status};
 use mqtt_cluster_tokio::ClusterHandle;
 use serde::Serialize;
 
@@ -29,6 +29,7 @@ pub const EVERY: Duration = Duration::from_millis(250);
 struct Snapshot<'a> {
     written_unix_ms: u64,
     status: &'a Status,
+    stats: &'a Stats,
     broker: &'a BrokerStats,
 }
 
@@ -38,10 +39,10 @@ pub async fn run(path: PathBuf, cluster: ClusterHandle, stats: Arc<BrokerStats>)
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticks.tick().await;
-        let Ok(status) = cluster.status().await else {
+        let (Ok(status), Ok(node_stats)) = (cluster.status().await, cluster.stats().await) else {
             return;
         };
-        if let Err(error) = write(&path, &status, &stats) {
+        if let Err(error) = write(&path, &status, &node_stats, &stats) {
             tracing::warn!(path = %path.display(), %error, "cannot write the status file");
         }
         if status.phase.is_finished() {
@@ -50,7 +51,12 @@ pub async fn run(path: PathBuf, cluster: ClusterHandle, stats: Arc<BrokerStats>)
     }
 }
 
-fn write(path: &Path, status: &Status, stats: &BrokerStats) -> std::io::Result<()> {
+fn write(
+    path: &Path,
+    status: &Status,
+    node_stats: &Stats,
+    stats: &BrokerStats,
+) -> std::io::Result<()> {
     let written_unix_ms = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
@@ -58,6 +64,7 @@ fn write(path: &Path, status: &Status, stats: &BrokerStats) -> std::io::Result<(
     let snapshot = Snapshot {
         written_unix_ms,
         status,
+        stats: node_stats,
         broker: stats,
     };
     let json = serde_json::to_vec(&snapshot)?;

@@ -98,7 +98,13 @@ pub struct Verdict {
     pub duplicates: u64,
     /// Arrivals after a later message of the same publisher.
     pub reordered: u64,
+    /// The first lost messages (up to [`LOST_SHOWN`]): publisher, number,
+    /// when it was in its broker's hands.
+    pub lost_first: Vec<(u64, u64, Span)>,
 }
+
+/// How many lost messages a verdict names.
+pub const LOST_SHOWN: usize = 10;
 
 /// Judges what the subscriber on `subscriber` received of what every
 /// publisher (publisher `i` on `publishers[i]`) had confirmed.
@@ -127,7 +133,12 @@ pub fn verdict(
                 verdict.excused_missing += u64::from(!arrived);
             } else {
                 verdict.expected += 1;
-                verdict.lost += u64::from(!arrived);
+                if !arrived {
+                    verdict.lost += 1;
+                    if verdict.lost_first.len() < LOST_SHOWN {
+                        verdict.lost_first.push((index, *seq, *span));
+                    }
+                }
             }
         }
     }
@@ -180,6 +191,7 @@ mod tests {
                 lost: 1,
                 duplicates: 1,
                 reordered: 1,
+                lost_first: vec![(0, 3, span(0))],
                 ..Verdict::default()
             }
         );

@@ -89,7 +89,12 @@ impl BrokerProcess {
         let mut child = network
             .command(&self.host, &program)?
             .args(&self.args)
-            .env("MQTT_CLUSTER_LOG", "error")
+            // The brokers' own logs, to stderr, prefixed by nothing: quiet
+            // unless asked for (`MQTT_CLUSTER_CHAOS_BROKER_LOG=info`).
+            .env(
+                "MQTT_CLUSTER_LOG",
+                std::env::var("MQTT_CLUSTER_CHAOS_BROKER_LOG").unwrap_or_else(|_| "error".into()),
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
