@@ -65,6 +65,18 @@ enum Command {
         #[arg(long)]
         broker: Option<PathBuf>,
     },
+    /// Prints the faults a seed plans, without running anything.
+    Plan {
+        /// The seed the faults are drawn from.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// How long the clients would publish.
+        #[arg(long, default_value = "2m", value_parser = duration)]
+        duration: Duration,
+        /// Fault kinds.
+        #[arg(long, value_delimiter = ',', default_value = "partition,kill,pause")]
+        faults: Vec<FaultKind>,
+    },
     /// Removes what an interrupted run left behind (namespaces).
     Cleanup,
     /// Runs the clients (inside the clients' namespace; `run` starts it).
@@ -105,6 +117,26 @@ fn main() -> ExitCode {
         }
     };
     let outcome = match cli.command {
+        Command::Plan {
+            seed,
+            duration,
+            faults,
+        } => {
+            let hosts: Vec<String> = CORES
+                .iter()
+                .chain(&WORKERS)
+                .map(|s| (*s).to_owned())
+                .collect();
+            for scheduled in plan(seed, &hosts, &faults, duration) {
+                println!(
+                    "[{:7.1}s] {} for {:.1} s",
+                    scheduled.at.as_secs_f64(),
+                    scheduled.fault,
+                    scheduled.lasts.as_secs_f64()
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Cleanup => netns::remove_leftovers(PREFIX)
             .map(|_| ExitCode::SUCCESS)
             .map_err(|e| e.to_string()),

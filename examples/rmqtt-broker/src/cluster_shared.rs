@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use mqtt_cluster_core::forward::confirm::PublishId;
+use mqtt_cluster_core::forward::confirm::{ConfirmFailure, PublishId};
 use mqtt_cluster_core::node::{Message, Routing};
 use mqtt_cluster_core::routing::TopicName as ClusterTopic;
 use mqtt_cluster_core::wire::messages::Qos;
@@ -33,6 +33,11 @@ use crate::readiness::Gate;
 use crate::stats::BrokerStats;
 
 type Failed = Vec<(To, From, Publish, Reason)>;
+
+/// How many times a client publish is sent again when destinations went
+/// away before confirming it (a healed partition may make several members
+/// take new incarnations one after another).
+pub const PUBLISH_AGAIN: u32 = 3;
 
 /// A [`Shared`] that keeps rmqtt's sessions and forwards to the cluster.
 pub struct ClusterShared {
@@ -90,25 +95,53 @@ impl ClusterShared {
     }
 
     /// With `--puback-after-confirm`, waits until the node settled every
-    /// QoS 1/2 publish among `routings`; the client's PUBACK goes once this
-    /// returns. A publish the cluster could not confirm is counted and
-    /// logged: rmqtt sends its PUBACK from the result of the whole publish,
-    /// which this extension point cannot change.
-    async fn await_confirmations(&self, topic: &str, routings: &[&Routing]) {
+    /// QoS 1/2 publish among `sent` (each with its message); the client's
+    /// PUBACK goes once this returns.
+    ///
+    /// A publish reported `destination_gone` is published again (up to
+    /// [`PUBLISH_AGAIN`] times) as soon as the members settle ([`Gate`]):
+    /// the destination may be a
+    /// member that took a new incarnation after a partition healed (and is
+    /// back, its subscribers waiting), and rmqtt would answer the PUBACK
+    /// all the same. Destinations that had taken the first copy get it
+    /// twice, which QoS 1 allows. What still cannot be confirmed is counted
+    /// and logged: rmqtt sends its PUBACK from the result of the whole
+    /// publish, which this extension point cannot change.
+    async fn await_confirmations(&self, topic: &str, sent: Vec<(Routing, Message)>) {
         let Some((confirmations, within)) = &self.confirm else {
             return;
         };
-        let ids: Vec<PublishId> = routings.iter().filter_map(|r| r.id).collect();
-        if ids.is_empty() {
+        let mut pending: Vec<(PublishId, Message)> = sent
+            .into_iter()
+            .filter_map(|(routing, message)| routing.id.map(|id| (id, message)))
+            .collect();
+        if pending.is_empty() {
             return;
         }
         // One client publish may be two node publishes (its copy for shared
         // groups travels apart): it is confirmed when both are.
         let mut all_confirmed = true;
-        for id in ids {
+        let mut again = PUBLISH_AGAIN;
+        while let Some((id, message)) = pending.pop() {
             let waiting = confirmations.wait(id);
             match tokio::time::timeout(*within, waiting).await {
                 Ok(Ok(Outcome::Confirmed)) => {}
+                Ok(Ok(Outcome::NotConfirmed(ConfirmFailure::DestinationGone))) if again > 0 => {
+                    again -= 1;
+                    if let Some(gate) = &self.gate {
+                        gate.wait_open().await;
+                    }
+                    self.stats.published_again.inc();
+                    tracing::info!(topic, "a destination went away; publishing again");
+                    match self.cluster.publish(message.clone()).await {
+                        Ok(Routing { id: Some(id), .. }) => pending.push((id, message)),
+                        Ok(_) => {}
+                        Err(error) => {
+                            all_confirmed = false;
+                            tracing::warn!(topic, %error, "the node refused a publish");
+                        }
+                    }
+                }
                 Ok(Ok(Outcome::NotConfirmed(reason))) => {
                     all_confirmed = false;
                     tracing::warn!(topic, ?reason, "the cluster could not confirm a publish");
@@ -164,11 +197,21 @@ impl ClusterShared {
             }
         }
         self.stats.published.inc();
+        // Kept to publish again if a destination goes away.
+        let kept = self
+            .confirm
+            .is_some()
+            .then(|| [message.clone(), for_groups.clone()]);
         match self.cluster.publish_many(vec![message, for_groups]).await {
             Ok(routings) => {
-                let settled: Vec<&Routing> =
-                    routings.iter().filter_map(|r| r.as_ref().ok()).collect();
-                self.await_confirmations(&publish.topic, &settled).await;
+                if let Some(kept) = kept {
+                    let sent: Vec<(Routing, Message)> = routings
+                        .iter()
+                        .zip(kept)
+                        .filter_map(|(r, m)| Some((r.as_ref().ok()?.clone(), m)))
+                        .collect();
+                    self.await_confirmations(&publish.topic, sent).await;
+                }
                 let mut routings = routings.into_iter();
                 if let Some(Err(error)) = routings.next() {
                     self.stats.publish_errors.inc();
@@ -191,8 +234,14 @@ impl ClusterShared {
     async fn publish_one(&self, message: Message) -> bool {
         self.stats.published.inc();
         let topic = message.topic.as_str().to_owned();
+        let kept = self.confirm.is_some().then(|| message.clone());
         match self.cluster.publish(message).await {
-            Ok(routing) => self.await_confirmations(&topic, &[&routing]).await,
+            Ok(routing) => {
+                if let Some(kept) = kept {
+                    self.await_confirmations(&topic, vec![(routing, kept)])
+                        .await
+                }
+            }
             Err(error) => {
                 self.stats.publish_errors.inc();
                 tracing::warn!(%error, "the node refused a publish");

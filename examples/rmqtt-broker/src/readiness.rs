@@ -17,14 +17,15 @@
 //!   cut off from its cluster still serves its own clients (locally only,
 //!   which it logs).
 
-use std::sync::Arc;
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use mqtt_cluster_core::config::Config;
 use mqtt_cluster_core::node::Event;
 use mqtt_cluster_core::node::Status;
 use mqtt_cluster_core::wire::messages::MemberState;
-use mqtt_cluster_core::Role;
+use mqtt_cluster_core::{NodeId, Role};
 use mqtt_cluster_tokio::ClusterHandle;
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -103,22 +104,42 @@ pub async fn wait(cluster: &ClusterHandle, config: &Config) -> anyhow::Result<Re
     }
 }
 
-/// Whether a publish may be routed now. Closed from the moment the node's
-/// view of the members changes under it (a member died or left, this node
-/// took a new incarnation, a worker registered again) until the node says
-/// it is converged again; open otherwise.
+/// Whether a publish may be routed now.
 ///
-/// Why: when a partition heals, a core learns from the other side that
-/// members it still hears from were declared dead there. It drops their
-/// routes until they answer with a new incarnation and their routes again
-/// (a few heartbeats). A publish routed in between reaches none of them and
-/// is confirmed all the same. Waiting for the view to settle closes that
-/// hole; a publish waits at most `within`, then goes with what the node
-/// holds. Deaths are rare, so publishes almost never wait.
+/// When a partition heals, a core hears from the other side that members it
+/// still hears from were declared dead there. It adopts that verdict and
+/// drops their routes until they answer with a new incarnation and their
+/// routes again (a few heartbeats). A publish routed in between reaches
+/// none of them and is confirmed all the same. The node's own convergence
+/// does not show it (dead members do not count), so the gate follows the
+/// members instead. It closes:
+///
+/// - on a member declared dead that this node never suspected itself (the
+///   verdict came from another node), until that member joined again and
+///   the node is converged after that (its routes came with it);
+/// - when this node takes a new incarnation, registers again or fails over,
+///   until it is converged again (for a worker: synced with its core).
+///
+/// A member this node watched fall silent (suspect, then dead) closes
+/// nothing: its routes are rightly gone. A publish waits at most `within`,
+/// then goes with what the node holds. Such deaths are rare, so publishes
+/// almost never wait.
 #[derive(Debug, Clone)]
 pub struct Gate {
     open: Arc<watch::Sender<bool>>,
+    members: Arc<Mutex<Unsettled>>,
     within: Duration,
+}
+
+/// What keeps the gate closed.
+#[derive(Debug, Default)]
+struct Unsettled {
+    /// Members this node suspects itself.
+    suspected: BTreeSet<NodeId>,
+    /// Members declared dead elsewhere, awaited back.
+    awaited: BTreeSet<NodeId>,
+    /// This node's own standing is being rebuilt.
+    rejoining: bool,
 }
 
 impl Gate {
@@ -126,26 +147,48 @@ impl Gate {
     pub fn new(within: Duration) -> Gate {
         Gate {
             open: Arc::new(watch::Sender::new(true)),
+            members: Arc::new(Mutex::new(Unsettled::default())),
             within,
         }
     }
 
-    /// Follows the node's events: closes on a change of members under the
-    /// node, opens when it is converged.
+    /// Follows one of the node's events.
     pub fn observe(&self, event: &Event) {
+        let Ok(mut unsettled) = self.members.lock() else {
+            return;
+        };
         match event {
-            Event::MemberDead { .. }
-            | Event::MemberLeft { .. }
-            | Event::Reincarnated { .. }
-            | Event::CoreUnreachable { .. }
-            | Event::Registered { .. } => {
-                self.open.send_replace(false);
+            Event::MemberSuspect { node } => {
+                unsettled.suspected.insert(node.clone());
             }
-            Event::Converged { .. } => {
-                self.open.send_replace(true);
+            Event::MemberAlive { node } => {
+                unsettled.suspected.remove(node);
             }
-            _ => {}
+            Event::MemberJoined { node, .. } => {
+                unsettled.suspected.remove(node);
+                // Back, but its routes follow: wait until converged.
+                if unsettled.awaited.remove(node) {
+                    unsettled.rejoining = true;
+                }
+            }
+            Event::MemberDead { node } => {
+                if !unsettled.suspected.remove(node) {
+                    unsettled.awaited.insert(node.clone());
+                }
+            }
+            Event::MemberLeft { node } => {
+                unsettled.suspected.remove(node);
+                unsettled.awaited.remove(node);
+            }
+            Event::Reincarnated { .. }
+            | Event::Registered { .. }
+            | Event::CoreUnreachable { .. } => unsettled.rejoining = true,
+            Event::Converged { .. } | Event::Synced { .. } => unsettled.rejoining = false,
+            _ => return,
         }
+        let open = unsettled.awaited.is_empty() && !unsettled.rejoining;
+        self.open
+            .send_if_modified(|o| std::mem::replace(o, open) != open);
     }
 
     /// Whether publishes go at once.
@@ -171,28 +214,66 @@ impl Gate {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use mqtt_cluster_core::NodeId;
 
     fn node(name: &str) -> NodeId {
         NodeId::new(name).unwrap()
     }
 
+    fn joined(name: &str) -> Event {
+        Event::MemberJoined {
+            node: node(name),
+            role: Role::Core,
+            incarnation: mqtt_cluster_core::Incarnation(7),
+        }
+    }
+
     #[tokio::test]
-    async fn the_gate_closes_on_a_death_and_opens_once_converged() {
+    async fn a_death_heard_from_elsewhere_closes_the_gate_until_the_member_is_back() {
         let gate = Gate::new(Duration::from_secs(5));
         assert_eq!(gate.wait_open().await, None);
-        gate.observe(&Event::MemberDead { node: node("c2") });
+        gate.observe(&Event::MemberDead { node: node("c3") });
+        gate.observe(&Event::MemberDead { node: node("w3") });
         assert!(!gate.is_open());
         let waiting = {
             let gate = gate.clone();
             tokio::spawn(async move { gate.wait_open().await })
         };
+        // Convergence says nothing about them: dead members do not count.
+        gate.observe(&Event::Converged { after_ms: 1 });
+        gate.observe(&joined("c3"));
         tokio::time::sleep(Duration::from_millis(20)).await;
-        gate.observe(&Event::MemberSuspect { node: node("c3") });
         assert!(!waiting.is_finished());
-        gate.observe(&Event::Converged { after_ms: 5 });
+        gate.observe(&joined("w3"));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(!waiting.is_finished(), "their routes follow them");
+        gate.observe(&Event::Converged { after_ms: 9 });
         let (_, opened) = waiting.await.unwrap().expect("it waited");
         assert!(opened);
+    }
+
+    #[test]
+    fn a_member_watched_falling_silent_closes_nothing() {
+        let gate = Gate::new(Duration::from_secs(5));
+        gate.observe(&Event::MemberSuspect { node: node("c2") });
+        gate.observe(&Event::MemberDead { node: node("c2") });
+        assert!(gate.is_open());
+        // Suspected, back, then declared dead elsewhere: awaited again.
+        gate.observe(&Event::MemberSuspect { node: node("c2") });
+        gate.observe(&Event::MemberAlive { node: node("c2") });
+        gate.observe(&Event::MemberDead { node: node("c2") });
+        assert!(!gate.is_open());
+        gate.observe(&Event::MemberLeft { node: node("c2") });
+        assert!(gate.is_open());
+    }
+
+    #[test]
+    fn a_new_incarnation_closes_the_gate_until_converged() {
+        let gate = Gate::new(Duration::from_secs(5));
+        gate.observe(&Event::Reincarnated {
+            incarnation: mqtt_cluster_core::Incarnation(2),
+        });
+        assert!(!gate.is_open());
+        gate.observe(&Event::Converged { after_ms: 3 });
         assert!(gate.is_open());
     }
 

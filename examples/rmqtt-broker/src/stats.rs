@@ -69,6 +69,10 @@ pub struct BrokerStats {
     /// With `--puback-after-confirm`: publishes the cluster confirmed
     /// before their PUBACK went.
     pub confirmed: Count,
+    /// With `--puback-after-confirm`: publishes sent once more because a
+    /// destination went away before confirming (it may be back under a new
+    /// incarnation); destinations that had the first copy get two.
+    pub published_again: Count,
     /// With `--puback-after-confirm`: publishes the cluster could not
     /// confirm (a destination gone, expired, the node stopping); their
     /// PUBACK went once that was known.

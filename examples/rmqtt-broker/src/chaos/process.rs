@@ -97,12 +97,21 @@ impl BrokerProcess {
             )
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(Stdio::piped())
             .spawn()
             .map_err(|source| ProcessError::Io {
                 what: format!("starting the broker on {}", self.host),
                 source,
             })?;
+        // Its log lines, named after the host (six brokers share a terminal).
+        if let Some(err) = child.stderr.take() {
+            let host = self.host.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(err).lines().map_while(Result::ok) {
+                    eprintln!("{host:8} {line}");
+                }
+            });
+        }
         let mut line = String::new();
         if let Some(out) = child.stdout.as_mut() {
             let _ = BufReader::new(out).read_line(&mut line);
