@@ -15,9 +15,11 @@
 //!
 //! Nothing is excused for a broker that was killed and restarted as a
 //! publisher: what it acknowledged before dying was confirmed, and what it
-//! takes after the restart it takes with the cluster's routes. Subscribers
-//! whose broker was killed lose their session and are reported, not
-//! counted.
+//! takes after the restart it takes with the cluster's routes. A
+//! subscriber whose broker was killed loses its session with it: what was
+//! published from one second before the kill until the cluster recovered
+//! after the subscriber subscribed again is excused for it; everything
+//! else counts.
 
 use std::collections::BTreeSet;
 
@@ -42,6 +44,9 @@ pub struct FaultRecord {
     pub ended_unix_ms: u64,
     /// When the cluster was next healthy, if it was.
     pub recovered_unix_ms: Option<u64>,
+    /// For a `kill -9`: when the cluster was healthy again after the
+    /// killed broker's subscriber subscribed again, if it did.
+    pub resubscribed_unix_ms: Option<u64>,
 }
 
 impl FaultRecord {
@@ -66,7 +71,16 @@ impl FaultRecord {
                 kind: FaultKind::Loss,
                 ..
             } => host == publisher || host == subscriber,
-            Fault::Kill { .. } | Fault::Netem { .. } => false,
+            Fault::Kill { host } => host == subscriber,
+            Fault::Netem { .. } => false,
+        }
+    }
+
+    /// Until when the fault excuses what it separates.
+    fn excused_until(&self) -> Option<u64> {
+        match self.fault {
+            Fault::Kill { .. } => self.resubscribed_unix_ms,
+            _ => self.recovered_unix_ms,
         }
     }
 
@@ -77,7 +91,7 @@ impl FaultRecord {
             return false;
         }
         let from = self.started_unix_ms.saturating_sub(LEAD_MS);
-        let until = self.recovered_unix_ms.unwrap_or(u64::MAX);
+        let until = self.excused_until().unwrap_or(u64::MAX);
         span.out_unix_ms <= until && span.acked_unix_ms >= from
     }
 }
@@ -153,12 +167,7 @@ mod tests {
     use crate::load::stamp::Stamp;
 
     fn payload(publisher: u64, seq: u64) -> Vec<u8> {
-        Stamp {
-            publisher,
-            seq,
-            sent_us: 0,
-        }
-        .payload(64)
+        Stamp::payload_of(publisher, seq, 64)
     }
 
     fn span(at: u64) -> Span {
@@ -207,6 +216,7 @@ mod tests {
             started_unix_ms: 10_000,
             ended_unix_ms: 15_000,
             recovered_unix_ms: Some(16_000),
+            resubscribed_unix_ms: None,
         };
         // Before the lead, during, after recovery.
         let log = [published(&[
@@ -236,11 +246,16 @@ mod tests {
         };
         assert!(pause.separates("p", "s") && pause.separates("s", "x"));
         assert!(!pause.separates("p", "x"));
+        // A kill excuses nothing it published, and what its subscriber
+        // missed until it subscribed again and the cluster recovered.
         let kill = FaultRecord {
             fault: Fault::Kill { host: "p".into() },
+            resubscribed_unix_ms: Some(18_000),
             ..faults[0].clone()
         };
         assert!(!kill.excuses("p", "s", &span(12_000)));
+        assert!(kill.excuses("s", "p", &span(17_500)));
+        assert!(!kill.excuses("s", "p", &span(18_500)));
         // Not recovered: excused to the end of the run.
         let unrecovered = FaultRecord {
             recovered_unix_ms: None,

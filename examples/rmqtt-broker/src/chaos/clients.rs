@@ -58,6 +58,9 @@ pub struct Received {
     pub reordered: u64,
     /// Times the connection was lost.
     pub reconnects: u64,
+    /// When each SUBACK came (Unix ms): the first subscription, and each
+    /// one again after the broker lost the session (it was killed).
+    pub subscribed_unix_ms: Vec<u64>,
 }
 
 impl Received {
@@ -214,7 +217,10 @@ pub async fn subscribe(
                     let _ = client.try_subscribe(format!("{TOPIC}/#"), QoS::AtLeastOnce);
                 }
             }
-            Ok(Ok(Event::Incoming(Packet::SubAck(_)))) => ready.store(true, Ordering::Relaxed),
+            Ok(Ok(Event::Incoming(Packet::SubAck(_)))) => {
+                received.subscribed_unix_ms.push(unix_ms());
+                ready.store(true, Ordering::Relaxed);
+            }
             Ok(Ok(Event::Incoming(Packet::Publish(publish)))) => received.arrived(&publish.payload),
             Ok(Ok(_)) => {}
             Ok(Err(_)) => {

@@ -19,6 +19,18 @@ pub struct Stamp {
 }
 
 impl Stamp {
+    /// The payload of message `seq` of `publisher`, stamped at 10 µs and
+    /// padded to `size` bytes (for tests).
+    #[cfg(test)]
+    pub(crate) fn payload_of(publisher: u64, seq: u64, size: usize) -> Vec<u8> {
+        Stamp {
+            publisher,
+            seq,
+            sent_us: 10,
+        }
+        .payload(size)
+    }
+
     /// A payload of `size` bytes (at least [`STAMP_LEN`]) starting with
     /// this stamp, the rest filled.
     pub fn payload(&self, size: usize) -> Vec<u8> {

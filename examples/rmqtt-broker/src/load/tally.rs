@@ -134,12 +134,7 @@ mod tests {
     use super::*;
 
     fn payload(publisher: u64, seq: u64) -> Vec<u8> {
-        Stamp {
-            publisher,
-            seq,
-            sent_us: 10,
-        }
-        .payload(30)
+        Stamp::payload_of(publisher, seq, 30)
     }
 
     #[test]
