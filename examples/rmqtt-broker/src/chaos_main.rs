@@ -374,7 +374,6 @@ async fn run(
     ));
     let start = Instant::now();
     let run_started_unix_ms = unix_ms();
-    let mut killed = std::collections::BTreeSet::new();
     let mut records = Vec::new();
     for scheduled in &planned {
         tokio::time::sleep_until((start + scheduled.at).into()).await;
@@ -384,9 +383,6 @@ async fn run(
             .apply(&mut network, &mut brokers)
             .map_err(|e| e.to_string())?;
         log(start, "start", &scheduled.fault);
-        if let Fault::Kill { host } = &scheduled.fault {
-            killed.insert(host.clone());
-        }
         tokio::time::sleep_until((start + scheduled.at + scheduled.lasts).into()).await;
         let ended_unix_ms = unix_ms();
         scheduled
@@ -444,7 +440,6 @@ async fn run(
     let outcome = report_run(
         &seen,
         &broker_hosts,
-        &killed,
         &records,
         &end_states,
         run_started_unix_ms,
@@ -490,7 +485,6 @@ struct Outcome {
 fn report_run(
     seen: &Seen,
     hosts: &[String],
-    killed: &std::collections::BTreeSet<String>,
     records: &[FaultRecord],
     end_states: &[health::NodeState],
     run_started_unix_ms: u64,
@@ -535,7 +529,9 @@ fn report_run(
         outcome.lost += verdict.lost;
         excused.0 += verdict.excused;
         excused.1 += verdict.excused_missing;
-        let was_killed = killed.contains(host);
+        let was_killed = records
+            .iter()
+            .any(|r| matches!(&r.fault, Fault::Kill { host: h } if h == host));
         duplicates += verdict.duplicates;
         println!(
             "  subscriber on {host:8} expected {:6} lost {:4} excused {:5} (missing {:5}) duplicates {:4} reordered {:4} reconnects {:3}{}",

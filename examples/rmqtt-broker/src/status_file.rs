@@ -13,7 +13,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use mqtt_cluster_core::node::{Stats, Status};
 use mqtt_cluster_tokio::ClusterHandle;
@@ -57,10 +57,7 @@ fn write(
     node_stats: &Stats,
     stats: &BrokerStats,
 ) -> std::io::Result<()> {
-    let written_unix_ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0);
+    let written_unix_ms = u64::try_from(rmqtt::utils::timestamp_millis()).unwrap_or(0);
     let snapshot = Snapshot {
         written_unix_ms,
         status,

@@ -12,7 +12,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use serde_json::Value;
 
@@ -20,13 +20,10 @@ use serde_json::Value;
 /// or paused).
 pub const FRESH_WITHIN_MS: u64 = 1_500;
 
-/// Now, in Unix milliseconds (the clock the brokers' files and the
-/// clients' logs use too).
+/// Now, in Unix milliseconds: rmqtt's clock, which the brokers' status
+/// files use too.
 pub fn unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
+    u64::try_from(rmqtt::utils::timestamp_millis()).unwrap_or(0)
 }
 
 /// One broker as its status file shows it.
