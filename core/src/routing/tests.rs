@@ -854,3 +854,58 @@ fn routing_reference_matcher_agrees_with_topic_filter_matches() {
         }
     }
 }
+
+/// One step of a table's life: members come, change and go as a cluster's
+/// do, interleaved with lookups.
+#[derive(Clone, Debug)]
+enum TableStep {
+    Insert(NodeId, Subscription),
+    Remove(NodeId, Subscription),
+    RemoveNode(NodeId),
+    Lookup(String),
+}
+
+fn arb_table_step() -> impl Strategy<Value = TableStep> {
+    prop_oneof![
+        4 => (arb_node(), arb_subscription()).prop_map(|(n, s)| TableStep::Insert(n, s)),
+        2 => (arb_node(), arb_subscription()).prop_map(|(n, s)| TableStep::Remove(n, s)),
+        1 => arb_node().prop_map(TableStep::RemoveNode),
+        3 => arb_topic().prop_map(TableStep::Lookup),
+    ]
+}
+
+proptest! {
+    #[test]
+    fn members_that_leave_and_return_are_routed_like_the_model(
+        steps in prop::collection::vec(arb_table_step(), 1..120),
+    ) {
+        let mut table = RouteTable::new();
+        let mut model = Model::new();
+        let mut out = Vec::new();
+        for step in steps {
+            match step {
+                TableStep::Insert(n, s) => {
+                    let added = model.entry(n.clone()).or_default().insert(s.clone());
+                    prop_assert_eq!(table.insert(&n, &s), added);
+                }
+                TableStep::Remove(n, s) => {
+                    let held = model.get_mut(&n).is_some_and(|subs| subs.remove(&s));
+                    model.retain(|_, subs| !subs.is_empty());
+                    prop_assert_eq!(table.remove(&n, &s), held);
+                }
+                TableStep::RemoveNode(n) => {
+                    let held = model.remove(&n).map_or(0, |subs| subs.len());
+                    prop_assert_eq!(table.remove_node(&n), held);
+                }
+                TableStep::Lookup(t) => {
+                    table.matches(&topic(&t), &mut out);
+                    check_routing(&model, &t, &out)?;
+                }
+            }
+            prop_assert_eq!(table.nodes(), model.keys().cloned().collect::<Vec<_>>());
+            for (n, subs) in &model {
+                prop_assert_eq!(table.routes_of(n), subs.iter().cloned().collect::<Vec<_>>());
+            }
+        }
+    }
+}

@@ -204,6 +204,9 @@ impl ClusterShared {
             .then(|| [message.clone(), for_groups.clone()]);
         match self.cluster.publish_many(vec![message, for_groups]).await {
             Ok(routings) => {
+                if let Some(Ok(routing)) = routings.first() {
+                    tracing::trace!(topic = %publish.topic, id = ?routing.id, local = routing.local, remote = ?routing.remote, "routed");
+                }
                 if let Some(kept) = kept {
                     let sent: Vec<(Routing, Message)> = routings
                         .iter()

@@ -116,7 +116,8 @@ pub async fn run(
         for event in batch.drain(..) {
             gate.observe(&event);
             match (&event, &confirmations) {
-                (Event::Confirmed { id, .. }, Some(waiting)) => {
+                (Event::Confirmed { id, nodes }, Some(waiting)) => {
+                    tracing::trace!(?id, ?nodes, "confirmed");
                     waiting.settle(*id, Outcome::Confirmed)
                 }
                 (Event::NotConfirmed { id, reason, .. }, Some(waiting)) => {
@@ -176,6 +177,7 @@ async fn handle(
 
 async fn deliver(scx: &ServerContext, delivery: Delivery, stats: &BrokerStats) {
     stats.received.inc();
+    tracing::trace!(origin = %delivery.origin, topic = %delivery.topic, seq = delivery.seq, "delivery");
     let (topic, shared) = arrived(delivery.topic.as_str());
     let now = rmqtt::utils::timestamp_millis();
     let publish = match to_publish(

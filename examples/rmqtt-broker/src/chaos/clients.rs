@@ -18,6 +18,7 @@ use rumqttc::{AsyncClient, Event, MqttOptions, Outgoing, Packet, QoS};
 use serde::{Deserialize, Serialize};
 
 use super::health::unix_ms;
+use super::in_flight::InFlight;
 use crate::load::stamp::Stamp;
 
 /// The topic prefix: publisher `p` publishes on `chaos/{p}`, subscribers
@@ -101,12 +102,11 @@ pub async fn publish(
     let (client, mut events) =
         AsyncClient::new(options(&format!("chaos-pub-{index}"), &broker), 1000);
     let log = Arc::new(Mutex::new(Published::default()));
-    // Numbers in the order they were handed to the client; each takes the
-    // packet id of the next new outgoing PUBLISH.
-    let pending = Arc::new(Mutex::new(std::collections::VecDeque::<u64>::new()));
+    // Which number each packet id carries (see `in_flight`).
+    let in_flight = Arc::new(Mutex::new(InFlight::default()));
     let sender = {
-        let (client, log, pending, stop) =
-            (client.clone(), log.clone(), pending.clone(), stop.clone());
+        let (client, log, in_flight, stop) =
+            (client.clone(), log.clone(), in_flight.clone(), stop.clone());
         tokio::spawn(async move {
             let pace = Duration::from_secs_f64(1.0 / rate.max(1) as f64);
             let started = Instant::now();
@@ -117,8 +117,8 @@ pub async fn publish(
                     seq,
                     sent_us: started.elapsed().as_micros() as u64,
                 };
-                if let Ok(mut p) = pending.lock() {
-                    p.push_back(seq);
+                if let Ok(mut f) = in_flight.lock() {
+                    f.queued(seq);
                 }
                 if client
                     .publish(
@@ -140,8 +140,6 @@ pub async fn publish(
             }
         })
     };
-    // Per packet id in flight: its number and when it last went out.
-    let mut by_pkid: BTreeMap<u16, (u64, u64)> = BTreeMap::new();
     let mut deadline: Option<Instant> = None;
     loop {
         if stop.load(Ordering::Relaxed) && deadline.is_none() {
@@ -150,33 +148,31 @@ pub async fn publish(
         if deadline.is_some_and(|d| Instant::now() >= d) {
             break;
         }
-        if deadline.is_some() && by_pkid.is_empty() && pending.lock().map_or(true, |p| p.is_empty())
-        {
+        if deadline.is_some() && in_flight.lock().map_or(true, |f| f.is_empty()) {
             break;
         }
         let polled = tokio::time::timeout(Duration::from_millis(500), events.poll()).await;
         match polled {
             Err(_) => {}
-            Ok(Ok(Event::Outgoing(Outgoing::Publish(pkid)))) => match by_pkid.entry(pkid) {
-                std::collections::btree_map::Entry::Vacant(slot) => {
-                    if let Some(seq) = pending.lock().ok().and_then(|mut p| p.pop_front()) {
-                        slot.insert((seq, unix_ms()));
-                    }
+            Ok(Ok(Event::Outgoing(Outgoing::Publish(pkid)))) => {
+                let collision_pending = events.state.collision.is_some();
+                if let Ok(mut f) = in_flight.lock() {
+                    f.sent(pkid, unix_ms(), collision_pending);
                 }
-                // Sent again after a reconnect.
-                std::collections::btree_map::Entry::Occupied(mut slot) => {
-                    slot.get_mut().1 = unix_ms()
+            }
+            Ok(Ok(Event::Outgoing(Outgoing::AwaitAck(pkid)))) => {
+                if let Ok(mut f) = in_flight.lock() {
+                    f.parked(pkid);
                 }
-            },
+            }
             Ok(Ok(Event::Incoming(Packet::PubAck(ack)))) => {
-                if let Some((seq, out_unix_ms)) = by_pkid.remove(&ack.pkid) {
-                    if let Ok(mut l) = log.lock() {
-                        let span = Span {
-                            out_unix_ms,
-                            acked_unix_ms: unix_ms(),
-                        };
-                        l.confirmed.insert(seq, span);
-                    }
+                let acked = in_flight.lock().ok().and_then(|mut f| f.acked(ack.pkid));
+                if let (Some((seq, out_unix_ms)), Ok(mut l)) = (acked, log.lock()) {
+                    let span = Span {
+                        out_unix_ms,
+                        acked_unix_ms: unix_ms(),
+                    };
+                    l.confirmed.insert(seq, span);
                 }
             }
             Ok(Ok(_)) => {}

@@ -9,7 +9,7 @@
 //! duplicate and reorder packets. [`process`] runs brokers in the
 //! namespaces and kills, restarts, stops and continues them; [`faults`]
 //! plans faults from a seed; [`clients`] publish and subscribe through
-//! them; [`health`] reads the brokers' status files to tell when the
+//! them ([`in_flight`] pairs each PUBACK with the message it confirms); [`health`] reads the brokers' status files to tell when the
 //! cluster recovered; [`checker`] judges what arrived against the
 //! cluster's promise.
 
@@ -17,5 +17,6 @@ pub mod checker;
 pub mod clients;
 pub mod faults;
 pub mod health;
+pub mod in_flight;
 pub mod netns;
 pub mod process;
