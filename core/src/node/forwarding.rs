@@ -114,6 +114,15 @@ pub struct Routing {
     /// slows it down) until the confirmation, and expect [`Event::Ready`]
     /// when messages flow again. Nothing was dropped.
     pub busy: bool,
+    /// This node's routing table may lack members the cluster has: a
+    /// partition just healed and this node adopted another's verdict that
+    /// a member it still heard from is dead, or it took a new incarnation,
+    /// registered again or failed over and has not converged yet (each for
+    /// at most `deadTimeout + requestTimeout`). The message went where the
+    /// table said; a host that answers its client on the confirmation may
+    /// publish it again once its events show the members settled
+    /// (ARCHITECTURE §6). Destinations that had it then get it twice.
+    pub settling: bool,
 }
 
 /// A message delivered from another node, for the host's local subscribers.
@@ -540,6 +549,7 @@ impl Node {
             remote: nodes.clone(),
             id,
             busy: self.outstanding.is_busy(),
+            settling: self.is_settling(),
         };
         self.match_buffer = nodes;
         self.flush(now);

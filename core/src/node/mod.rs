@@ -47,6 +47,7 @@ mod retained;
 mod routes;
 mod serve;
 mod session;
+mod settling;
 mod status;
 mod watch;
 
@@ -136,6 +137,10 @@ pub struct Node {
     pending: BTreeMap<RequestId, Pending>,
     transmits: VecDeque<Transmit>,
     events: VecDeque<Event>,
+    /// What this node's own events say of its routes (see `settling`).
+    settling: settling::Settling,
+    /// How many events at the front of `events` `settling` has followed.
+    settling_observed: usize,
     stream_output: VecDeque<StreamOutput>,
     core: CoreDuty,
     worker: WorkerDuty,
@@ -292,6 +297,8 @@ impl Node {
             pending: BTreeMap::new(),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
+            settling: settling::Settling::default(),
+            settling_observed: 0,
             stream_output: VecDeque::new(),
             core,
             worker,
@@ -523,7 +530,30 @@ impl Node {
 
     /// The next event for the host.
     pub fn poll_event(&mut self) -> Option<Event> {
-        self.events.pop_front()
+        let event = self.events.pop_front()?;
+        match self.settling_observed.checked_sub(1) {
+            Some(left) => self.settling_observed = left,
+            None => self.settling.observe(&event, self.latest.instant),
+        }
+        Some(event)
+    }
+
+    /// Follows the events not yet followed, in the order the host gets
+    /// them: what [`Routing::settling`] answers from.
+    fn follow_own_events(&mut self) {
+        let at = self.latest.instant;
+        for event in self.events.iter().skip(self.settling_observed) {
+            self.settling.observe(event, at);
+        }
+        self.settling_observed = self.events.len();
+    }
+
+    /// Whether this node's routing table may lack members the cluster has
+    /// right now: see [`Routing::settling`].
+    pub fn is_settling(&mut self) -> bool {
+        self.follow_own_events();
+        let bound = self.config.dead_timeout + self.config.request_timeout;
+        self.settling.is_settling(self.latest.instant, bound)
     }
 
     /// When [`Node::handle_timeout`] next has work; `None` once the node has
@@ -673,6 +703,7 @@ impl Node {
         self.forwarding.forget_peers(known);
         self.core.forget_learnt(known);
         self.member_logs.retain(known);
+        self.settling.retain(known);
         self.route_log.retain(known);
         self.convergence.retain(known);
         self.stats

@@ -35,9 +35,14 @@ use crate::stats::BrokerStats;
 type Failed = Vec<(To, From, Publish, Reason)>;
 
 /// How many times a client publish is sent again when destinations went
-/// away before confirming it (a healed partition may make several members
-/// take new incarnations one after another).
+/// away before confirming it or the node routed it while settling (a healed
+/// partition may make several members take new incarnations one after
+/// another).
 pub const PUBLISH_AGAIN: u32 = 3;
+
+/// How long a publish about to go again gives the gate to hear of what the
+/// node already knew (its events are on their way).
+const SETTLE_GLANCE: Duration = Duration::from_millis(50);
 
 /// A [`Shared`] that keeps rmqtt's sessions and forwards to the cluster.
 pub struct ClusterShared {
@@ -98,22 +103,23 @@ impl ClusterShared {
     /// QoS 1/2 publish among `sent` (each with its message); the client's
     /// PUBACK goes once this returns.
     ///
-    /// A publish reported `destination_gone` is published again (up to
-    /// [`PUBLISH_AGAIN`] times) as soon as the members settle ([`Gate`]):
-    /// the destination may be a
-    /// member that took a new incarnation after a partition healed (and is
-    /// back, its subscribers waiting), and rmqtt would answer the PUBACK
-    /// all the same. Destinations that had taken the first copy get it
-    /// twice, which QoS 1 allows. What still cannot be confirmed is counted
-    /// and logged: rmqtt sends its PUBACK from the result of the whole
-    /// publish, which this extension point cannot change.
+    /// A publish is published again (up to [`PUBLISH_AGAIN`] times in all)
+    /// once the members settle ([`Gate`]) when the node routed it on a
+    /// table that may lack members ([`Routing::settling`]: a healed
+    /// partition, a new incarnation), or reported it `destination_gone`
+    /// (the destination may be a member that took a new incarnation and is
+    /// back, its subscribers waiting): rmqtt would answer the PUBACK all
+    /// the same. Destinations that had taken the first copy get it twice,
+    /// which QoS 1 allows. What still cannot be confirmed is counted and
+    /// logged: rmqtt sends its PUBACK from the result of the whole publish,
+    /// which this extension point cannot change.
     async fn await_confirmations(&self, topic: &str, sent: Vec<(Routing, Message)>) {
         let Some((confirmations, within)) = &self.confirm else {
             return;
         };
-        let mut pending: Vec<(PublishId, Message)> = sent
+        let mut pending: Vec<(PublishId, bool, Message)> = sent
             .into_iter()
-            .filter_map(|(routing, message)| routing.id.map(|id| (id, message)))
+            .filter_map(|(routing, message)| Some((routing.id?, routing.settling, message)))
             .collect();
         if pending.is_empty() {
             return;
@@ -122,35 +128,40 @@ impl ClusterShared {
         // groups travels apart): it is confirmed when both are.
         let mut all_confirmed = true;
         let mut again = PUBLISH_AGAIN;
-        while let Some((id, message)) = pending.pop() {
+        while let Some((id, settling, message)) = pending.pop() {
             let waiting = confirmations.wait(id);
-            match tokio::time::timeout(*within, waiting).await {
-                Ok(Ok(Outcome::Confirmed)) => {}
-                Ok(Ok(Outcome::NotConfirmed(ConfirmFailure::DestinationGone))) if again > 0 => {
-                    again -= 1;
-                    if let Some(gate) = &self.gate {
-                        gate.wait_open().await;
-                    }
-                    self.stats.published_again.inc();
-                    tracing::info!(topic, "a destination went away; publishing again");
-                    match self.cluster.publish(message.clone()).await {
-                        Ok(Routing { id: Some(id), .. }) => pending.push((id, message)),
-                        Ok(_) => {}
-                        Err(error) => {
-                            all_confirmed = false;
-                            tracing::warn!(topic, %error, "the node refused a publish");
-                        }
-                    }
-                }
-                Ok(Ok(Outcome::NotConfirmed(reason))) => {
-                    all_confirmed = false;
-                    tracing::warn!(topic, ?reason, "the cluster could not confirm a publish");
-                }
+            let outcome = match tokio::time::timeout(*within, waiting).await {
+                Ok(Ok(outcome)) => outcome,
                 Ok(Err(_)) | Err(_) => {
                     confirmations.forget(id);
                     all_confirmed = false;
                     tracing::warn!(topic, "no confirmation came for a publish");
+                    continue;
                 }
+            };
+            let gone = outcome == Outcome::NotConfirmed(ConfirmFailure::DestinationGone);
+            if (settling || gone) && again > 0 {
+                again -= 1;
+                self.settle_first().await;
+                self.stats.published_again.inc();
+                tracing::info!(topic, settling, "publishing again on the settled routes");
+                match self.cluster.publish(message.clone()).await {
+                    Ok(Routing {
+                        id: Some(id),
+                        settling,
+                        ..
+                    }) => pending.push((id, settling, message)),
+                    Ok(_) => {}
+                    Err(error) => {
+                        all_confirmed = false;
+                        tracing::warn!(topic, %error, "the node refused a publish");
+                    }
+                }
+                continue;
+            }
+            if let Outcome::NotConfirmed(reason) = outcome {
+                all_confirmed = false;
+                tracing::warn!(topic, ?reason, "the cluster could not confirm a publish");
             }
         }
         if all_confirmed {
@@ -158,6 +169,17 @@ impl ClusterShared {
         } else {
             self.stats.not_confirmed.inc();
         }
+    }
+
+    /// Waits for the members to settle before a publish goes again. The
+    /// node knew it was settling the moment it routed; its events may not
+    /// have reached the gate yet, so an open gate gets a moment to close.
+    async fn settle_first(&self) {
+        let Some(gate) = &self.gate else { return };
+        if gate.is_open() {
+            tokio::time::sleep(SETTLE_GLANCE).await;
+        }
+        gate.wait_open().await;
     }
 
     /// Hands an accepted local publish to the node. Returns whether the

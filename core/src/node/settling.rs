@@ -1,0 +1,141 @@
+//! Whether this node's routing table may still lack members the cluster
+//! has, so that a publish routed now may miss subscribers.
+//!
+//! Three moments leave the table short (ARCHITECTURE §6): when a partition
+//! heals, a core adopts the other side's verdict that a member it still
+//! hears from is dead, and drops that member's routes until the member
+//! answers with a new incarnation and its routes come back; a node that
+//! took a new incarnation, registered again or failed over rebuilds its
+//! standing until it converges; and a member awaited back has joined but
+//! its routes are still on their way. Convergence alone cannot tell: dead
+//! members do not count in it.
+//!
+//! The node follows its own events, in the order the host gets them, and
+//! answers at the moment of each publish ([`Routing::settling`]), so a host
+//! can never route on a table its event loop has not caught up with.
+//! A state lasts at most a bound (`deadTimeout + requestTimeout`): a member
+//! that never comes back is gone, and its routes rightly with it.
+//!
+//! [`Routing::settling`]: super::Routing::settling
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::Event;
+use crate::id::NodeId;
+use std::time::Duration;
+
+use crate::time::Instant;
+
+/// What keeps this node's routes unsettled, from its own events.
+#[derive(Debug, Default)]
+pub(super) struct Settling {
+    /// Members this node suspects itself.
+    suspected: BTreeSet<NodeId>,
+    /// Members declared dead elsewhere while this node still heard from
+    /// them, awaited back, and since when.
+    awaited: BTreeMap<NodeId, Instant>,
+    /// Since when this node rebuilds its own standing, or waits for the
+    /// routes of a member that came back.
+    rejoining: Option<Instant>,
+}
+
+impl Settling {
+    /// Follows one event the node emitted at `at`.
+    pub(super) fn observe(&mut self, event: &Event, at: Instant) {
+        match event {
+            Event::MemberSuspect { node } => {
+                self.suspected.insert(node.clone());
+            }
+            Event::MemberAlive { node } => {
+                self.suspected.remove(node);
+            }
+            Event::MemberJoined { node, .. } => {
+                self.suspected.remove(node);
+                // Back, but its routes follow it: wait until converged.
+                if self.awaited.remove(node).is_some() {
+                    self.rejoining.get_or_insert(at);
+                }
+            }
+            Event::MemberDead { node } => {
+                // A member watched falling silent is rightly routed past.
+                if !self.suspected.remove(node) {
+                    self.awaited.insert(node.clone(), at);
+                }
+            }
+            Event::MemberLeft { node } => {
+                self.suspected.remove(node);
+                self.awaited.remove(node);
+            }
+            Event::Reincarnated { .. }
+            | Event::Registered { .. }
+            | Event::CoreUnreachable { .. } => {
+                self.rejoining.get_or_insert(at);
+            }
+            Event::Converged { .. } | Event::Synced { .. } => self.rejoining = None,
+            _ => {}
+        }
+    }
+
+    /// Whether the routes may lack members at `now`; each cause counts for
+    /// at most `bound` after it began.
+    pub(super) fn is_settling(&self, now: Instant, bound: Duration) -> bool {
+        let fresh = |since: &Instant| now < *since + bound;
+        self.awaited.values().any(fresh) || self.rejoining.as_ref().is_some_and(fresh)
+    }
+
+    /// Forgets members no longer known.
+    pub(super) fn retain(&mut self, known: impl Fn(&NodeId) -> bool) {
+        self.suspected.retain(|n| known(n));
+        self.awaited.retain(|n, _| known(n));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::id::{Incarnation, Role};
+
+    fn node(name: &str) -> NodeId {
+        NodeId::new(name).unwrap()
+    }
+
+    fn at(ms: u64) -> Instant {
+        Instant::from_millis(ms)
+    }
+
+    const BOUND: Duration = Duration::from_millis(4_000);
+
+    #[test]
+    fn a_death_heard_from_elsewhere_settles_once_the_member_is_back_and_converged() {
+        let mut s = Settling::default();
+        s.observe(&Event::MemberDead { node: node("c1") }, at(0));
+        assert!(s.is_settling(at(10), BOUND));
+        let joined = Event::MemberJoined {
+            node: node("c1"),
+            role: Role::Core,
+            incarnation: Incarnation(2),
+        };
+        s.observe(&joined, at(100));
+        assert!(s.is_settling(at(110), BOUND), "its routes follow it");
+        s.observe(&Event::Converged { after_ms: 5 }, at(150));
+        assert!(!s.is_settling(at(160), BOUND));
+    }
+
+    #[test]
+    fn a_member_watched_falling_silent_settles_nothing_and_every_cause_expires() {
+        let mut s = Settling::default();
+        s.observe(&Event::MemberSuspect { node: node("w1") }, at(0));
+        s.observe(&Event::MemberDead { node: node("w1") }, at(2_000));
+        assert!(!s.is_settling(at(2_001), BOUND));
+        s.observe(&Event::MemberDead { node: node("w2") }, at(3_000));
+        s.observe(
+            &Event::Reincarnated {
+                incarnation: Incarnation(9),
+            },
+            at(3_500),
+        );
+        assert!(s.is_settling(at(6_999), BOUND));
+        assert!(s.is_settling(at(7_000), BOUND), "rejoining still counts");
+        assert!(!s.is_settling(at(7_500), BOUND), "both causes expired");
+    }
+}
