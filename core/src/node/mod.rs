@@ -75,6 +75,7 @@ pub use explain::{
 pub use forwarding::{Delivery, Message, PublishError, Routing, FORGOTTEN_PEERS};
 pub use output::{DroppedCopy, Event, StreamOutput, Transmit, TransportError};
 pub use serve::RequestError;
+pub use settling::Settling;
 pub use status::{Bookkeeping, DestinationState, MemberStatus, Phase, QueueDepth, Stats, Status};
 
 use forwarding::Forwarding;

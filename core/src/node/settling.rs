@@ -27,8 +27,31 @@ use std::time::Duration;
 use crate::time::Instant;
 
 /// What keeps this node's routes unsettled, from its own events.
-#[derive(Debug, Default)]
-pub(super) struct Settling {
+/// Follows a node's events to tell whether its routing table may lack
+/// members the cluster has. Every [`Node`](super::Node) keeps one over its
+/// own events (what [`Routing::settling`](super::Routing::settling)
+/// answers); a host that waits for the members to settle before it
+/// publishes again keeps another over the events it receives, so both
+/// follow the same rules.
+///
+/// ```
+/// use std::time::Duration;
+/// use mqtt_cluster_core::node::{Event, Settling};
+/// use mqtt_cluster_core::{Incarnation, Instant, NodeId, Role};
+///
+/// let bound = Duration::from_secs(4); // deadTimeout + requestTimeout
+/// let c1 = NodeId::new("c1").unwrap();
+/// let mut settling = Settling::default();
+/// // A death this node never suspected: heard from another node.
+/// settling.observe(&Event::MemberDead { node: c1.clone() }, Instant::from_millis(0));
+/// assert!(settling.is_settling(Instant::from_millis(10), bound));
+/// let back = Event::MemberJoined { node: c1, role: Role::Core, incarnation: Incarnation(2) };
+/// settling.observe(&back, Instant::from_millis(200));
+/// settling.observe(&Event::Converged { after_ms: 3 }, Instant::from_millis(250));
+/// assert!(!settling.is_settling(Instant::from_millis(260), bound));
+/// ```
+#[derive(Debug, Default, Clone)]
+pub struct Settling {
     /// Members this node suspects itself.
     suspected: BTreeSet<NodeId>,
     /// Members declared dead elsewhere while this node still heard from
@@ -41,7 +64,7 @@ pub(super) struct Settling {
 
 impl Settling {
     /// Follows one event the node emitted at `at`.
-    pub(super) fn observe(&mut self, event: &Event, at: Instant) {
+    pub fn observe(&mut self, event: &Event, at: Instant) {
         match event {
             Event::MemberSuspect { node } => {
                 self.suspected.insert(node.clone());
@@ -58,7 +81,8 @@ impl Settling {
             }
             Event::MemberDead { node } => {
                 // A member watched falling silent is rightly routed past.
-                if !self.suspected.remove(node) {
+                let watched = self.suspected.remove(node);
+                if !watched {
                     self.awaited.insert(node.clone(), at);
                 }
             }
@@ -77,10 +101,20 @@ impl Settling {
     }
 
     /// Whether the routes may lack members at `now`; each cause counts for
-    /// at most `bound` after it began.
-    pub(super) fn is_settling(&self, now: Instant, bound: Duration) -> bool {
+    /// at most `bound` after it began (a node uses `deadTimeout +
+    /// requestTimeout`).
+    pub fn is_settling(&self, now: Instant, bound: Duration) -> bool {
         let fresh = |since: &Instant| now < *since + bound;
         self.awaited.values().any(fresh) || self.rejoining.as_ref().is_some_and(fresh)
+    }
+
+    /// When the last cause now counted ends by itself, if any does.
+    pub fn settles_by(&self, bound: Duration) -> Option<Instant> {
+        self.awaited
+            .values()
+            .chain(self.rejoining.as_ref())
+            .max()
+            .map(|since| *since + bound)
     }
 
     /// Forgets members no longer known.

@@ -17,15 +17,14 @@
 //!   cut off from its cluster still serves its own clients (locally only,
 //!   which it logs).
 
-use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use mqtt_cluster_core::config::Config;
-use mqtt_cluster_core::node::Event;
 use mqtt_cluster_core::node::Status;
+use mqtt_cluster_core::node::{Event, Settling};
 use mqtt_cluster_core::wire::messages::MemberState;
-use mqtt_cluster_core::{NodeId, Role};
+use mqtt_cluster_core::Role;
 use mqtt_cluster_tokio::ClusterHandle;
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -112,7 +111,7 @@ pub async fn wait(cluster: &ClusterHandle, config: &Config) -> anyhow::Result<Re
 /// routes again (a few heartbeats). A publish routed in between reaches
 /// none of them and is confirmed all the same. The node's own convergence
 /// does not show it (dead members do not count), so the gate follows the
-/// members instead. It closes:
+/// node's events with the node's own rules ([`Settling`]): it closes
 ///
 /// - on a member declared dead that this node never suspected itself (the
 ///   verdict came from another node), until that member joined again and
@@ -121,25 +120,18 @@ pub async fn wait(cluster: &ClusterHandle, config: &Config) -> anyhow::Result<Re
 ///   until it is converged again (for a worker: synced with its core).
 ///
 /// A member this node watched fall silent (suspect, then dead) closes
-/// nothing: its routes are rightly gone. A publish waits at most `within`,
-/// then goes with what the node holds. Such deaths are rare, so publishes
-/// almost never wait.
+/// nothing: its routes are rightly gone. Each cause keeps the gate closed
+/// at most `within`, then publishes go with what the node holds. Such
+/// deaths are rare, so publishes almost never wait. The gate hears of
+/// events a moment after the node emitted them; the node itself says, with
+/// each publish, whether it routed while settling
+/// ([`Routing::settling`](mqtt_cluster_core::node::Routing::settling)).
 #[derive(Debug, Clone)]
 pub struct Gate {
     open: Arc<watch::Sender<bool>>,
-    members: Arc<Mutex<Unsettled>>,
+    settling: Arc<Mutex<Settling>>,
+    started: std::time::Instant,
     within: Duration,
-}
-
-/// What keeps the gate closed.
-#[derive(Debug, Default)]
-struct Unsettled {
-    /// Members this node suspects itself.
-    suspected: BTreeSet<NodeId>,
-    /// Members declared dead elsewhere, awaited back.
-    awaited: BTreeSet<NodeId>,
-    /// This node's own standing is being rebuilt.
-    rejoining: bool,
 }
 
 impl Gate {
@@ -147,73 +139,69 @@ impl Gate {
     pub fn new(within: Duration) -> Gate {
         Gate {
             open: Arc::new(watch::Sender::new(true)),
-            members: Arc::new(Mutex::new(Unsettled::default())),
+            settling: Arc::new(Mutex::new(Settling::default())),
+            started: std::time::Instant::now(),
             within,
         }
     }
 
+    fn now(&self) -> mqtt_cluster_core::Instant {
+        let ms = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        mqtt_cluster_core::Instant::from_millis(ms)
+    }
+
     /// Follows one of the node's events.
     pub fn observe(&self, event: &Event) {
-        let Ok(mut unsettled) = self.members.lock() else {
+        let now = self.now();
+        let Ok(mut settling) = self.settling.lock() else {
             return;
         };
-        match event {
-            Event::MemberSuspect { node } => {
-                unsettled.suspected.insert(node.clone());
-            }
-            Event::MemberAlive { node } => {
-                unsettled.suspected.remove(node);
-            }
-            Event::MemberJoined { node, .. } => {
-                unsettled.suspected.remove(node);
-                // Back, but its routes follow: wait until converged.
-                if unsettled.awaited.remove(node) {
-                    unsettled.rejoining = true;
-                }
-            }
-            Event::MemberDead { node } => {
-                if !unsettled.suspected.remove(node) {
-                    unsettled.awaited.insert(node.clone());
-                }
-            }
-            Event::MemberLeft { node } => {
-                unsettled.suspected.remove(node);
-                unsettled.awaited.remove(node);
-            }
-            Event::Reincarnated { .. }
-            | Event::Registered { .. }
-            | Event::CoreUnreachable { .. } => unsettled.rejoining = true,
-            Event::Converged { .. } | Event::Synced { .. } => unsettled.rejoining = false,
-            _ => return,
-        }
-        let open = unsettled.awaited.is_empty() && !unsettled.rejoining;
+        settling.observe(event, now);
+        let open = !settling.is_settling(now, self.within);
         self.open
             .send_if_modified(|o| std::mem::replace(o, open) != open);
     }
 
     /// Whether publishes go at once.
     pub fn is_open(&self) -> bool {
-        *self.open.borrow()
+        let now = self.now();
+        self.settling
+            .lock()
+            .map_or(true, |s| !s.is_settling(now, self.within))
     }
 
     /// Waits until the gate is open or `within` passed; returns how long it
-    /// waited and whether it opened (`None` when it was open).
+    /// waited and whether the members settled (`false`: the wait ran out
+    /// first), or `None` when it was open.
     pub async fn wait_open(&self) -> Option<(Duration, bool)> {
         if self.is_open() {
             return None;
         }
         let started = Instant::now();
-        let mut open = self.open.subscribe();
-        let opened = tokio::time::timeout(self.within, open.wait_for(|o| *o))
-            .await
-            .is_ok_and(|r| r.is_ok());
-        Some((started.elapsed(), opened))
+        let mut changed = self.open.subscribe();
+        // Events open it, or its causes run out with time.
+        let _ = tokio::time::timeout(self.within, async {
+            while !self.is_open() {
+                let _ = tokio::time::timeout(OPEN_CHECK, changed.changed()).await;
+            }
+        })
+        .await;
+        let now = self.now();
+        let settled = self
+            .settling
+            .lock()
+            .map_or(true, |s| !s.is_settling(now, Duration::MAX));
+        Some((started.elapsed(), settled))
     }
 }
+
+/// How often a closed gate looks whether its causes ran out.
+const OPEN_CHECK: Duration = Duration::from_millis(20);
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use mqtt_cluster_core::NodeId;
 
     fn node(name: &str) -> NodeId {
         NodeId::new(name).unwrap()
@@ -278,13 +266,14 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_publish_waits_no_longer_than_the_bound() {
+    async fn a_cause_closes_the_gate_no_longer_than_the_bound() {
         let gate = Gate::new(Duration::from_millis(50));
         gate.observe(&Event::Reincarnated {
             incarnation: mqtt_cluster_core::Incarnation(2),
         });
-        let (waited, opened) = gate.wait_open().await.expect("it waited");
-        assert!(!opened);
-        assert!(waited >= Duration::from_millis(50));
+        let (waited, settled) = gate.wait_open().await.expect("it waited");
+        assert!(!settled, "the node never converged");
+        assert!(waited <= Duration::from_millis(200), "{waited:?}");
+        assert!(gate.is_open());
     }
 }
