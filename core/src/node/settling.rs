@@ -108,15 +108,6 @@ impl Settling {
         self.awaited.values().any(fresh) || self.rejoining.as_ref().is_some_and(fresh)
     }
 
-    /// When the last cause now counted ends by itself, if any does.
-    pub fn settles_by(&self, bound: Duration) -> Option<Instant> {
-        self.awaited
-            .values()
-            .chain(self.rejoining.as_ref())
-            .max()
-            .map(|since| *since + bound)
-    }
-
     /// Forgets members no longer known.
     pub(super) fn retain(&mut self, known: impl Fn(&NodeId) -> bool) {
         self.suspected.retain(|n| known(n));
