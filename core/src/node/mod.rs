@@ -553,6 +553,12 @@ impl Node {
     /// right now: see [`Routing::settling`].
     pub fn is_settling(&mut self) -> bool {
         self.follow_own_events();
+        let routes = &self.routes;
+        self.settling.routes_arrived(|node, incarnation| {
+            routes
+                .version_of(node)
+                .is_some_and(|(held, _)| held >= incarnation)
+        });
         let bound = self.config.dead_timeout + self.config.request_timeout;
         self.settling.is_settling(self.latest.instant, bound)
     }

@@ -21,7 +21,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::Event;
-use crate::id::NodeId;
+use crate::id::{Incarnation, NodeId};
 use std::time::Duration;
 
 use crate::time::Instant;
@@ -48,7 +48,10 @@ use crate::time::Instant;
 /// let back = Event::MemberJoined { node: c1, role: Role::Core, incarnation: Incarnation(2) };
 /// settling.observe(&back, Instant::from_millis(200));
 /// settling.observe(&Event::Converged { after_ms: 3 }, Instant::from_millis(250));
-/// assert!(!settling.is_settling(Instant::from_millis(260), bound));
+/// // Its routes under incarnation 2 are not here yet.
+/// assert!(settling.is_settling(Instant::from_millis(260), bound));
+/// settling.routes_arrived(|_, incarnation| incarnation >= Incarnation(2));
+/// assert!(!settling.is_settling(Instant::from_millis(270), bound));
 /// ```
 #[derive(Debug, Default, Clone)]
 pub struct Settling {
@@ -60,6 +63,10 @@ pub struct Settling {
     /// Since when this node rebuilds its own standing, or waits for the
     /// routes of a member that came back.
     rejoining: Option<Instant>,
+    /// Awaited members that joined again: the incarnation they came back
+    /// under, and since when. Their routes follow them; convergence does
+    /// not say this node holds them (it says peers hold this node's).
+    back: BTreeMap<NodeId, (Incarnation, Instant)>,
 }
 
 impl Settling {
@@ -72,11 +79,15 @@ impl Settling {
             Event::MemberAlive { node } => {
                 self.suspected.remove(node);
             }
-            Event::MemberJoined { node, .. } => {
+            Event::MemberJoined {
+                node, incarnation, ..
+            } => {
                 self.suspected.remove(node);
-                // Back, but its routes follow it: wait until converged.
+                // Back, but its routes follow it: wait until converged and
+                // until they are here.
                 if self.awaited.remove(node).is_some() {
                     self.rejoining.get_or_insert(at);
+                    self.back.insert(node.clone(), (*incarnation, at));
                 }
             }
             Event::MemberDead { node } => {
@@ -89,6 +100,7 @@ impl Settling {
             Event::MemberLeft { node } => {
                 self.suspected.remove(node);
                 self.awaited.remove(node);
+                self.back.remove(node);
             }
             Event::Reincarnated { .. }
             | Event::Registered { .. }
@@ -105,13 +117,26 @@ impl Settling {
     /// requestTimeout`).
     pub fn is_settling(&self, now: Instant, bound: Duration) -> bool {
         let fresh = |since: &Instant| now < *since + bound;
-        self.awaited.values().any(fresh) || self.rejoining.as_ref().is_some_and(fresh)
+        self.awaited.values().any(fresh)
+            || self.rejoining.as_ref().is_some_and(fresh)
+            || self.back.values().any(|(_, since)| fresh(since))
+    }
+
+    /// Members that came back stop counting once `holds(member,
+    /// incarnation)` says this node holds their routes under the
+    /// incarnation they came back with. A node asks its routing table; a
+    /// host that cannot see it answers `true` (the node's own
+    /// `Routing::settling` still tells).
+    pub fn routes_arrived(&mut self, holds: impl Fn(&NodeId, Incarnation) -> bool) {
+        self.back
+            .retain(|node, (incarnation, _)| !holds(node, *incarnation));
     }
 
     /// Forgets members no longer known.
     pub(super) fn retain(&mut self, known: impl Fn(&NodeId) -> bool) {
         self.suspected.retain(|n| known(n));
         self.awaited.retain(|n, _| known(n));
+        self.back.retain(|n, _| known(n));
     }
 }
 
@@ -131,7 +156,7 @@ mod tests {
     const BOUND: Duration = Duration::from_millis(4_000);
 
     #[test]
-    fn a_death_heard_from_elsewhere_settles_once_the_member_is_back_and_converged() {
+    fn a_death_heard_from_elsewhere_settles_once_the_member_is_back_with_its_routes() {
         let mut s = Settling::default();
         s.observe(&Event::MemberDead { node: node("c1") }, at(0));
         assert!(s.is_settling(at(10), BOUND));
@@ -143,7 +168,13 @@ mod tests {
         s.observe(&joined, at(100));
         assert!(s.is_settling(at(110), BOUND), "its routes follow it");
         s.observe(&Event::Converged { after_ms: 5 }, at(150));
-        assert!(!s.is_settling(at(160), BOUND));
+        // Converged says peers hold this node's routes, not that its
+        // routes of c1's new life are here.
+        assert!(s.is_settling(at(160), BOUND));
+        s.routes_arrived(|_, incarnation| incarnation < Incarnation(2));
+        assert!(s.is_settling(at(170), BOUND), "only its old life's routes");
+        s.routes_arrived(|_, incarnation| incarnation <= Incarnation(2));
+        assert!(!s.is_settling(at(180), BOUND));
     }
 
     #[test]

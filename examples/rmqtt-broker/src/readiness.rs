@@ -157,6 +157,9 @@ impl Gate {
             return;
         };
         settling.observe(event, now);
+        // The gate cannot see the table: a member's join stands for its
+        // routes, and the node's `Routing::settling` tells the rest.
+        settling.routes_arrived(|_, _| true);
         let open = !settling.is_settling(now, self.within);
         self.open
             .send_if_modified(|o| std::mem::replace(o, open) != open);
