@@ -407,6 +407,13 @@ impl Node {
             if outdated || gone {
                 self.routes.remove_member(&record.id);
             }
+            if outdated && !record.state.is_gone() {
+                // The events this change raised come first, as the host
+                // gets them.
+                self.follow_own_events();
+                self.settling
+                    .routes_replaced(&record.id, record.incarnation, self.latest.instant);
+            }
             if gone && !outdated && self.role == Role::Core {
                 self.routes_dropped(&record.id, record.incarnation);
             }

@@ -6,9 +6,12 @@
 //! hears from is dead, and drops that member's routes until the member
 //! answers with a new incarnation and its routes come back; a node that
 //! took a new incarnation, registered again or failed over rebuilds its
-//! standing until it converges; and a member awaited back has joined but
-//! its routes are still on their way. Convergence alone cannot tell: dead
-//! members do not count in it.
+//! standing until it converges; and a member back under a new incarnation
+//! (after such a death, or seen straight under its new life, which
+//! replaces the routes this node held of the former) has its routes of
+//! this life still on their way.
+//! Convergence alone cannot tell: dead members do not count in it, and it
+//! says peers hold this node's routes, not that this node holds theirs.
 //!
 //! The node follows its own events, in the order the host gets them, and
 //! answers at the moment of each publish ([`Routing::settling`]), so a host
@@ -63,9 +66,11 @@ pub struct Settling {
     /// Since when this node rebuilds its own standing, or waits for the
     /// routes of a member that came back.
     rejoining: Option<Instant>,
-    /// Awaited members that joined again: the incarnation they came back
-    /// under, and since when. Their routes follow them; convergence does
-    /// not say this node holds them (it says peers hold this node's).
+    /// Members back under a new incarnation whose former routes this node
+    /// dropped (a death heard from elsewhere, or the new life replacing
+    /// the old): that incarnation, and since when. Their routes follow
+    /// them; convergence does not say this node holds them (it says peers
+    /// hold this node's).
     back: BTreeMap<NodeId, (Incarnation, Instant)>,
 }
 
@@ -122,6 +127,13 @@ impl Settling {
             || self.back.values().any(|(_, since)| fresh(since))
     }
 
+    /// This node dropped the routes it held of `node`'s former life, which
+    /// it now sees under `incarnation` without having seen it die: its
+    /// routes of this life are on their way.
+    pub(super) fn routes_replaced(&mut self, node: &NodeId, incarnation: Incarnation, at: Instant) {
+        self.back.insert(node.clone(), (incarnation, at));
+    }
+
     /// Members that came back stop counting once `holds(member,
     /// incarnation)` says this node holds their routes under the
     /// incarnation they came back with. A node asks its routing table; a
@@ -154,6 +166,29 @@ mod tests {
     }
 
     const BOUND: Duration = Duration::from_millis(4_000);
+
+    #[test]
+    fn a_member_whose_former_life_was_replaced_counts_until_its_routes_are_here() {
+        let mut s = Settling::default();
+        // A first join replaces nothing: nothing is awaited.
+        let joined = Event::MemberJoined {
+            node: node("c3"),
+            role: Role::Core,
+            incarnation: Incarnation(7),
+        };
+        s.observe(&joined, at(0));
+        assert!(!s.is_settling(at(10), BOUND));
+        // No death seen, but the routes of its former life were dropped.
+        s.routes_replaced(&node("c3"), Incarnation(8), at(20));
+        assert!(s.is_settling(at(30), BOUND));
+        s.routes_arrived(|_, incarnation| incarnation <= Incarnation(7));
+        assert!(s.is_settling(at(40), BOUND), "only its former life's");
+        s.routes_arrived(|_, incarnation| incarnation <= Incarnation(8));
+        assert!(!s.is_settling(at(50), BOUND));
+        // Routes that never come count only within the bound.
+        s.routes_replaced(&node("c3"), Incarnation(9), at(100));
+        assert!(!s.is_settling(at(100) + BOUND, BOUND));
+    }
 
     #[test]
     fn a_death_heard_from_elsewhere_settles_once_the_member_is_back_with_its_routes() {
