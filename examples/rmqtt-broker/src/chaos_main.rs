@@ -442,6 +442,7 @@ async fn run(
         &broker_hosts,
         &records,
         &end_states,
+        &timeline,
         run_started_unix_ms,
     );
     println!();
@@ -487,6 +488,7 @@ fn report_run(
     hosts: &[String],
     records: &[FaultRecord],
     end_states: &[health::NodeState],
+    timeline: &health::Timeline,
     run_started_unix_ms: u64,
 ) -> Outcome {
     println!();
@@ -545,11 +547,27 @@ fn report_run(
             if was_killed { "  (its broker was killed)" } else { "" }
         );
         for (publisher, seq, span) in &verdict.lost_first {
+            let publisher = hosts.get(*publisher as usize).map_or("?", String::as_str);
+            // A worker's traffic crosses its core: say which, for whoever
+            // reads why the message went missing.
+            let via: Vec<String> = [publisher, host.as_str()]
+                .iter()
+                .filter_map(|h| {
+                    Some(format!(
+                        "{h} via {}",
+                        timeline.core_of(h, span.out_unix_ms)?
+                    ))
+                })
+                .collect();
             println!(
-                "    lost: publisher on {} #{seq}, out at {:.3} s, PUBACK at {:.3} s",
-                hosts.get(*publisher as usize).map_or("?", String::as_str),
+                "    lost: publisher on {publisher} #{seq}, out at {:.3} s, PUBACK at {:.3} s{}",
                 span.out_unix_ms.saturating_sub(run_started_unix_ms) as f64 / 1000.0,
                 span.acked_unix_ms.saturating_sub(run_started_unix_ms) as f64 / 1000.0,
+                if via.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({})", via.join(", "))
+                },
             );
         }
     }

@@ -8,7 +8,7 @@
 //! all hold the same member list and the same routing table (equal
 //! digests).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -51,6 +51,9 @@ pub struct NodeState {
     /// Publishes the cluster could not confirm; rmqtt answered their PUBACK
     /// all the same (see the example's README).
     pub not_confirmed: u64,
+    /// For a worker, the core it is registered with (its traffic crosses
+    /// that core).
+    pub core: Option<String>,
 }
 
 impl NodeState {
@@ -82,6 +85,7 @@ impl NodeState {
             routes_digest: text_of(&status["routesDigest"]),
             confirmed: json["broker"]["confirmed"].as_u64().unwrap_or(0),
             not_confirmed: json["broker"]["not_confirmed"].as_u64().unwrap_or(0),
+            core: status["core"].as_str().map(str::to_owned),
         })
     }
 
@@ -140,13 +144,38 @@ pub fn status_path(dir: &Path, host: &str) -> PathBuf {
     dir.join(format!("{host}.status.json"))
 }
 
-/// When the cluster was healthy: each change, as (Unix ms, healthy).
+/// When the cluster was healthy: each change, as (Unix ms, healthy); and
+/// which core each worker was registered with, each change as (Unix ms,
+/// core).
 #[derive(Debug, Default, Clone)]
 pub struct Timeline {
     changes: Vec<(u64, bool)>,
+    cores: BTreeMap<String, Vec<(u64, Option<String>)>>,
 }
 
 impl Timeline {
+    /// Records which core each broker's status names; only changes are
+    /// kept.
+    pub fn sample_cores(&mut self, at_unix_ms: u64, states: &[NodeState]) {
+        for state in states {
+            let changes = self.cores.entry(state.host.clone()).or_default();
+            if changes.last().map(|(_, core)| core) != Some(&state.core) {
+                changes.push((at_unix_ms, state.core.clone()));
+            }
+        }
+    }
+
+    /// The core `host` was registered with at `at_unix_ms`, as its status
+    /// file last said.
+    pub fn core_of(&self, host: &str, at_unix_ms: u64) -> Option<&str> {
+        self.cores
+            .get(host)?
+            .iter()
+            .take_while(|(since, _)| *since <= at_unix_ms)
+            .last()
+            .and_then(|(_, core)| core.as_deref())
+    }
+
     /// Records a sample; only changes are kept.
     pub fn sample(&mut self, at_unix_ms: u64, healthy: bool) {
         if self.changes.last().map(|&(_, h)| h) != Some(healthy) {
@@ -177,6 +206,7 @@ pub async fn watch(dir: PathBuf, hosts: Vec<String>, stop: Arc<AtomicBool>) -> T
         let now = unix_ms();
         let states = read_all(&dir, &hosts);
         timeline.sample(now, unhealthy(&states, &hosts, now).is_none());
+        timeline.sample_cores(now, &states);
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     timeline
@@ -232,5 +262,24 @@ mod tests {
             .unwrap()
             .contains("does not see"));
         assert!(unhealthy(&good[..1], &hosts, 10_500).is_some());
+    }
+
+    #[test]
+    fn a_workers_core_is_the_one_its_status_named_last() {
+        let mut timeline = Timeline::default();
+        let worker = |core: Option<&str>| NodeState {
+            host: "worker1".into(),
+            core: core.map(str::to_owned),
+            ..NodeState::default()
+        };
+        timeline.sample_cores(1_000, &[worker(Some("core1"))]);
+        timeline.sample_cores(1_100, &[worker(Some("core1"))]);
+        timeline.sample_cores(2_000, &[worker(None)]);
+        timeline.sample_cores(2_500, &[worker(Some("core2"))]);
+        assert_eq!(timeline.core_of("worker1", 999), None);
+        assert_eq!(timeline.core_of("worker1", 1_500), Some("core1"));
+        assert_eq!(timeline.core_of("worker1", 2_100), None);
+        assert_eq!(timeline.core_of("worker1", 9_000), Some("core2"));
+        assert_eq!(timeline.core_of("core1", 9_000), None);
     }
 }
