@@ -146,12 +146,12 @@ impl ClusterShared {
                 self.stats.published_again.inc();
                 tracing::info!(topic, settling, "publishing again on the settled routes");
                 match self.cluster.publish(message.clone()).await {
-                    Ok(Routing {
-                        id: Some(id),
-                        settling,
-                        ..
-                    }) => pending.push((id, settling, message)),
-                    Ok(_) => {}
+                    Ok(routing) => {
+                        tracing::trace!(topic, id = ?routing.id, remote = ?routing.remote, settling = routing.settling, "routed again");
+                        if let Some(id) = routing.id {
+                            pending.push((id, routing.settling, message));
+                        }
+                    }
                     Err(error) => {
                         all_confirmed = false;
                         tracing::warn!(topic, %error, "the node refused a publish");
@@ -227,7 +227,7 @@ impl ClusterShared {
         match self.cluster.publish_many(vec![message, for_groups]).await {
             Ok(routings) => {
                 if let Some(Ok(routing)) = routings.first() {
-                    tracing::trace!(topic = %publish.topic, id = ?routing.id, local = routing.local, remote = ?routing.remote, "routed");
+                    tracing::trace!(topic = %publish.topic, id = ?routing.id, local = routing.local, remote = ?routing.remote, settling = routing.settling, "routed");
                 }
                 if let Some(kept) = kept {
                     let sent: Vec<(Routing, Message)> = routings
