@@ -40,8 +40,9 @@ type Failed = Vec<(To, From, Publish, Reason)>;
 /// another).
 pub const PUBLISH_AGAIN: u32 = 3;
 
-/// How long a publish about to go again gives the gate to hear of what the
-/// node already knew (its events are on their way).
+/// How long a publish about to go again first gives the gate to hear of
+/// what the node already knew (its events are on their way); doubled at
+/// each further round (50, 100, 200 ms), for routes that follow a join.
 const SETTLE_GLANCE: Duration = Duration::from_millis(50);
 
 /// A [`Shared`] that keeps rmqtt's sessions and forwards to the cluster.
@@ -142,7 +143,7 @@ impl ClusterShared {
             let gone = outcome == Outcome::NotConfirmed(ConfirmFailure::DestinationGone);
             if (settling || gone) && again > 0 {
                 again -= 1;
-                self.settle_first().await;
+                self.settle_first(PUBLISH_AGAIN - again).await;
                 self.stats.published_again.inc();
                 tracing::info!(topic, settling, "publishing again on the settled routes");
                 match self.cluster.publish(message.clone()).await {
@@ -162,6 +163,14 @@ impl ClusterShared {
             if let Outcome::NotConfirmed(reason) = outcome {
                 all_confirmed = false;
                 tracing::warn!(topic, ?reason, "the cluster could not confirm a publish");
+            } else if settling {
+                // Every destination the node knew of took it, but the node
+                // said members may be missing, each time it was published.
+                all_confirmed = false;
+                tracing::warn!(
+                    topic,
+                    "routed while the members were settling, {PUBLISH_AGAIN} times; some subscribers may lack it"
+                );
             }
         }
         if all_confirmed {
@@ -171,13 +180,15 @@ impl ClusterShared {
         }
     }
 
-    /// Waits for the members to settle before a publish goes again. The
-    /// node knew it was settling the moment it routed; its events may not
-    /// have reached the gate yet, so an open gate gets a moment to close.
-    async fn settle_first(&self) {
+    /// Waits for the members to settle before a publish goes again (its
+    /// `round`th time, from 1). The node knew it was settling the moment it
+    /// routed; its events may not have reached the gate yet, and a member's
+    /// routes follow its join, which the gate cannot see: an open gate
+    /// gets a moment to close, longer at each round.
+    async fn settle_first(&self, round: u32) {
         let Some(gate) = &self.gate else { return };
         if gate.is_open() {
-            tokio::time::sleep(SETTLE_GLANCE).await;
+            tokio::time::sleep(SETTLE_GLANCE * 2u32.pow(round.saturating_sub(1).min(4))).await;
         }
         gate.wait_open().await;
     }
