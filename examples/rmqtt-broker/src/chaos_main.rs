@@ -167,9 +167,10 @@ fn main() -> ExitCode {
         } => runtime.block_on(async {
             tokio::select! {
                 outcome = run(seed, duration, faults, rate, require, loss_is_known, broker) => outcome,
-                _ = tokio::signal::ctrl_c() => {
-                    // The run's brokers and network were dropped with it.
-                    eprintln!("interrupted: brokers stopped, namespaces removed");
+                signal = interrupted() => {
+                    // The run's brokers and network were dropped with it,
+                    // and whatever still ran in its namespaces killed.
+                    eprintln!("interrupted ({signal}): brokers and clients stopped, namespaces removed");
                     Ok(ExitCode::from(130))
                 }
             }
@@ -476,6 +477,24 @@ async fn run(
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// Waits for Ctrl-C (`SIGINT`), `SIGTERM` (a CI job cancelled, `timeout`)
+/// or `SIGHUP` (the terminal closed); names the one that came.
+async fn interrupted() -> &'static str {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut hangup)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::hangup()),
+    ) else {
+        let _ = tokio::signal::ctrl_c().await;
+        return "SIGINT";
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => "SIGINT",
+        _ = term.recv() => "SIGTERM",
+        _ = hangup.recv() => "SIGHUP",
+    }
 }
 
 /// The run's totals that decide its exit code.

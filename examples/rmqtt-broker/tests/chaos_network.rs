@@ -143,3 +143,43 @@ fn brokers_in_namespaces_come_back_after_a_partition_a_pause_and_kill_9() {
     assert_eq!(namespaces_left(), Vec::<String>::new());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A run interrupted or killed leaves processes in its namespaces (the
+/// clients, a broker): removing the namespaces kills them, so neither
+/// dropping the network nor `mqtt-cluster-chaos cleanup` leaves anything
+/// running unseen.
+#[test]
+fn removing_the_namespaces_stops_what_still_runs_in_them() {
+    if let Some(why) = netns::unavailable() {
+        eprintln!("skipped: network namespaces are not available here ({why})");
+        return;
+    }
+    const LEFT: &str = "mcleft";
+    let network = Network::create(LEFT, 212, &["host"]).unwrap();
+    let mut left_running = network
+        .command("host", "sleep")
+        .unwrap()
+        .arg("600")
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap();
+    // As a runner that never got to stop its processes.
+    drop(network);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while left_running.try_wait().unwrap().is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "the process outlived its namespace"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = std::process::Command::new("ip")
+        .args(["netns", "list"])
+        .output()
+        .unwrap();
+    let listed = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        !listed.lines().any(|l| l.starts_with(&format!("{LEFT}-"))),
+        "{listed}"
+    );
+}

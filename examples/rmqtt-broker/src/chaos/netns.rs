@@ -267,17 +267,42 @@ impl Drop for Network {
     }
 }
 
-/// Deletes every namespace named `{prefix}-…`; a namespace's processes are
-/// not killed by this, so callers stop theirs first.
+/// Deletes every namespace named `{prefix}-…`, after killing what still
+/// runs in it: deleting a namespace only unnames it, and its processes
+/// (brokers, clients of a run interrupted or killed with `SIGKILL`) would
+/// run on unseen.
 pub fn remove_leftovers(prefix: &str) -> Result<(), NetError> {
     let listed = ip(&["netns", "list"])?;
     let start = format!("{prefix}-");
     for line in String::from_utf8_lossy(&listed.stdout).lines() {
         let name = line.split_whitespace().next().unwrap_or_default();
         if name.starts_with(&start) {
+            kill_processes_in(name)?;
             ip(&["netns", "del", name])?;
         }
     }
+    Ok(())
+}
+
+/// `kill -9` of every process in `netns`.
+fn kill_processes_in(netns: &str) -> Result<(), NetError> {
+    let listed = ip(&["netns", "pids", netns])?;
+    let pids: Vec<String> = String::from_utf8_lossy(&listed.stdout)
+        .split_whitespace()
+        .filter(|pid| pid.parse::<u32>().is_ok())
+        .map(str::to_owned)
+        .collect();
+    if pids.is_empty() {
+        return Ok(());
+    }
+    // A process that exited meanwhile makes `kill` fail for it alone, which
+    // is what was wanted: its status is not an error.
+    Command::new("kill")
+        .arg("-KILL")
+        .args(&pids)
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .status()?;
     Ok(())
 }
 
