@@ -67,7 +67,8 @@ enum Command {
         #[command(flatten)]
         schedule: Schedule,
     },
-    /// Removes what an interrupted run left behind (namespaces).
+    /// Removes what an interrupted run left behind: its namespaces, and what
+    /// still runs in them.
     Cleanup,
     /// Runs the clients (inside the clients' namespace; `run` starts it).
     #[command(hide = true)]
