@@ -433,7 +433,10 @@ async fn run(
                     .find(|&&at| at >= record.ended_unix_ms)
                     .copied()
             });
-            record.resubscribed_unix_ms = again.and_then(|at| timeline.healthy_from(at));
+            // A sample taken right at the SUBACK cannot show whether the
+            // other brokers hold the new subscription yet.
+            record.resubscribed_unix_ms = again
+                .and_then(|at| timeline.healthy_from(at.saturating_add(health::SEEN_WITHIN_MS)));
         }
     }
     drop(brokers);

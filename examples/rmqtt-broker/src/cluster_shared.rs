@@ -35,14 +35,15 @@ use crate::stats::BrokerStats;
 type Failed = Vec<(To, From, Publish, Reason)>;
 
 /// How many times a client publish is sent again when destinations went
-/// away before confirming it or the node routed it while settling (a healed
-/// partition may make several members take new incarnations one after
-/// another).
+/// away before confirming it (a healed partition may make several members
+/// take new incarnations one after another). A publish routed while the
+/// node was settling goes again until it settled, within the gate's bound.
 pub const PUBLISH_AGAIN: u32 = 3;
 
 /// How long a publish about to go again first gives the gate to hear of
 /// what the node already knew (its events are on their way); doubled at
-/// each further round (50, 100, 200 ms), for routes that follow a join.
+/// each further round (50, 100, 200 ms, up to 800 ms), for routes that
+/// follow a join.
 const SETTLE_GLANCE: Duration = Duration::from_millis(50);
 
 /// A [`Shared`] that keeps rmqtt's sessions and forwards to the cluster.
@@ -129,6 +130,14 @@ impl ClusterShared {
         // groups travels apart): it is confirmed when both are.
         let mut all_confirmed = true;
         let mut again = PUBLISH_AGAIN;
+        // A table that may lack members settles within the gate's bound
+        // (a worker that registered again rebuilds all of it): publish
+        // again until then, however many rounds it takes.
+        let settle_by = self
+            .gate
+            .as_ref()
+            .map(|gate| tokio::time::Instant::now() + gate.within());
+        let mut round = 0;
         while let Some((id, settling, message)) = pending.pop() {
             let waiting = confirmations.wait(id);
             let outcome = match tokio::time::timeout(*within, waiting).await {
@@ -141,9 +150,13 @@ impl ClusterShared {
                 }
             };
             let gone = outcome == Outcome::NotConfirmed(ConfirmFailure::DestinationGone);
-            if (settling || gone) && again > 0 {
-                again -= 1;
-                self.settle_first(PUBLISH_AGAIN - again).await;
+            let settle_left = settle_by.is_some_and(|by| tokio::time::Instant::now() < by);
+            if (settling && settle_left) || (gone && again > 0) {
+                if gone {
+                    again -= 1;
+                }
+                round += 1;
+                self.settle_first(round).await;
                 self.stats.published_again.inc();
                 tracing::info!(topic, settling, "publishing again on the settled routes");
                 match self.cluster.publish(message.clone()).await {
@@ -165,11 +178,12 @@ impl ClusterShared {
                 tracing::warn!(topic, ?reason, "the cluster could not confirm a publish");
             } else if settling {
                 // Every destination the node knew of took it, but the node
-                // said members may be missing, each time it was published.
+                // still said members may be missing when the bound ran out.
                 all_confirmed = false;
                 tracing::warn!(
                     topic,
-                    "routed while the members were settling, {PUBLISH_AGAIN} times; some subscribers may lack it"
+                    round,
+                    "routed while the members were settling until the bound ran out; some subscribers may lack it"
                 );
             }
         }

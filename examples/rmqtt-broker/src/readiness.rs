@@ -165,6 +165,11 @@ impl Gate {
             .send_if_modified(|o| std::mem::replace(o, open) != open);
     }
 
+    /// How long a cause keeps the gate closed at most.
+    pub fn within(&self) -> Duration {
+        self.within
+    }
+
     /// Whether publishes go at once.
     pub fn is_open(&self) -> bool {
         let now = self.now();

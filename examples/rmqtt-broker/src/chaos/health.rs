@@ -20,6 +20,11 @@ use serde_json::Value;
 /// or paused).
 pub const FRESH_WITHIN_MS: u64 = 1_500;
 
+/// A change in a broker shows in the health samples at most this long after
+/// it happened: status files are written every 250 ms
+/// ([`crate::status_file::EVERY`]) and read every 100 ms.
+pub const SEEN_WITHIN_MS: u64 = 350;
+
 /// Now, in Unix milliseconds: rmqtt's clock, which the brokers' status
 /// files use too.
 pub fn unix_ms() -> u64 {
