@@ -435,8 +435,9 @@ async fn run(
             });
             // A sample taken right at the SUBACK cannot show whether the
             // other brokers hold the new subscription yet.
-            record.resubscribed_unix_ms = again
-                .and_then(|at| timeline.healthy_from(at.saturating_add(health::SEEN_WITHIN_MS)));
+            record.resubscribed_unix_ms = again.and_then(|at| {
+                timeline.healthy_from(at.saturating_add(health::SEEN_WITHIN.as_millis() as u64))
+            });
         }
     }
     drop(brokers);

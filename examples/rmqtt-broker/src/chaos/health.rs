@@ -20,10 +20,15 @@ use serde_json::Value;
 /// or paused).
 pub const FRESH_WITHIN_MS: u64 = 1_500;
 
+/// How often [`watch`] reads the status files.
+pub const SAMPLE_EVERY: Duration = Duration::from_millis(100);
+
 /// A change in a broker shows in the health samples at most this long after
-/// it happened: status files are written every 250 ms
-/// ([`crate::status_file::EVERY`]) and read every 100 ms.
-pub const SEEN_WITHIN_MS: u64 = 350;
+/// it happened: its status file is written every
+/// [`crate::status_file::EVERY`], then read within [`SAMPLE_EVERY`].
+pub const SEEN_WITHIN: Duration = Duration::from_millis(
+    crate::status_file::EVERY.as_millis() as u64 + SAMPLE_EVERY.as_millis() as u64,
+);
 
 /// Now, in Unix milliseconds: rmqtt's clock, which the brokers' status
 /// files use too.
@@ -212,7 +217,7 @@ pub async fn watch(dir: PathBuf, hosts: Vec<String>, stop: Arc<AtomicBool>) -> T
         let states = read_all(&dir, &hosts);
         timeline.sample(now, unhealthy(&states, &hosts, now).is_none());
         timeline.sample_cores(now, &states);
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::sleep(SAMPLE_EVERY).await;
     }
     timeline
 }
