@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use mqtt_cluster_core::forward::confirm::{ConfirmFailure, PublishId};
+use mqtt_cluster_core::forward::confirm::PublishId;
 use mqtt_cluster_core::node::{Message, Routing};
 use mqtt_cluster_core::routing::TopicName as ClusterTopic;
 use mqtt_cluster_core::wire::messages::Qos;
@@ -26,25 +26,14 @@ use rmqtt::types::{
 };
 
 use crate::cluster_topics::{share_route, stays_local};
-use crate::confirmations::{Confirmations, Outcome};
+use crate::confirmations::Confirmations;
 use crate::inbound::{origin_of, Origin};
 use crate::properties;
+use crate::publish_again::{Rounds, Verdict};
 use crate::readiness::Gate;
 use crate::stats::BrokerStats;
 
 type Failed = Vec<(To, From, Publish, Reason)>;
-
-/// How many times a client publish is sent again when destinations went
-/// away before confirming it (a healed partition may make several members
-/// take new incarnations one after another). A publish routed while the
-/// node was settling goes again until it settled, within the gate's bound.
-pub const PUBLISH_AGAIN: u32 = 3;
-
-/// How long a publish about to go again first gives the gate to hear of
-/// what the node already knew (its events are on their way); doubled at
-/// each further round (50, 100, 200 ms, up to 800 ms), for routes that
-/// follow a join.
-const SETTLE_GLANCE: Duration = Duration::from_millis(50);
 
 /// A [`Shared`] that keeps rmqtt's sessions and forwards to the cluster.
 pub struct ClusterShared {
@@ -105,16 +94,16 @@ impl ClusterShared {
     /// QoS 1/2 publish among `sent` (each with its message); the client's
     /// PUBACK goes once this returns.
     ///
-    /// A publish is published again (up to [`PUBLISH_AGAIN`] times in all)
-    /// once the members settle ([`Gate`]) when the node routed it on a
-    /// table that may lack members ([`Routing::settling`]: a healed
-    /// partition, a new incarnation), or reported it `destination_gone`
-    /// (the destination may be a member that took a new incarnation and is
-    /// back, its subscribers waiting): rmqtt would answer the PUBACK all
-    /// the same. Destinations that had taken the first copy get it twice,
-    /// which QoS 1 allows. What still cannot be confirmed is counted and
-    /// logged: rmqtt sends its PUBACK from the result of the whole publish,
-    /// which this extension point cannot change.
+    /// A publish is published again once the members settle ([`Gate`])
+    /// when the node routed it on a table that may lack members
+    /// ([`Routing::settling`]: a healed partition, a new incarnation), or
+    /// reported it `destination_gone` (the destination may be a member that
+    /// took a new incarnation and is back, its subscribers waiting): rmqtt
+    /// would answer the PUBACK all the same. [`Rounds`] decides how often.
+    /// Destinations that had taken the first copy get it twice, which QoS 1
+    /// allows. What still cannot be confirmed is counted and logged: rmqtt
+    /// sends its PUBACK from the result of the whole publish, which this
+    /// extension point cannot change.
     async fn await_confirmations(&self, topic: &str, sent: Vec<(Routing, Message)>) {
         let Some((confirmations, within)) = &self.confirm else {
             return;
@@ -129,15 +118,10 @@ impl ClusterShared {
         // One client publish may be two node publishes (its copy for shared
         // groups travels apart): it is confirmed when both are.
         let mut all_confirmed = true;
-        let mut again = PUBLISH_AGAIN;
-        // A table that may lack members settles within the gate's bound
-        // (a worker that registered again rebuilds all of it): publish
-        // again until then, however many rounds it takes.
-        let settle_by = self
-            .gate
-            .as_ref()
-            .map(|gate| tokio::time::Instant::now() + gate.within());
-        let mut round = 0;
+        let mut rounds = Rounds::new(
+            tokio::time::Instant::now(),
+            self.gate.as_ref().map(Gate::within),
+        );
         while let Some((id, settling, message)) = pending.pop() {
             let waiting = confirmations.wait(id);
             let outcome = match tokio::time::timeout(*within, waiting).await {
@@ -149,42 +133,42 @@ impl ClusterShared {
                     continue;
                 }
             };
-            let gone = outcome == Outcome::NotConfirmed(ConfirmFailure::DestinationGone);
-            let settle_left = settle_by.is_some_and(|by| tokio::time::Instant::now() < by);
-            if (settling && settle_left) || (gone && again > 0) {
-                if gone {
-                    again -= 1;
-                }
-                round += 1;
-                self.settle_first(round).await;
-                self.stats.published_again.inc();
-                tracing::info!(topic, settling, "publishing again on the settled routes");
-                match self.cluster.publish(message.clone()).await {
-                    Ok(routing) => {
-                        tracing::trace!(topic, id = ?routing.id, remote = ?routing.remote, settling = routing.settling, "routed again");
-                        if let Some(id) = routing.id {
-                            pending.push((id, routing.settling, message));
+            match rounds.after(outcome, settling, tokio::time::Instant::now()) {
+                Verdict::Again { round, glance } => {
+                    self.settle_first(glance).await;
+                    self.stats.published_again.inc();
+                    tracing::info!(
+                        topic,
+                        settling,
+                        round,
+                        "publishing again on the settled routes"
+                    );
+                    match self.cluster.publish(message.clone()).await {
+                        Ok(routing) => {
+                            tracing::trace!(topic, id = ?routing.id, remote = ?routing.remote, settling = routing.settling, "routed again");
+                            if let Some(id) = routing.id {
+                                pending.push((id, routing.settling, message));
+                            }
+                        }
+                        Err(error) => {
+                            all_confirmed = false;
+                            tracing::warn!(topic, %error, "the node refused a publish");
                         }
                     }
-                    Err(error) => {
-                        all_confirmed = false;
-                        tracing::warn!(topic, %error, "the node refused a publish");
-                    }
                 }
-                continue;
-            }
-            if let Outcome::NotConfirmed(reason) = outcome {
-                all_confirmed = false;
-                tracing::warn!(topic, ?reason, "the cluster could not confirm a publish");
-            } else if settling {
-                // Every destination the node knew of took it, but the node
-                // still said members may be missing when the bound ran out.
-                all_confirmed = false;
-                tracing::warn!(
-                    topic,
-                    round,
-                    "routed while the members were settling until the bound ran out; some subscribers may lack it"
-                );
+                Verdict::Confirmed => {}
+                Verdict::NotConfirmed(reason) => {
+                    all_confirmed = false;
+                    tracing::warn!(topic, ?reason, "the cluster could not confirm a publish");
+                }
+                Verdict::SettlingOutlasted { rounds } => {
+                    all_confirmed = false;
+                    tracing::warn!(
+                        topic,
+                        rounds,
+                        "routed while the members were settling until the bound ran out; some subscribers may lack it"
+                    );
+                }
             }
         }
         if all_confirmed {
@@ -194,15 +178,14 @@ impl ClusterShared {
         }
     }
 
-    /// Waits for the members to settle before a publish goes again (its
-    /// `round`th time, from 1). The node knew it was settling the moment it
-    /// routed; its events may not have reached the gate yet, and a member's
-    /// routes follow its join, which the gate cannot see: an open gate
-    /// gets a moment to close, longer at each round.
-    async fn settle_first(&self, round: u32) {
+    /// Waits for the members to settle before a publish goes again. The
+    /// node knew it was settling the moment it routed; its events may not
+    /// have reached the gate yet, and a member's routes follow its join,
+    /// which the gate cannot see: an open gate gets `glance` to close.
+    async fn settle_first(&self, glance: Duration) {
         let Some(gate) = &self.gate else { return };
         if gate.is_open() {
-            tokio::time::sleep(SETTLE_GLANCE * 2u32.pow(round.saturating_sub(1).min(4))).await;
+            tokio::time::sleep(glance).await;
         }
         gate.wait_open().await;
     }

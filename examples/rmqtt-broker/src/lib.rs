@@ -44,6 +44,7 @@ pub mod drop_log;
 pub mod inbound;
 pub mod load;
 pub mod properties;
+pub mod publish_again;
 pub mod readiness;
 pub mod retained;
 pub mod session_drops;
