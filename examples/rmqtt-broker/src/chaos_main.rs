@@ -547,6 +547,27 @@ fn report_run(
     println!(
         "published {sent}, confirmed (PUBACK) {confirmed}, delivered {delivered} (distinct arrivals over all subscribers), publishers reconnected {reconnects} times"
     );
+    // Not owed to anyone (only acknowledged messages are), but a PUBACK
+    // that never came is worth a look: say where and since when.
+    for (host, publisher) in hosts.iter().zip(published) {
+        let left = &publisher.unacknowledged;
+        let (Some(first), Some(last)) = (left.keys().next(), left.keys().next_back()) else {
+            continue;
+        };
+        let out: Vec<u64> = left.values().flatten().copied().collect();
+        let at = |ms: u64| ms.saturating_sub(run_started_unix_ms) as f64 / 1000.0;
+        let sent = match (out.iter().min(), out.iter().max()) {
+            (Some(&a), Some(&b)) => {
+                format!(", last sent between {:.3} s and {:.3} s", at(a), at(b))
+            }
+            _ => String::new(),
+        };
+        println!(
+            "  publisher on {host:8} never acknowledged {} (#{first}..#{last}{sent}; {} never sent)",
+            left.len(),
+            left.len() - out.len()
+        );
+    }
     let mut outcome = Outcome { lost: 0 };
     let mut excused = (0, 0);
     let mut duplicates = 0;

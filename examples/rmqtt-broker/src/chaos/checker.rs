@@ -182,6 +182,7 @@ mod tests {
             sent: confirmed.len() as u64,
             confirmed: confirmed.iter().map(|&(s, at)| (s, span(at))).collect(),
             reconnects: 0,
+            unacknowledged: Default::default(),
         }
     }
 

@@ -35,6 +35,10 @@ pub struct Published {
     pub confirmed: BTreeMap<u64, Span>,
     /// Times the connection was lost.
     pub reconnects: u64,
+    /// The messages whose PUBACK had not come when the drain ended, by
+    /// number: when they last went out (`None`: never sent).
+    #[serde(default)]
+    pub unacknowledged: BTreeMap<u64, Option<u64>>,
 }
 
 /// When a confirmed message was in the broker's hands (Unix milliseconds):
@@ -188,7 +192,11 @@ pub async fn publish(
     }
     sender.abort();
     let _ = client.try_disconnect();
-    let published = std::mem::take(&mut *log.lock().unwrap_or_else(|e| e.into_inner()));
+    let mut published = std::mem::take(&mut *log.lock().unwrap_or_else(|e| e.into_inner()));
+    published.unacknowledged = in_flight
+        .lock()
+        .map(|f| f.unacknowledged())
+        .unwrap_or_default();
     published
 }
 

@@ -85,6 +85,22 @@ impl InFlight {
         oldest
     }
 
+    /// The messages not acknowledged, by number, each with when it last
+    /// went out (`None`: the client never sent it).
+    pub fn unacknowledged(&self) -> BTreeMap<u64, Option<u64>> {
+        let sent = self
+            .sent
+            .values()
+            .flatten()
+            .map(|&(seq, out)| (seq, Some(out)));
+        let waiting = self
+            .queued
+            .iter()
+            .chain(self.parked.as_ref().map(|(_, seq)| seq))
+            .map(|&seq| (seq, None));
+        sent.chain(waiting).collect()
+    }
+
     /// Messages handed to the client and not acknowledged.
     pub fn is_empty(&self) -> bool {
         self.queued.is_empty() && self.parked.is_none() && self.sent.is_empty()
@@ -128,5 +144,18 @@ mod tests {
         assert_eq!(f.acked(7), Some((1, 30)));
         assert_eq!(f.acked(8), Some((2, 31)));
         assert!(f.is_empty());
+    }
+
+    #[test]
+    fn what_is_unacknowledged_says_when_it_last_went_out() {
+        let mut f = InFlight::default();
+        (0..4).for_each(|seq| f.queued(seq));
+        f.sent(1, 10, false);
+        f.sent(2, 11, false);
+        f.sent(1, 15, false);
+        f.parked(1);
+        assert_eq!(f.acked(2), Some((1, 11)));
+        let left: Vec<_> = f.unacknowledged().into_iter().collect();
+        assert_eq!(left, vec![(0, Some(15)), (2, None), (3, None)]);
     }
 }
