@@ -53,11 +53,6 @@ enum Command {
         /// available.
         #[arg(long)]
         require: bool,
-        /// Report lost messages without failing the run (recovery and the
-        /// end state still decide it). For `.ci/run` while the loss after a
-        /// healed partition (CHAOS.md, "Open") is not fixed.
-        #[arg(long)]
-        loss_is_known: bool,
         /// The broker binary (default: `mqtt-cluster-broker` beside this one).
         #[arg(long)]
         broker: Option<PathBuf>,
@@ -163,11 +158,10 @@ fn main() -> ExitCode {
                 },
             rate,
             require,
-            loss_is_known,
             broker,
         } => runtime.block_on(async {
             tokio::select! {
-                outcome = run(seed, duration, faults, rate, require, loss_is_known, broker) => outcome,
+                outcome = run(seed, duration, faults, rate, require, broker) => outcome,
                 signal = interrupted() => {
                     // The run's brokers and network were dropped with it,
                     // and whatever still ran in its namespaces killed.
@@ -254,7 +248,6 @@ async fn run(
     kinds: Vec<FaultKind>,
     rate: u64,
     require: bool,
-    loss_is_known: bool,
     broker: Option<PathBuf>,
 ) -> Result<ExitCode, String> {
     if let Some(why) = netns::unavailable() {
@@ -433,11 +426,8 @@ async fn run(
                     .find(|&&at| at >= record.ended_unix_ms)
                     .copied()
             });
-            // A sample taken right at the SUBACK cannot show whether the
-            // other brokers hold the new subscription yet.
-            record.resubscribed_unix_ms = again.and_then(|at| {
-                timeline.healthy_from(at.saturating_add(health::SEEN_WITHIN.as_millis() as u64))
-            });
+            record.resubscribed_unix_ms =
+                again.and_then(|at| timeline.healthy_with_subscription(at));
         }
     }
     drop(brokers);
@@ -460,13 +450,7 @@ async fn run(
         .iter()
         .filter(|r| r.recovered_unix_ms.is_none())
         .count();
-    let passed = (outcome.lost == 0 || loss_is_known) && end_problem.is_none() && unrecovered == 0;
-    if outcome.lost > 0 && loss_is_known {
-        println!(
-            "WARNING: {} confirmed messages lost; not failing the run (--loss-is-known: the loss after a healed partition, CHAOS.md \"Open\")",
-            outcome.lost
-        );
-    }
+    let passed = outcome.lost == 0 && end_problem.is_none() && unrecovered == 0;
     if passed {
         let _ = std::fs::remove_dir_all(&dir);
     } else {
@@ -547,26 +531,8 @@ fn report_run(
     println!(
         "published {sent}, confirmed (PUBACK) {confirmed}, delivered {delivered} (distinct arrivals over all subscribers), publishers reconnected {reconnects} times"
     );
-    // Not owed to anyone (only acknowledged messages are), but a PUBACK
-    // that never came is worth a look: say where and since when.
     for (host, publisher) in hosts.iter().zip(published) {
-        let left = &publisher.unacknowledged;
-        let (Some(first), Some(last)) = (left.keys().next(), left.keys().next_back()) else {
-            continue;
-        };
-        let out: Vec<u64> = left.values().flatten().copied().collect();
-        let at = |ms: u64| ms.saturating_sub(run_started_unix_ms) as f64 / 1000.0;
-        let sent = match (out.iter().min(), out.iter().max()) {
-            (Some(&a), Some(&b)) => {
-                format!(", last sent between {:.3} s and {:.3} s", at(a), at(b))
-            }
-            _ => String::new(),
-        };
-        println!(
-            "  publisher on {host:8} never acknowledged {} (#{first}..#{last}{sent}; {} never sent)",
-            left.len(),
-            left.len() - out.len()
-        );
+        report_unacknowledged(host, publisher, run_started_unix_ms);
     }
     let mut outcome = Outcome { lost: 0 };
     let mut excused = (0, 0);
@@ -642,6 +608,45 @@ fn report_run(
         "PUBACKs rmqtt sent without the cluster's confirmation (since each broker's last start): {not_confirmed}"
     );
     outcome
+}
+
+/// Says which of `publisher`'s messages had no PUBACK when the drain
+/// ended. They are owed to nobody (only acknowledged messages are), but a
+/// PUBACK that never came is worth a look: where, since when, and which of
+/// them the MQTT client itself dropped before any broker had them.
+fn report_unacknowledged(host: &str, publisher: &Published, run_started_unix_ms: u64) {
+    let left = &publisher.unacknowledged;
+    let dropped = &publisher.dropped_by_client;
+    let accounted = publisher.confirmed.len() + left.len() + dropped.len();
+    let untracked = (publisher.sent as usize).saturating_sub(accounted);
+    if left.is_empty() && dropped.is_empty() && untracked == 0 {
+        return;
+    }
+    let at = |ms: u64| ms.saturating_sub(run_started_unix_ms) as f64 / 1000.0;
+    let out: Vec<u64> = left.values().flatten().copied().collect();
+    let last_sent = match (out.iter().min(), out.iter().max()) {
+        (Some(&a), Some(&b)) => format!(", last sent {:.3}–{:.3} s", at(a), at(b)),
+        _ => String::new(),
+    };
+    let numbers = |mut seqs: Vec<u64>| {
+        seqs.sort_unstable();
+        match (seqs.first(), seqs.last()) {
+            (Some(a), Some(b)) => format!(" (#{a}..#{b})"),
+            _ => String::new(),
+        }
+    };
+    println!(
+        "  publisher on {host:8} no PUBACK for {}{}{last_sent}; dropped by the MQTT client before sending {}{}{}",
+        left.len(),
+        numbers(left.keys().copied().collect()),
+        dropped.len(),
+        numbers(dropped.clone()),
+        if untracked > 0 {
+            format!("; {untracked} the runner lost track of")
+        } else {
+            String::new()
+        }
+    );
 }
 
 fn short(digest: &str) -> &str {

@@ -183,6 +183,7 @@ mod tests {
             confirmed: confirmed.iter().map(|&(s, at)| (s, span(at))).collect(),
             reconnects: 0,
             unacknowledged: Default::default(),
+            dropped_by_client: Vec::new(),
         }
     }
 

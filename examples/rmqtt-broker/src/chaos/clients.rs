@@ -39,6 +39,10 @@ pub struct Published {
     /// number: when they last went out (`None`: never sent).
     #[serde(default)]
     pub unacknowledged: BTreeMap<u64, Option<u64>>,
+    /// The messages the MQTT client dropped before sending them (see
+    /// [`InFlight::dropped`]): no broker ever had them.
+    #[serde(default)]
+    pub dropped_by_client: Vec<u64>,
 }
 
 /// When a confirmed message was in the broker's hands (Unix milliseconds):
@@ -193,10 +197,10 @@ pub async fn publish(
     sender.abort();
     let _ = client.try_disconnect();
     let mut published = std::mem::take(&mut *log.lock().unwrap_or_else(|e| e.into_inner()));
-    published.unacknowledged = in_flight
-        .lock()
-        .map(|f| f.unacknowledged())
-        .unwrap_or_default();
+    if let Ok(f) = in_flight.lock() {
+        published.unacknowledged = f.unacknowledged();
+        published.dropped_by_client = f.dropped().to_vec();
+    }
     published
 }
 

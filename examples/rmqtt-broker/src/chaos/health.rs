@@ -193,6 +193,15 @@ impl Timeline {
         }
     }
 
+    /// The first healthy moment whose samples can show a subscription made
+    /// at `subscribed_unix_ms` (a SUBACK): a sample taken right at it
+    /// cannot tell whether the other brokers hold it yet, so not before
+    /// [`SEEN_WITHIN`] after it.
+    pub fn healthy_with_subscription(&self, subscribed_unix_ms: u64) -> Option<u64> {
+        let shown = u64::try_from(SEEN_WITHIN.as_millis()).unwrap_or(u64::MAX);
+        self.healthy_from(subscribed_unix_ms.saturating_add(shown))
+    }
+
     /// The first moment at or after `from` the cluster was healthy.
     pub fn healthy_from(&self, from_unix_ms: u64) -> Option<u64> {
         let mut healthy_since = None;
@@ -239,6 +248,22 @@ mod tests {
         assert_eq!(t.healthy_from(900), Some(900));
         assert_eq!(t.healthy_from(950), Some(950));
         assert_eq!(t.healthy_from(1_100), None);
+    }
+
+    #[test]
+    fn a_new_subscription_counts_once_a_sample_can_show_it() {
+        let mut t = Timeline::default();
+        // Healthy all along: the sample 2 ms after the SUBACK was taken
+        // before any other broker could hold the subscription.
+        t.sample(10_000, true);
+        t.sample(10_102, true);
+        let seen = t.healthy_with_subscription(10_100).unwrap();
+        assert_eq!(seen, 10_100 + SEEN_WITHIN.as_millis() as u64);
+        assert_eq!(seen, 10_450);
+        // Unhealthy then: the first healthy moment after that.
+        t.sample(10_300, false);
+        t.sample(10_700, true);
+        assert_eq!(t.healthy_with_subscription(10_100), Some(10_700));
     }
 
     #[test]

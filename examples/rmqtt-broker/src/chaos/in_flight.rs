@@ -15,6 +15,13 @@
 //! later PUBACK onto the wrong number: confirmed messages would then look
 //! lost and lost ones confirmed. So each packet id keeps the messages
 //! sent under it, oldest first, and an acknowledgement confirms the oldest.
+//!
+//! The client holds one parked message only. After a reconnect it sends
+//! everything its request channel held past its in-flight window, so new
+//! messages can collide again while one is parked: the second replaces the
+//! first, which is never sent (`rumqttc` 0.24). Such a message never
+//! reached a broker; it is recorded as dropped by the client, so that the
+//! report can say so rather than lose track of it.
 
 use std::collections::{BTreeMap, VecDeque};
 
@@ -28,6 +35,8 @@ pub struct InFlight {
     parked: Option<(u16, u64)>,
     /// Per packet id: (number, when it last went out), oldest first.
     sent: BTreeMap<u16, VecDeque<(u64, u64)>>,
+    /// Parked messages the client replaced by a later one.
+    dropped: Vec<u64>,
 }
 
 impl InFlight {
@@ -40,8 +49,16 @@ impl InFlight {
     /// (`Outgoing::AwaitAck`).
     pub fn parked(&mut self, pkid: u16) {
         if let Some(seq) = self.queued.pop_front() {
-            self.parked = Some((pkid, seq));
+            if let Some((_, replaced)) = self.parked.replace((pkid, seq)) {
+                self.dropped.push(replaced);
+            }
         }
+    }
+
+    /// The messages the client dropped: parked, then replaced by a later
+    /// collision before they could go out.
+    pub fn dropped(&self) -> &[u64] {
+        &self.dropped
     }
 
     /// A PUBLISH went out under `pkid` at `now_unix_ms`
@@ -157,5 +174,25 @@ mod tests {
         assert_eq!(f.acked(2), Some((1, 11)));
         let left: Vec<_> = f.unacknowledged().into_iter().collect();
         assert_eq!(left, vec![(0, Some(15)), (2, None), (3, None)]);
+    }
+
+    #[test]
+    fn a_parked_message_replaced_by_a_second_collision_is_dropped_by_the_client() {
+        let mut f = InFlight::default();
+        (0..4).for_each(|seq| f.queued(seq));
+        f.sent(1, 10, false);
+        f.sent(2, 11, false);
+        // After a reconnect: message 2 collides on id 1, then message 3 on
+        // id 2 replaces it in the client.
+        f.parked(1);
+        f.parked(2);
+        assert_eq!(f.dropped(), &[2]);
+        assert_eq!(f.acked(2), Some((1, 11)));
+        // Message 3 goes out once id 2 is free, and is confirmed by its own
+        // acknowledgement; message 0 is still in flight.
+        f.sent(2, 20, false);
+        assert_eq!(f.acked(2), Some((3, 20)));
+        assert_eq!(f.acked(1), Some((0, 10)));
+        assert!(f.is_empty());
     }
 }
