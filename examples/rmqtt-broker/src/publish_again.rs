@@ -65,13 +65,6 @@ pub enum Verdict {
     },
 }
 
-impl Verdict {
-    /// Whether the client publish may count as confirmed by this verdict.
-    pub fn confirms(self) -> bool {
-        matches!(self, Verdict::Confirmed)
-    }
-}
-
 /// The rounds of one client publish (all node publishes it became).
 #[derive(Debug, Clone)]
 pub struct Rounds {
@@ -162,7 +155,6 @@ mod tests {
         // Still settling when the bound ran out: not confirmed, said so.
         let verdict = rounds.after(Outcome::Confirmed, true, start + BOUND);
         assert_eq!(verdict, Verdict::SettlingOutlasted { rounds: 15 });
-        assert!(!verdict.confirms());
     }
 
     #[test]
@@ -179,7 +171,6 @@ mod tests {
         ));
         let verdict = rounds.after(Outcome::Confirmed, false, start + ms(170));
         assert_eq!(verdict, Verdict::Confirmed);
-        assert!(verdict.confirms());
     }
 
     #[test]
