@@ -537,8 +537,9 @@ fn report_run(
     let mut outcome = Outcome { lost: 0 };
     let mut excused = (0, 0);
     let mut duplicates = 0;
+    let cores: Vec<String> = CORES.map(String::from).to_vec();
     for (host, received) in hosts.iter().zip(&seen.received) {
-        let verdict = checker::verdict(published, hosts, host, received, records);
+        let verdict = checker::verdict(published, hosts, &cores, host, received, records);
         outcome.lost += verdict.lost;
         excused.0 += verdict.excused;
         excused.1 += verdict.excused_missing;

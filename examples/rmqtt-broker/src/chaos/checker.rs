@@ -57,13 +57,27 @@ impl FaultRecord {
     }
 
     /// Whether the fault separates a publisher on `publisher` from a
-    /// subscriber on `subscriber`.
-    pub fn separates(&self, publisher: &str, subscriber: &str) -> bool {
+    /// subscriber on `subscriber`, in a cluster whose core brokers are
+    /// `cores` (the others are workers).
+    ///
+    /// Workers reach each other only through a core: a partition that
+    /// leaves a worker on a side without any core cuts it off from every
+    /// other broker, those of its own side included (the cores declare it
+    /// dead, and it registers again, after its backoff, once the partition
+    /// healed).
+    pub fn separates(&self, publisher: &str, subscriber: &str, cores: &[String]) -> bool {
         match &self.fault {
             Fault::Partition { side_a, side_b } => {
                 let on = |side: &Vec<String>, h: &str| side.iter().any(|s| s == h);
-                (on(side_a, publisher) && on(side_b, subscriber))
-                    || (on(side_b, publisher) && on(side_a, subscriber))
+                let across = (on(side_a, publisher) && on(side_b, subscriber))
+                    || (on(side_b, publisher) && on(side_a, subscriber));
+                let coreless = |side: &Vec<String>| !side.iter().any(|h| cores.contains(h));
+                let cut_off = |h: &str| {
+                    !cores.iter().any(|c| c == h)
+                        && ((on(side_a, h) && coreless(side_a))
+                            || (on(side_b, h) && coreless(side_b)))
+                };
+                across || (publisher != subscriber && (cut_off(publisher) || cut_off(subscriber)))
             }
             Fault::Pause { host } => host == publisher || host == subscriber,
             Fault::Netem {
@@ -86,8 +100,14 @@ impl FaultRecord {
 
     /// Whether a message in a broker's hands during `span` is excused for
     /// this pair.
-    pub fn excuses(&self, publisher: &str, subscriber: &str, span: &Span) -> bool {
-        if !self.separates(publisher, subscriber) {
+    pub fn excuses(
+        &self,
+        publisher: &str,
+        subscriber: &str,
+        cores: &[String],
+        span: &Span,
+    ) -> bool {
+        if !self.separates(publisher, subscriber, cores) {
             return false;
         }
         let from = self.started_unix_ms.saturating_sub(LEAD_MS);
@@ -121,10 +141,12 @@ pub struct Verdict {
 pub const LOST_SHOWN: usize = 10;
 
 /// Judges what the subscriber on `subscriber` received of what every
-/// publisher (publisher `i` on `publishers[i]`) had confirmed.
+/// publisher (publisher `i` on `publishers[i]`) had confirmed, in a
+/// cluster whose core brokers are `cores`.
 pub fn verdict(
     published: &[Published],
     publishers: &[String],
+    cores: &[String],
     subscriber: &str,
     received: &Received,
     faults: &[FaultRecord],
@@ -141,7 +163,7 @@ pub fn verdict(
             let arrived = seen.contains(seq);
             if faults
                 .iter()
-                .any(|f| f.excuses(publisher, subscriber, span))
+                .any(|f| f.excuses(publisher, subscriber, cores, span))
             {
                 verdict.excused += 1;
                 verdict.excused_missing += u64::from(!arrived);
@@ -194,7 +216,7 @@ mod tests {
             received.arrived(&payload(0, seq));
         }
         let log = [published(&[(0, 0), (1, 0), (2, 0), (3, 0)])];
-        let v = verdict(&log, &["p".into()], "s", &received, &[]);
+        let v = verdict(&log, &["p".into()], &[], "s", &received, &[]);
         assert_eq!(
             v,
             Verdict {
@@ -233,21 +255,23 @@ mod tests {
             ..Received::default()
         };
         let faults = [partition];
-        let v = verdict(&log, &["p".into()], "s", &received, &faults);
+        // Every broker a core here (workers: the next test).
+        let all: Vec<String> = ["p", "s", "x"].map(String::from).to_vec();
+        let v = verdict(&log, &["p".into()], &all, "s", &received, &faults);
         assert_eq!(
             (v.expected, v.lost, v.excused, v.excused_missing),
             (2, 0, 3, 3)
         );
         // A subscriber on the publisher's side is owed everything.
-        let v = verdict(&log, &["p".into()], "p", &received, &faults);
+        let v = verdict(&log, &["p".into()], &all, "p", &received, &faults);
         assert_eq!((v.expected, v.lost, v.excused), (5, 3, 0));
         // A pause separates its host from everyone; a kill excuses nothing.
         let pause = FaultRecord {
             fault: Fault::Pause { host: "s".into() },
             ..faults[0].clone()
         };
-        assert!(pause.separates("p", "s") && pause.separates("s", "x"));
-        assert!(!pause.separates("p", "x"));
+        assert!(pause.separates("p", "s", &all) && pause.separates("s", "x", &all));
+        assert!(!pause.separates("p", "x", &all));
         // A kill excuses nothing it published, and what its subscriber
         // missed until it subscribed again and the cluster recovered.
         let kill = FaultRecord {
@@ -255,15 +279,44 @@ mod tests {
             resubscribed_unix_ms: Some(18_000),
             ..faults[0].clone()
         };
-        assert!(!kill.excuses("p", "s", &span(12_000)));
-        assert!(kill.excuses("s", "p", &span(17_500)));
-        assert!(!kill.excuses("s", "p", &span(18_500)));
+        assert!(!kill.excuses("p", "s", &all, &span(12_000)));
+        assert!(kill.excuses("s", "p", &all, &span(17_500)));
+        assert!(!kill.excuses("s", "p", &all, &span(18_500)));
         // Not recovered: excused to the end of the run.
         let unrecovered = FaultRecord {
             recovered_unix_ms: None,
             ..faults[0].clone()
         };
-        assert!(unrecovered.excuses("p", "s", &span(90_000)));
+        assert!(unrecovered.excuses("p", "s", &all, &span(90_000)));
         assert_eq!(faults[0].recovery_ms(), Some(1_000));
+    }
+
+    #[test]
+    fn a_partition_that_leaves_workers_without_a_core_cuts_them_off_from_each_other() {
+        let cores: Vec<String> = ["core1", "core2"].map(String::from).to_vec();
+        let partition = |a: &[&str], b: &[&str]| FaultRecord {
+            fault: Fault::Partition {
+                side_a: a.iter().map(|h| h.to_string()).collect(),
+                side_b: b.iter().map(|h| h.to_string()).collect(),
+            },
+            started_unix_ms: 10_000,
+            ended_unix_ms: 15_000,
+            recovered_unix_ms: Some(20_000),
+            resubscribed_unix_ms: None,
+        };
+        // Two workers together, every core on the other side: each core
+        // declares both dead, and they reach nobody, not even each other.
+        let coreless = partition(&["worker2", "worker3"], &["core1", "core2", "worker1"]);
+        assert!(coreless.separates("worker3", "worker2", &cores));
+        assert!(coreless.excuses("worker3", "worker2", &cores, &span(19_000)));
+        assert!(coreless.separates("core1", "worker2", &cores));
+        // A broker's own subscribers are not separated from it, and the
+        // other side's brokers still reach each other.
+        assert!(!coreless.separates("worker2", "worker2", &cores));
+        assert!(!coreless.separates("core1", "worker1", &cores));
+        // Workers with a core on their side keep reaching each other.
+        let with_core = partition(&["core1", "worker2", "worker3"], &["core2", "worker1"]);
+        assert!(!with_core.separates("worker3", "worker2", &cores));
+        assert!(with_core.separates("worker3", "worker1", &cores));
     }
 }
