@@ -9,7 +9,7 @@
 //!
 //! - a worker, once its core accepted it and its view agrees with the
 //!   core's (its stream read to the core's routing table:
-//!   [`Event::Synced`](mqtt_cluster_core::Event::Synced) came);
+//!   [`Event::Synced`] came);
 //! - a core, once its view agrees with every core it knows and it knows
 //!   another core, or no other core answered within the first contact
 //!   window (`requestTimeout` and two heartbeats), or none is configured;

@@ -9,8 +9,8 @@
 //! example's README). So a confirmed message counts as **lost** when it is
 //! missing at a subscriber whose broker was never killed, unless the
 //! message was in its broker's hands while a fault separated the
-//! publisher's broker from the subscriber's: from one second before the
-//! fault until the cluster recovered from it. Those are **excused** and
+//! publisher's broker from the subscriber's ([`FaultRecord::separates`]):
+//! from one second before the fault until the cluster recovered from it. Those are **excused** and
 //! counted apart (with how many of them did arrive).
 //!
 //! Nothing is excused for a broker that was killed and restarted as a
