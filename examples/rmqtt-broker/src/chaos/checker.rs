@@ -68,15 +68,17 @@ impl FaultRecord {
     pub fn separates(&self, publisher: &str, subscriber: &str, cores: &[String]) -> bool {
         match &self.fault {
             Fault::Partition { side_a, side_b } => {
-                let on = |side: &Vec<String>, h: &str| side.iter().any(|s| s == h);
-                let across = (on(side_a, publisher) && on(side_b, subscriber))
-                    || (on(side_b, publisher) && on(side_a, subscriber));
-                let coreless = |side: &Vec<String>| !side.iter().any(|h| cores.contains(h));
-                let cut_off = |h: &str| {
-                    !cores.iter().any(|c| c == h)
-                        && ((on(side_a, h) && coreless(side_a))
-                            || (on(side_b, h) && coreless(side_b)))
+                let side_of = |h: &str| {
+                    [side_a, side_b]
+                        .into_iter()
+                        .position(|side| side.iter().any(|s| s == h))
                 };
+                let is_core = |h: &str| cores.iter().any(|c| c == h);
+                let cut_off = |h: &str| {
+                    let side = side_of(h).map(|i| [side_a, side_b][i]);
+                    !is_core(h) && side.is_some_and(|side| !side.iter().any(|s| is_core(s)))
+                };
+                let across = matches!((side_of(publisher), side_of(subscriber)), (Some(p), Some(s)) if p != s);
                 across || (publisher != subscriber && (cut_off(publisher) || cut_off(subscriber)))
             }
             Fault::Pause { host } => host == publisher || host == subscriber,
